@@ -5,4 +5,7 @@
 //! prints.
 #![deny(missing_docs)]
 
+pub mod activate;
+pub mod identity;
+pub mod manifest;
 pub mod name;

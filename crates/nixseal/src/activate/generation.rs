@@ -1,0 +1,218 @@
+//! Generation directories `<mountPoint>/<n>` and their temporaries `<n>.tmp`.
+//!
+//! Generation numbers come from the directory listing (the highest present,
+//! temporaries included, plus one), never from a counter file.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{
+    fchmod, fchown, fstat, openat, readlinkat, statat, unlinkat, AtFlags, Dir, FileType, Gid, Mode,
+    OFlags, Uid,
+};
+
+/// An entry of the mount point's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A finished generation.
+    Generation(u64),
+    /// A temporary generation being built (or left by a crash).
+    Tmp(u64),
+    /// Anything else (left alone).
+    Other(String),
+}
+
+/// Classifies a name in the mount point's root.
+pub fn classify(name: &str) -> Entry {
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0'))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    if let Some(n) = num(name) {
+        return Entry::Generation(n);
+    }
+    if let Some(n) = name.strip_suffix(".tmp").and_then(num) {
+        return Entry::Tmp(n);
+    }
+    Entry::Other(name.to_owned())
+}
+
+/// Lists the mount point's root.
+pub fn list(dir: &OwnedFd) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for e in Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy();
+        if name == "." || name == ".." {
+            continue;
+        }
+        out.push(classify(&name));
+    }
+    Ok(out)
+}
+
+/// The next generation number.
+pub fn next_number(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Generation(n) | Entry::Tmp(n) => Some(*n),
+            Entry::Other(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// The generation `symlink` points to, if it is `<mount_point>/<n>`.
+pub fn active<Fd: AsFd>(link_parent: Fd, link_name: &str, mount_point: &str) -> Option<u64> {
+    let target = readlinkat(link_parent, link_name, Vec::new()).ok()?;
+    let target = target.to_str().ok()?;
+    let rest = target.strip_prefix(mount_point)?.strip_prefix('/')?;
+    match classify(rest) {
+        Entry::Generation(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// Removes `name` under `dir` recursively, never following a symlink (a
+/// symlink is removed itself, its target untouched).
+pub fn remove_tree<Fd: AsFd>(dir: Fd, name: &str) -> io::Result<()> {
+    let st = match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        r => r?,
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let sub = openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for e in Dir::read_from(&sub)? {
+            let e = e?;
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n != "." && n != ".." {
+                names.push(n);
+            }
+        }
+        for n in names {
+            remove_tree(&sub, &n)?;
+        }
+        match unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            r => Ok(r?),
+        }
+    } else {
+        match unlinkat(&dir, name, AtFlags::empty()) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            r => Ok(r?),
+        }
+    }
+}
+
+/// Creates a file exclusively under `dir` with no access for anyone, sets its
+/// owner and mode, and only then writes `content`.
+pub fn write_new_file<Fd: AsFd>(
+    dir: Fd,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    content: &[u8],
+) -> io::Result<()> {
+    let fd = openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+    fchmod(&fd, Mode::from_raw_mode(mode))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(content)?;
+    Ok(())
+}
+
+/// A previous file: owner, group, mode and whether its bytes equal `content`.
+pub fn same_file<Fd: AsFd>(
+    dir: Fd,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    content: &[u8],
+) -> bool {
+    use std::io::Read;
+    let Ok(fd) = openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let Ok(st) = fstat(&fd) else { return false };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_uid != uid
+        || st.st_gid != gid
+        || st.st_mode & 0o7777 != mode
+        || st.st_size as u64 != content.len() as u64
+    {
+        return false;
+    }
+    let mut old = zeroize::Zeroizing::new(Vec::with_capacity(content.len()));
+    let mut f = std::fs::File::from(fd);
+    if f.read_to_end(&mut old).is_err() {
+        return false;
+    }
+    old.as_slice() == content
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_names() {
+        assert_eq!(classify("12"), Entry::Generation(12));
+        assert_eq!(classify("12.tmp"), Entry::Tmp(12));
+        assert_eq!(classify("012"), Entry::Other("012".into()));
+        assert_eq!(classify(".tmp"), Entry::Other(".tmp".into()));
+        assert_eq!(classify("x"), Entry::Other("x".into()));
+        assert_eq!(
+            next_number(&[
+                Entry::Generation(3),
+                Entry::Tmp(7),
+                Entry::Other("9".into())
+            ]),
+            8
+        );
+        assert_eq!(next_number(&[]), 1);
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        let inside = d.path().join("gen");
+        std::fs::create_dir_all(inside.join("sub")).unwrap();
+        std::fs::write(inside.join("sub/f"), "y").unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
+        let fd = openat(
+            rustix::fs::CWD,
+            d.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        remove_tree(&fd, "gen").unwrap();
+        assert!(!inside.exists());
+        assert!(outside.join("keep").exists());
+        remove_tree(&fd, "gen").unwrap();
+    }
+}

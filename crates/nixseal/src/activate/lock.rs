@@ -1,0 +1,93 @@
+//! The deploy lock: `flock(2)` on `<parent>/.<mount point name>.lock`.
+//!
+//! Held for the whole run; a second deploy blocks until the first finishes,
+//! then runs. The kernel drops the lock when the process dies (kill -9
+//! included), so there is no stale lock to clean up.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{flock, fstat, openat, FileType, FlockOperation, Mode, OFlags};
+
+use super::paths::{self, PathError, Trust};
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The directory holding the lock file is unusable.
+    #[error("lock for {mount_point}: {source}")]
+    Path {
+        /// The mount point the lock guards.
+        mount_point: String,
+        /// Why.
+        #[source]
+        source: PathError,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot {op} lock file {path}: {source}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The lock file.
+        path: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Something other than a root-owned regular file is at the lock path.
+    #[error("lock file {path} is not a root-owned regular file; remove it")]
+    NotAFile {
+        /// The lock file.
+        path: String,
+    },
+}
+
+/// A held lock; released on drop (or process death).
+#[derive(Debug)]
+pub struct DeployLock {
+    _fd: OwnedFd,
+    /// Where the lock file is.
+    pub path: String,
+}
+
+/// The lock file path guarding `mount_point`.
+pub fn lock_path(mount_point: &str) -> String {
+    let (parent, base) = paths::split(mount_point);
+    if parent == "/" {
+        format!("/.{base}.lock")
+    } else {
+        format!("{parent}/.{base}.lock")
+    }
+}
+
+/// Takes the lock for `mount_point`, waiting for a running deploy to finish.
+pub fn acquire(mount_point: &str) -> Result<DeployLock, LockError> {
+    let (parent, base) = paths::split(mount_point);
+    let path = lock_path(mount_point);
+    let pfd = paths::open_dir(parent, true, Trust::RootOnly).map_err(|source| LockError::Path {
+        mount_point: mount_point.to_owned(),
+        source,
+    })?;
+    let io = |op| {
+        let path = path.clone();
+        move |e: rustix::io::Errno| LockError::Io {
+            op,
+            path,
+            source: e.into(),
+        }
+    };
+    let fd = openat(
+        &pfd,
+        format!(".{base}.lock").as_str(),
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io("open"))?;
+    let st = fstat(&fd).map_err(io("stat"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != 0 {
+        return Err(LockError::NotAFile { path });
+    }
+    flock(&fd, FlockOperation::LockExclusive).map_err(io("lock"))?;
+    Ok(DeployLock { _fd: fd, path })
+}

@@ -1,0 +1,901 @@
+//! The host manifest (version 1): what `nixseal deploy` installs on one host.
+//!
+//! Keep in sync with the NixOS module that emits it (`modules/`); the schema is
+//! written down in DESIGN.md. Unknown fields and unknown versions are refused.
+//!
+//! [`Manifest::validate`] checks the whole document before anything on the
+//! host is touched and reports every problem it finds, not only the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::activate::users::Accounts;
+use crate::name::{self, NameError};
+
+/// The only manifest version this build understands.
+pub const VERSION: u64 = 1;
+
+/// Where `{{nixseal:NAME}}` placeholders start in a template.
+pub const PLACEHOLDER_OPEN: &str = "{{nixseal:";
+/// Where a placeholder ends.
+pub const PLACEHOLDER_CLOSE: &str = "}}";
+
+/// A host manifest, version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always 1.
+    pub version: u64,
+    /// Private keys the host decrypts with.
+    pub host_keys: Vec<HostKey>,
+    /// The ramfs holding the generations, e.g. `/run/nixseal.d`.
+    pub mount_point: String,
+    /// The stable symlink to the active generation, e.g. `/run/nixseal`.
+    pub symlink: String,
+    /// Generations kept, the active one included; 0 disables pruning.
+    pub keep_generations: u32,
+    /// Secrets to decrypt.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Files rendered from secrets.
+    #[serde(default)]
+    pub templates: Vec<Template>,
+}
+
+/// One host private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostKey {
+    /// Absolute path of the OpenSSH private key.
+    pub path: String,
+    /// Key type; only `ed25519` is supported.
+    #[serde(rename = "type")]
+    pub key_type: String,
+}
+
+/// One secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Secret {
+    /// File name inside the generation.
+    pub name: String,
+    /// The rekeyed age file (a store path).
+    pub source: String,
+    /// Owning user.
+    pub owner: String,
+    /// Owning group.
+    pub group: String,
+    /// Octal mode, e.g. `"0400"`.
+    pub mode: String,
+    /// Where services find it; `<symlink>/<name>` needs no extra placement.
+    pub path: String,
+    /// For another `path`: a symlink through `symlink` (true) or a copy.
+    #[serde(default = "default_true")]
+    pub symlink: bool,
+    /// Units restarted when the secret changes.
+    #[serde(default)]
+    pub restart_units: Vec<String>,
+    /// Units reloaded when the secret changes.
+    #[serde(default)]
+    pub reload_units: Vec<String>,
+    /// Installed by `deploy --users`, before user accounts exist.
+    #[serde(default)]
+    pub needed_for_users: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One template: text with `{{nixseal:NAME}}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Template {
+    /// File name inside the generation.
+    pub name: String,
+    /// The text; placeholders are replaced by secret contents.
+    pub content: String,
+    /// Owning user.
+    pub owner: String,
+    /// Owning group.
+    pub group: String,
+    /// Octal mode.
+    pub mode: String,
+    /// Where services find it (a symlink through `symlink` when not the default).
+    pub path: String,
+}
+
+/// Which part of the manifest a run installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything but `neededForUsers` secrets.
+    Main,
+    /// Only `neededForUsers` secrets, owned by root (`deploy --users`).
+    Users,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read manifest {}: {source}", path.display())]
+    Read {
+        /// The manifest file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not JSON, or not the version-1 schema (unknown or missing field, wrong type).
+    #[error("manifest {} is not a valid version-1 host manifest: {source}", path.display())]
+    Json {
+        /// The manifest file.
+        path: PathBuf,
+        /// The parser's error (names the line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `version` field is missing or not 1.
+    #[error("manifest {} has version {found}; this nixseal reads version {VERSION} (rebuild the host with a matching nixseal)", path.display())]
+    Version {
+        /// The manifest file.
+        path: PathBuf,
+        /// The version found, as JSON text.
+        found: String,
+    },
+    /// Parsed, but the content is inconsistent.
+    #[error("manifest {} is invalid:{}", path.display(), Bullets(problems))]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+struct Bullets<'a>(&'a [Problem]);
+impl fmt::Display for Bullets<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem in an otherwise parseable manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A secret or template name is unusable as a file name.
+    #[error("{source}")]
+    Name {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: NameError,
+    },
+    /// Two entries share a name (secrets and templates share one directory).
+    #[error("name {name:?} is used twice (secret and template names must be unique)")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// A path field is not an absolute, normalised path outside /nix/store.
+    #[error("{field} {path:?} {why}")]
+    Path {
+        /// Which field, e.g. `secret db: path`.
+        field: String,
+        /// The value.
+        path: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Two fields name the same path, or one lies inside the other.
+    #[error("{first} {first_path:?} and {second} {second_path:?} {why}")]
+    PathConflict {
+        /// The first field.
+        first: String,
+        /// Its path.
+        first_path: String,
+        /// The second field.
+        second: String,
+        /// Its path.
+        second_path: String,
+        /// `are the same path` or `is inside the other`.
+        why: &'static str,
+    },
+    /// A mode is not 3 or 4 octal digits.
+    #[error("{what} {name:?}: mode {mode:?} is not an octal mode like \"0400\" (3 or 4 octal digits, at most 0777)")]
+    Mode {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The value.
+        mode: String,
+    },
+    /// An owner does not exist on this host.
+    #[error("{what} {name:?}: user {user:?} does not exist on this host (not in /etc/passwd); create it or change the owner")]
+    UnknownUser {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The missing user.
+        user: String,
+    },
+    /// A group does not exist on this host.
+    #[error("{what} {name:?}: group {group:?} does not exist on this host (not in /etc/group); create it or change the group")]
+    UnknownGroup {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The missing group.
+        group: String,
+    },
+    /// A template placeholder names no secret of the manifest.
+    #[error("template {template:?}: placeholder {{{{nixseal:{secret}}}}} names no secret of this manifest")]
+    TemplateRef {
+        /// The template.
+        template: String,
+        /// The missing secret.
+        secret: String,
+    },
+    /// A template has an unterminated placeholder.
+    #[error("template {template:?}: `{{{{nixseal:` without a closing `}}}}`")]
+    TemplateSyntax {
+        /// The template.
+        template: String,
+    },
+    /// A host key type other than ed25519.
+    #[error("host key {path:?}: type {key_type:?} is not supported (only \"ed25519\")")]
+    HostKeyType {
+        /// The key path.
+        path: String,
+        /// The type given.
+        key_type: String,
+    },
+    /// Secrets to decrypt but no host key.
+    #[error("hostKeys is empty but there are secrets to decrypt; add the host's ssh ed25519 key")]
+    NoHostKeys,
+    /// A unit name that systemctl would misread.
+    #[error("secret {secret:?}: unit name {unit:?} is not a systemd unit name")]
+    Unit {
+        /// The secret.
+        secret: String,
+        /// The unit.
+        unit: String,
+    },
+    /// A `neededForUsers` secret whose path points into the main symlink.
+    #[error("secret {secret:?} is neededForUsers, so it is installed under {expected:?}, but its path is {path:?}; set path to {expected:?}/{secret} or outside both symlinks")]
+    UsersPath {
+        /// The secret.
+        secret: String,
+        /// Its path.
+        path: String,
+        /// The users symlink.
+        expected: String,
+    },
+}
+
+impl Manifest {
+    /// Reads and parses a manifest file (no validation beyond the schema).
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses manifest bytes; `path` is only used in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ManifestError> {
+        let json = |source| ManifestError::Json {
+            path: path.to_owned(),
+            source,
+        };
+        // Check the version first so that a future manifest is reported as such,
+        // not as "unknown field".
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json)?;
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(VERSION) => {}
+            Some(v) if value.is_object() => {
+                return Err(ManifestError::Version {
+                    path: path.to_owned(),
+                    found: v.to_string(),
+                })
+            }
+            None if value.is_object() => {
+                return Err(ManifestError::Version {
+                    path: path.to_owned(),
+                    found: "(missing)".into(),
+                })
+            }
+            _ => {}
+        }
+        serde_json::from_value(value).map_err(json)
+    }
+
+    /// The ramfs of `deploy --users`: `/run/nixseal.d` → `/run/nixseal-for-users.d`.
+    pub fn users_mount_point(&self) -> String {
+        for_users(&self.mount_point)
+    }
+
+    /// The symlink of `deploy --users`: `/run/nixseal` → `/run/nixseal-for-users`.
+    pub fn users_symlink(&self) -> String {
+        for_users(&self.symlink)
+    }
+
+    /// The mount point and symlink used by a run of the given scope.
+    pub fn locations(&self, scope: Scope) -> (String, String) {
+        match scope {
+            Scope::Main => (self.mount_point.clone(), self.symlink.clone()),
+            Scope::Users => (self.users_mount_point(), self.users_symlink()),
+        }
+    }
+
+    /// Checks everything that can be checked without touching the host.
+    ///
+    /// Owners and groups are checked for the entries the `scope` installs
+    /// (`--users` runs before accounts exist and installs root-owned files).
+    pub fn validate(
+        &self,
+        path: &Path,
+        accounts: &Accounts,
+        scope: Scope,
+    ) -> Result<(), ManifestError> {
+        let mut p = Vec::new();
+        self.check(accounts, scope, &mut p);
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid {
+                path: path.to_owned(),
+                problems: p,
+            })
+        }
+    }
+
+    fn check(&self, accounts: &Accounts, scope: Scope, p: &mut Vec<Problem>) {
+        // Locations.
+        let users_mp = self.users_mount_point();
+        let users_sl = self.users_symlink();
+        let mut fixed: Vec<(String, String)> = Vec::new();
+        for (field, value) in [
+            ("mountPoint", &self.mount_point),
+            ("symlink", &self.symlink),
+        ] {
+            if let Err(why) = check_abs_path(value) {
+                p.push(Problem::Path {
+                    field: field.into(),
+                    path: value.clone(),
+                    why,
+                });
+            } else if value == "/" {
+                p.push(Problem::Path {
+                    field: field.into(),
+                    path: value.clone(),
+                    why: "is the root directory",
+                });
+            } else {
+                fixed.push((field.into(), value.clone()));
+            }
+        }
+        if fixed.len() == 2 {
+            fixed.push(("users mount point (derived)".into(), users_mp.clone()));
+            fixed.push(("users symlink (derived)".into(), users_sl.clone()));
+        }
+        conflicts(&fixed, p, true);
+
+        // Host keys.
+        for k in &self.host_keys {
+            if let Err(why) = check_abs_path(&k.path) {
+                p.push(Problem::Path {
+                    field: "hostKeys: path".into(),
+                    path: k.path.clone(),
+                    why,
+                });
+            }
+            if k.key_type != "ed25519" {
+                p.push(Problem::HostKeyType {
+                    path: k.path.clone(),
+                    key_type: k.key_type.clone(),
+                });
+            }
+        }
+
+        // Names.
+        let mut names: HashMap<&str, u32> = HashMap::new();
+        for (what, n) in self
+            .secrets
+            .iter()
+            .map(|s| ("secret", &s.name))
+            .chain(self.templates.iter().map(|t| ("template", &t.name)))
+        {
+            if let Err(source) = name::validate(what, n) {
+                p.push(Problem::Name { what, source });
+            }
+            *names.entry(n).or_default() += 1;
+        }
+        let mut dups: Vec<_> = names.iter().filter(|(_, c)| **c > 1).collect();
+        dups.sort();
+        for (n, _) in dups {
+            p.push(Problem::DuplicateName {
+                name: (*n).to_owned(),
+            });
+        }
+
+        // Entries: modes, owners, paths, units.
+        let mut custom: Vec<(String, String)> = Vec::new();
+        let secret_names: HashMap<&str, &Secret> =
+            self.secrets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let installs = |users: bool| match scope {
+            Scope::Main => !users,
+            Scope::Users => users,
+        };
+        for s in &self.secrets {
+            let field = format!("secret {:?}: source", s.name);
+            if let Err(why) = check_source(&s.source) {
+                p.push(Problem::Path {
+                    field,
+                    path: s.source.clone(),
+                    why,
+                });
+            }
+            self.check_entry(
+                "secret",
+                &s.name,
+                &s.mode,
+                &s.owner,
+                &s.group,
+                &s.path,
+                installs(s.needed_for_users) && scope == Scope::Main,
+                accounts,
+                s.needed_for_users,
+                &mut custom,
+                p,
+            );
+            if s.needed_for_users && path_within(&s.path, &self.symlink) {
+                p.push(Problem::UsersPath {
+                    secret: s.name.clone(),
+                    path: s.path.clone(),
+                    expected: users_sl.clone(),
+                });
+            }
+            for u in s.restart_units.iter().chain(&s.reload_units) {
+                if !valid_unit(u) {
+                    p.push(Problem::Unit {
+                        secret: s.name.clone(),
+                        unit: u.clone(),
+                    });
+                }
+            }
+        }
+        for t in &self.templates {
+            self.check_entry(
+                "template",
+                &t.name,
+                &t.mode,
+                &t.owner,
+                &t.group,
+                &t.path,
+                scope == Scope::Main,
+                accounts,
+                false,
+                &mut custom,
+                p,
+            );
+            match placeholders(&t.content) {
+                Err(()) => p.push(Problem::TemplateSyntax {
+                    template: t.name.clone(),
+                }),
+                Ok(refs) => {
+                    for r in refs {
+                        if !secret_names.contains_key(r) {
+                            p.push(Problem::TemplateRef {
+                                template: t.name.clone(),
+                                secret: r.to_owned(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // Custom paths against each other and against the fixed locations.
+        conflicts(&custom, p, true);
+        for (cf, cp) in &custom {
+            for (ff, fp) in &fixed {
+                if cp == fp || path_within(cp, fp) || path_within(fp, cp) {
+                    p.push(Problem::PathConflict {
+                        first: cf.clone(),
+                        first_path: cp.clone(),
+                        second: ff.clone(),
+                        second_path: fp.clone(),
+                        why:
+                            "overlap (a custom path must lie outside the mount point and symlinks)",
+                    });
+                }
+            }
+        }
+
+        let decrypts = match scope {
+            Scope::Main => !self.secrets.is_empty(),
+            Scope::Users => self.secrets.iter().any(|s| s.needed_for_users),
+        };
+        if decrypts && self.host_keys.is_empty() {
+            p.push(Problem::NoHostKeys);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_entry(
+        &self,
+        what: &'static str,
+        name: &str,
+        mode: &str,
+        owner: &str,
+        group: &str,
+        path: &str,
+        check_accounts: bool,
+        accounts: &Accounts,
+        users: bool,
+        custom: &mut Vec<(String, String)>,
+        p: &mut Vec<Problem>,
+    ) {
+        if parse_mode(mode).is_none() {
+            p.push(Problem::Mode {
+                what,
+                name: name.to_owned(),
+                mode: mode.to_owned(),
+            });
+        }
+        if check_accounts {
+            if accounts.uid(owner).is_none() {
+                p.push(Problem::UnknownUser {
+                    what,
+                    name: name.to_owned(),
+                    user: owner.to_owned(),
+                });
+            }
+            if accounts.gid(group).is_none() {
+                p.push(Problem::UnknownGroup {
+                    what,
+                    name: name.to_owned(),
+                    group: group.to_owned(),
+                });
+            }
+        }
+        let field = format!("{what} {name:?}: path");
+        if let Err(why) = check_abs_path(path) {
+            p.push(Problem::Path {
+                field,
+                path: path.to_owned(),
+                why,
+            });
+            return;
+        }
+        let link = if users {
+            self.users_symlink()
+        } else {
+            self.symlink.clone()
+        };
+        if !is_default_path(path, &link, name) {
+            custom.push((field, path.to_owned()));
+        }
+    }
+}
+
+/// `path` is exactly `<symlink>/<name>`: nothing to place.
+pub fn is_default_path(path: &str, symlink: &str, name: &str) -> bool {
+    path.strip_prefix(symlink)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| r == name)
+}
+
+fn for_users(p: &str) -> String {
+    match p.strip_suffix(".d") {
+        Some(stem) => format!("{stem}-for-users.d"),
+        None => format!("{p}-for-users"),
+    }
+}
+
+fn conflicts(list: &[(String, String)], p: &mut Vec<Problem>, nested: bool) {
+    // Sorted so that a path is followed by what lies inside it.
+    let mut sorted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (f, v) in list {
+        sorted.entry(v).or_default().push(f);
+    }
+    for (v, fields) in &sorted {
+        for f in fields.iter().skip(1) {
+            p.push(Problem::PathConflict {
+                first: fields[0].to_owned(),
+                first_path: (*v).to_owned(),
+                second: (*f).to_owned(),
+                second_path: (*v).to_owned(),
+                why: "are the same path",
+            });
+        }
+    }
+    if nested {
+        let keys: Vec<(&str, &str)> = sorted.iter().map(|(v, f)| (*v, f[0])).collect();
+        for (i, (outer, of)) in keys.iter().enumerate() {
+            for (inner, inf) in &keys[i + 1..] {
+                if path_within(inner, outer) {
+                    p.push(Problem::PathConflict {
+                        first: (*inf).to_owned(),
+                        first_path: (*inner).to_owned(),
+                        second: (*of).to_owned(),
+                        second_path: (*outer).to_owned(),
+                        why: "lie inside one another",
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `inner` is strictly below `outer`.
+pub fn path_within(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|r| r.starts_with('/') || outer == "/")
+        && inner != outer
+}
+
+/// An absolute, normalised path (no `.`/`..`/empty components, no trailing
+/// `/`), outside the Nix store.
+pub fn check_abs_path(p: &str) -> Result<(), &'static str> {
+    check_normal_abs(p)?;
+    if p == "/nix/store" || p.starts_with("/nix/store/") {
+        return Err("is inside /nix/store (world-readable); use a path under /run or /var");
+    }
+    Ok(())
+}
+
+fn check_source(p: &str) -> Result<(), &'static str> {
+    check_normal_abs(p)
+}
+
+fn check_normal_abs(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("is not an absolute path");
+    }
+    if p.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Err("ends with `/`");
+    }
+    if p.len() > 1
+        && p[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("is not normalised (empty, `.` or `..` component)");
+    }
+    Ok(())
+}
+
+/// Parses `"0400"`/`"400"`: 3 or 4 octal digits (a 4-digit mode starts with 0), ≤ 0o777.
+pub fn parse_mode(m: &str) -> Option<u32> {
+    let digits = match m.len() {
+        3 => m,
+        4 => m.strip_prefix('0')?,
+        _ => return None,
+    };
+    if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok()
+}
+
+fn valid_unit(u: &str) -> bool {
+    !u.is_empty()
+        && !u.starts_with('-')
+        && u.contains('.')
+        && u.len() <= 256
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
+}
+
+/// The secret names a template references, in order of appearance.
+pub fn placeholders(content: &str) -> Result<Vec<&str>, ()> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(i) = rest.find(PLACEHOLDER_OPEN) {
+        let after = &rest[i + PLACEHOLDER_OPEN.len()..];
+        let end = after.find(PLACEHOLDER_CLOSE).ok_or(())?;
+        out.push(&after[..end]);
+        rest = &after[end + PLACEHOLDER_CLOSE.len()..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> Accounts {
+        Accounts::parse(
+            "root:x:0:0::/:/\npostgres:x:71:71::/:/\n",
+            "root:x:0:\npostgres:x:71:\n",
+        )
+    }
+
+    fn good() -> Manifest {
+        serde_json::from_str(
+            r#"{"version":1,
+            "hostKeys":[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],
+            "mountPoint":"/run/nixseal.d","symlink":"/run/nixseal","keepGenerations":1,
+            "secrets":[{"name":"db-password","source":"/nix/store/x-db.age",
+                "owner":"postgres","group":"postgres","mode":"0400",
+                "path":"/run/nixseal/db-password","symlink":true,
+                "restartUnits":["postgresql.service"],"reloadUnits":[],
+                "neededForUsers":false}],
+            "templates":[{"name":"app.env","content":"PASSWORD={{nixseal:db-password}}\n",
+                "owner":"root","group":"root","mode":"0400","path":"/run/nixseal/app.env"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn problems(m: &Manifest, scope: Scope) -> Vec<Problem> {
+        match m.validate(Path::new("m.json"), &accounts(), scope) {
+            Ok(()) => vec![],
+            Err(ManifestError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn design_example_is_valid() {
+        assert_eq!(problems(&good(), Scope::Main), vec![]);
+        assert_eq!(problems(&good(), Scope::Users), vec![]);
+    }
+
+    #[test]
+    fn version_and_unknown_fields_refused() {
+        let p = Path::new("m.json");
+        let e = Manifest::parse(p, br#"{"version":2,"x":1}"#).unwrap_err();
+        assert!(
+            matches!(e, ManifestError::Version { ref found, .. } if found == "2"),
+            "{e}"
+        );
+        let e = Manifest::parse(p, br#"{"hostKeys":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("(missing)"), "{e}");
+        let mut v = serde_json::to_value(good()).unwrap();
+        v["surprise"] = 1.into();
+        let e = Manifest::parse(p, v.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("unknown field `surprise`"), "{e}");
+        v = serde_json::to_value(good()).unwrap();
+        v["secrets"][0]["sourse"] = "x".into();
+        let e = Manifest::parse(p, v.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("sourse"), "{e}");
+        assert!(matches!(
+            Manifest::parse(p, b"not json"),
+            Err(ManifestError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0400"), Some(0o400));
+        assert_eq!(parse_mode("440"), Some(0o440));
+        assert_eq!(parse_mode("0777"), Some(0o777));
+        for bad in [
+            "999", "0o400", "-1", "4755", "04000", "", "40", "0x40", "04OO",
+        ] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert!(check_abs_path("/run/x").is_ok());
+        for bad in [
+            "run/x",
+            "/run/../etc",
+            "/run//x",
+            "/run/x/",
+            "/run/./x",
+            "/nix/store/abc",
+            "/nix/store",
+        ] {
+            assert!(check_abs_path(bad).is_err(), "{bad}");
+        }
+        assert!(path_within("/a/b", "/a"));
+        assert!(!path_within("/ab", "/a"));
+        assert!(!path_within("/a", "/a"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut m = good();
+        let mut s2 = m.secrets[0].clone();
+        s2.mode = "999".into();
+        s2.owner = "nobody-such".into();
+        s2.group = "nogroup-such".into();
+        s2.path = "relative".into();
+        m.secrets.push(s2);
+        let mut s3 = m.secrets[0].clone();
+        s3.name = "a..b".into();
+        s3.path = "/nix/store/y".into();
+        s3.restart_units = vec!["--now".into()];
+        m.secrets.push(s3);
+        m.templates[0].content = "{{nixseal:missing}} {{nixseal:db-password}}".into();
+        m.host_keys[0].key_type = "rsa".into();
+        let ps = problems(&m, Scope::Main);
+        let text: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+        let has = |needle: &str| {
+            assert!(
+                text.iter().any(|t| t.contains(needle)),
+                "{needle} not in {text:#?}"
+            )
+        };
+        has("used twice");
+        has("mode \"999\"");
+        has("user \"nobody-such\" does not exist");
+        has("group \"nogroup-such\" does not exist");
+        has("\"relative\" is not an absolute path");
+        has("contains `..`");
+        has("inside /nix/store");
+        has("{{nixseal:missing}}");
+        has("type \"rsa\"");
+        has("unit name \"--now\"");
+    }
+
+    #[test]
+    fn custom_path_conflicts() {
+        let mut m = good();
+        m.secrets[0].path = "/etc/app/pw".into();
+        m.templates[0].path = "/etc/app/pw".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("same path")));
+        m.templates[0].path = "/etc/app/pw/inner".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("inside one another")));
+        m.templates[0].path = "/run/nixseal.d/3/x".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("overlap")));
+        m.templates[0].path = "/run/nixseal/other-name".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("overlap")));
+    }
+
+    #[test]
+    fn users_scope_skips_account_checks_of_others() {
+        let mut m = good();
+        m.secrets[0].owner = "not-yet".into();
+        assert!(!problems(&m, Scope::Main).is_empty());
+        assert_eq!(problems(&m, Scope::Users), vec![]);
+        m.secrets[0].needed_for_users = true;
+        // Default path under the main symlink is refused for users secrets.
+        assert!(problems(&m, Scope::Users)
+            .iter()
+            .any(|p| matches!(p, Problem::UsersPath { .. })));
+        m.secrets[0].path = "/run/nixseal-for-users/db-password".into();
+        assert_eq!(problems(&m, Scope::Users), vec![]);
+        assert_eq!(problems(&m, Scope::Main), vec![]);
+        assert_eq!(m.users_mount_point(), "/run/nixseal-for-users.d");
+    }
+
+    #[test]
+    fn template_placeholders() {
+        assert_eq!(
+            placeholders("a{{nixseal:x}}b{{nixseal:y}}").unwrap(),
+            ["x", "y"]
+        );
+        assert!(placeholders("a{{nixseal:x").is_err());
+        assert_eq!(placeholders("{{other}}").unwrap(), Vec::<&str>::new());
+    }
+}
