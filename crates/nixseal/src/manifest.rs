@@ -493,7 +493,7 @@ impl Manifest {
                 p,
             );
             match placeholders(&t.content) {
-                Err(()) => p.push(Problem::TemplateSyntax {
+                Err(Unterminated) => p.push(Problem::TemplateSyntax {
                     template: t.name.clone(),
                 }),
                 Ok(refs) => {
@@ -705,13 +705,18 @@ fn valid_unit(u: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
 }
 
+/// A `{{nixseal:` without its closing `}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("`{{{{nixseal:` without a closing `}}}}`")]
+pub struct Unterminated;
+
 /// The secret names a template references, in order of appearance.
-pub fn placeholders(content: &str) -> Result<Vec<&str>, ()> {
+pub fn placeholders(content: &str) -> Result<Vec<&str>, Unterminated> {
     let mut out = Vec::new();
     let mut rest = content;
     while let Some(i) = rest.find(PLACEHOLDER_OPEN) {
         let after = &rest[i + PLACEHOLDER_OPEN.len()..];
-        let end = after.find(PLACEHOLDER_CLOSE).ok_or(())?;
+        let end = after.find(PLACEHOLDER_CLOSE).ok_or(Unterminated)?;
         out.push(&after[..end]);
         rest = &after[end + PLACEHOLDER_CLOSE.len()..];
     }

@@ -5,9 +5,9 @@
 /// Every fault point, in the order a deploy reaches them.
 pub const POINTS: &[&str] = &[
     "after-validate",
+    "after-keys",
     "after-lock",
     "after-mount",
-    "after-keys",
     "after-tmp-created",
     "mid-decrypt",
     "after-tmp-complete",

@@ -337,8 +337,12 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         ..DeployReport::default()
     };
 
+    // 4. Host keys (only needed when there is something to decrypt). Loaded
+    // before the lock and the mount so that a missing key touches nothing.
+    let ids = load_keys(&m, !items.is_empty())?;
+    fault::point("after-keys");
+
     if opts.dry_run {
-        let ids = load_keys(&m, !items.is_empty())?;
         build(&items, &templates, &ids, &accounts, None, None)?;
         return Ok(report);
     }
@@ -358,10 +362,6 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         }
     })?;
     fault::point("after-mount");
-
-    // 4. Host keys (only needed when there is something to decrypt).
-    let ids = load_keys(&m, !items.is_empty())?;
-    fault::point("after-keys");
 
     // 5. Build <n>.tmp.
     let gen_err = |op, path: &str| {
@@ -482,7 +482,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     report.changed = changed.iter().map(|i| i.secret.name.clone()).collect();
 
     // 7. Prune.
-    match prune(&mount_fd, m.keep_generations, n) {
+    match prune(&mount_fd, m.keep_generations, n, previous) {
         Ok(p) => report.pruned = p,
         Err(source) => failures.push(FinishFailure::Prune {
             mount_point: mount_point.clone(),
@@ -783,9 +783,17 @@ fn remove_stale(prev: &OwnedFd, placed: &[Placed], failures: &mut Vec<FinishFail
     }
 }
 
-/// Removes leftover temporaries and generations beyond `keep` (the active
-/// one, `active`, always stays; 0 keeps everything).
-fn prune(mount_fd: &OwnedFd, keep: u32, active: u64) -> io::Result<Vec<u64>> {
+/// Removes leftover temporaries and generations beyond `keep` (0 keeps
+/// everything). The active generation always stays, and so does `previous`,
+/// the one this run switched away from: a reader that resolved the symlink
+/// just before the switch may still be looking up a file in it. It goes in
+/// the next run.
+fn prune(
+    mount_fd: &OwnedFd,
+    keep: u32,
+    active: u64,
+    previous: Option<u64>,
+) -> io::Result<Vec<u64>> {
     let entries = generation::list(mount_fd)?;
     let mut first = true;
     let mut removed = Vec::new();
@@ -805,7 +813,11 @@ fn prune(mount_fd: &OwnedFd, keep: u32, active: u64) -> io::Result<Vec<u64>> {
         })
         .collect();
     gens.sort_unstable_by(|a, b| b.cmp(a));
-    for g in gens.into_iter().skip(keep as usize - 1) {
+    for g in gens
+        .into_iter()
+        .skip(keep as usize - 1)
+        .filter(|g| Some(*g) != previous)
+    {
         generation::remove_tree(mount_fd, &g.to_string())?;
         removed.push(g);
         if first {

@@ -1,0 +1,105 @@
+//! `nixseal deploy`: the host side. Thin: parse, call the library, print, exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use nixseal::activate::{self, DeployError, DeployOptions, ErrorClass};
+
+/// Exit codes of `nixseal deploy` (also in docs/deploy.md).
+pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 a secret (or a step after the switch) failed, \
+the previous generation is kept if the switch did not happen; 2 bad manifest or usage, nothing \
+touched; 3 environment (mount point, lock, host key, /etc/passwd).";
+
+/// Decrypt this host's secrets from its manifest into a new generation and switch to it.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct DeployArgs {
+    /// The host manifest (JSON, version 1) made by the NixOS module.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// Prove that every secret decrypts with the host key and every template
+    /// renders; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not restart or reload the units of changed secrets.
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Install only `neededForUsers` secrets (root-owned, before user accounts exist).
+    #[arg(long)]
+    pub users: bool,
+}
+
+/// Runs the subcommand and maps the outcome to the documented exit code.
+pub fn run(args: DeployArgs) -> ExitCode {
+    let opts = DeployOptions {
+        dry_run: args.dry_run,
+        no_restart: args.no_restart,
+        users: args.users,
+    };
+    match activate::deploy(&args.manifest, &opts) {
+        Ok(r) => {
+            if args.dry_run {
+                eprintln!(
+                    "nixseal: dry run: {} secret(s) decrypt and {} template(s) render; nothing written",
+                    r.secrets, r.templates
+                );
+            } else {
+                report(&r);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let DeployError::Finish { report: r, .. } = &e {
+                report(r);
+            }
+            eprintln!("nixseal deploy: error: {e}");
+            let hint = match &e {
+                DeployError::Manifest(_) | DeployError::Source { .. } => {
+                    Some("nothing was touched; fix the configuration and rebuild")
+                }
+                DeployError::Secrets { .. } | DeployError::Generation { .. } => {
+                    Some("the previous generation is still active")
+                }
+                _ => None,
+            };
+            if let Some(h) = hint {
+                eprintln!("nixseal deploy: {h}");
+            }
+            ExitCode::from(match e.class() {
+                ErrorClass::Failed => 1,
+                ErrorClass::BadInput => 2,
+                ErrorClass::Environment => 3,
+            })
+        }
+    }
+}
+
+fn report(r: &activate::DeployReport) {
+    if let Some(g) = r.generation {
+        eprintln!(
+            "nixseal: {} secret(s), {} template(s) in generation {g} ({}/{g} <- {}){}",
+            r.secrets,
+            r.templates,
+            r.mount_point,
+            r.symlink,
+            if r.mounted { ", ramfs mounted" } else { "" }
+        );
+    }
+    if !r.changed.is_empty() {
+        eprintln!("nixseal: changed: {}", r.changed.join(" "));
+    }
+    if !r.restarted.is_empty() {
+        eprintln!("nixseal: restarted: {}", r.restarted.join(" "));
+    }
+    if !r.reloaded.is_empty() {
+        eprintln!("nixseal: reloaded: {}", r.reloaded.join(" "));
+    }
+    if let Some(why) = r.units_skipped {
+        eprintln!("nixseal: units not restarted/reloaded ({why})");
+    }
+    if !r.pruned.is_empty() {
+        let p: Vec<String> = r.pruned.iter().map(u64::to_string).collect();
+        eprintln!("nixseal: pruned generation(s) {}", p.join(" "));
+    }
+}
