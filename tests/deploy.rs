@@ -773,6 +773,27 @@ fn kill_9_at_every_step_leaves_one_complete_generation() {
     }
 }
 
+/// Only meaningful for a normal build: the fault variable must do nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn fault_points_are_compiled_out_of_normal_builds() {
+    let h = Host::new();
+    let m = h.manifest(vec![h.secret("s", "v", "root", "root", "0400")], vec![], 1);
+    for point in FAULT_POINTS {
+        let out = h
+            .command(Path::new(BIN), &m, &[])
+            .env("NIXSEAL_FAULT", point)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{point}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn failures_keep_the_previous_generation() {
     let h = Host::new();

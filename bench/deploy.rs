@@ -1,0 +1,214 @@
+//! Benchmark (figures printed, not asserted): `nixseal deploy` of 1000 small
+//! secrets against a bare loop that only decrypts the same 1000 files with
+//! the age crate.
+//!
+//! Run as root: `cargo bench -p nixseal-cli --bench deploy`
+//! (`NIXSEAL_BENCH_SECRETS` and `NIXSEAL_BENCH_RUNS` override 1000 and 7).
+//! Everything happens in a private mount namespace on a fresh ramfs.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nixseal");
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let n = env_or("NIXSEAL_BENCH_SECRETS", 1000);
+    let runs = env_or("NIXSEAL_BENCH_RUNS", 7);
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "the deploy benchmark mounts a ramfs: run it as root"
+    );
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+
+    let dir = tempfile::Builder::new()
+        .prefix("nxs-bench-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = dir.path();
+    let key = d.join("host_key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+    let two: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let recipient = age::ssh::Recipient::from_str(&two.join(" ")).unwrap();
+
+    // 1000 small secrets (16–80 bytes), encrypted like `nixseal renc` does.
+    std::fs::create_dir(d.join("src")).unwrap();
+    let sources: Vec<String> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let content = format!("secret-{i:05}-{}", "p".repeat(i % 64));
+            let enc =
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .unwrap();
+            let mut out = Vec::new();
+            let mut w = enc.wrap_output(&mut out).unwrap();
+            w.write_all(content.as_bytes()).unwrap();
+            w.finish().unwrap();
+            let p = d.join(format!("src/s{i:05}.age"));
+            std::fs::write(&p, out).unwrap();
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+
+    let manifest = |mp: &str, link: &str| {
+        let secrets: Vec<_> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                let name = format!("s{i:05}");
+                json!({"name": name, "source": src, "owner": "root", "group": "root",
+                       "mode": "0400", "path": format!("{link}/{name}"), "symlink": true,
+                       "restartUnits": [format!("u{}.service", i % 10)], "reloadUnits": [],
+                       "neededForUsers": false})
+            })
+            .collect();
+        let v = json!({"version": 1, "hostKeys": [{"path": key, "type": "ed25519"}],
+                       "mountPoint": mp, "symlink": link, "keepGenerations": 1,
+                       "secrets": secrets, "templates": []});
+        let p = d.join(format!("manifest-{}.json", mp.replace('/', "_")));
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        p
+    };
+
+    // Bare loop: read each file and decrypt it with the age crate, one thread.
+    let key_text = std::fs::read(&key).unwrap();
+    let identity = age::ssh::Identity::from_buffer(&key_text[..], None).unwrap();
+    let bare_once = || {
+        let t = Instant::now();
+        for src in &sources {
+            let ct = std::fs::read(src).unwrap();
+            let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();
+            let mut r = dec
+                .decrypt(std::iter::once(&identity as &dyn age::Identity))
+                .unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert!(out.starts_with(b"secret-"));
+        }
+        t.elapsed()
+    };
+    let bare_par_once = || {
+        let t = Instant::now();
+        sources.par_iter().for_each(|src| {
+            let ct = std::fs::read(src).unwrap();
+            let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();
+            let mut r = dec
+                .decrypt(std::iter::once(&identity as &dyn age::Identity))
+                .unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+        });
+        t.elapsed()
+    };
+    bare_once(); // warm the page cache
+    let bare = median((0..runs).map(|_| bare_once()).collect());
+    let bare_par = median((0..runs).map(|_| bare_par_once()).collect());
+
+    let deploy = |m: &Path| {
+        let t = Instant::now();
+        let out = Command::new(BIN)
+            .args(["deploy", "--no-restart", "--manifest"])
+            .arg(m)
+            .output()
+            .unwrap();
+        let e = t.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        e
+    };
+    // First deploy: fresh mount point each time (mount + all secrets new).
+    let first = median(
+        (0..runs)
+            .map(|r| {
+                let mp = d.join(format!("run{r}/nixseal.d"));
+                let link = d.join(format!("run{r}/nixseal"));
+                deploy(&manifest(mp.to_str().unwrap(), link.to_str().unwrap()))
+            })
+            .collect(),
+    );
+    // No-change redeploy: same manifest again (new generation, compared with
+    // the previous one, nothing changed, old one pruned).
+    let mp = d.join("run0/nixseal.d");
+    let link = d.join("run0/nixseal");
+    let m0 = manifest(mp.to_str().unwrap(), link.to_str().unwrap());
+    let again = median((0..runs).map(|_| deploy(&m0)).collect());
+    let dry = median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let st = Command::new(BIN)
+                    .args(["deploy", "--dry-run", "--manifest"])
+                    .arg(&m0)
+                    .output()
+                    .unwrap();
+                assert!(st.status.success());
+                t.elapsed()
+            })
+            .collect(),
+    );
+
+    for r in 0..runs {
+        for sub in ["nixseal.d"] {
+            let p = d.join(format!("run{r}/{sub}"));
+            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    println!("nixseal deploy benchmark: {n} secrets, median of {runs} runs, {cores} cores");
+    println!("  bare age loop (1 thread, read + decrypt): {}", ms(bare));
+    println!(
+        "  bare age loop (rayon, {cores} threads):        {}",
+        ms(bare_par)
+    );
+    println!("  nixseal deploy, first (mount + install):  {}", ms(first));
+    println!("  nixseal deploy, no-change redeploy:       {}", ms(again));
+    println!("  nixseal deploy --dry-run:                 {}", ms(dry));
+    println!(
+        "  ratio first deploy / bare loop:           {:.2}x (target <= 1.3x, <= 100 ms)",
+        first.as_secs_f64() / bare.as_secs_f64()
+    );
+    println!(
+        "  ratio redeploy / bare loop:               {:.2}x",
+        again.as_secs_f64() / bare.as_secs_f64()
+    );
+}
