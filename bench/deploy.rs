@@ -187,10 +187,8 @@ fn main() {
     );
 
     for r in 0..runs {
-        for sub in ["nixseal.d"] {
-            let p = d.join(format!("run{r}/{sub}"));
-            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        let p = d.join(format!("run{r}/nixseal.d"));
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
