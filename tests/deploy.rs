@@ -24,6 +24,10 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nixseal");
 
+/// A little more than `nixseal::activate::PRUNE_GRACE`: a generation replaced
+/// less than that ago is not pruned yet.
+const GRACE: Duration = Duration::from_millis(1100);
+
 /// The fault points of `nixseal::activate::fault::POINTS`, in order.
 const FAULT_POINTS: &[&str] = &[
     "after-validate",
@@ -467,6 +471,7 @@ fn installs_content_owner_mode_templates_and_custom_paths() {
     h.deploy_ok(&m, &[]);
     assert_eq!(mount_line(&h.mount_point()).len(), 1);
     assert_eq!(h.generations(), ["1", "2"]);
+    std::thread::sleep(GRACE);
     h.deploy_ok(&m, &[]);
     assert_eq!(h.generations(), ["2", "3"]);
 }
@@ -480,20 +485,25 @@ fn prunes_generations_and_leftover_tmp() {
     h.deploy_ok(&m("2", 3), &[]);
     h.deploy_ok(&m("3", 3), &[]);
     h.deploy_ok(&m("4", 3), &[]);
-    assert_eq!(h.generations(), ["2", "3", "4"]);
+    // Back to back: generations replaced less than a second ago are kept.
+    assert_eq!(h.generations(), ["1", "2", "3", "4"]);
+    std::thread::sleep(GRACE);
+    h.deploy_ok(&m("4b", 3), &[]);
+    assert_eq!(h.generations(), ["3", "4", "5"]);
+    std::thread::sleep(GRACE);
     // A crash leftover, with content, and a stray empty one.
     fs::create_dir(format!("{}/7.tmp", h.mount_point())).unwrap();
     fs::write(format!("{}/7.tmp/s", h.mount_point()), "x").unwrap();
-    fs::create_dir(format!("{}/5.tmp", h.mount_point())).unwrap();
+    fs::create_dir(format!("{}/6.tmp", h.mount_point())).unwrap();
     h.deploy_ok(&m("5", 2), &[]);
     // Numbers come from the directory: 7.tmp was the highest.
-    assert_eq!(h.generations(), ["4", "8"]);
+    assert_eq!(h.generations(), ["5", "8"]);
     assert_eq!(h.active(), format!("{}/8", h.mount_point()));
     assert_eq!(fs::read_to_string(h.s("run/nixseal/s")).unwrap(), "5");
     // keepGenerations 0 keeps everything.
     h.deploy_ok(&m("6", 0), &[]);
     h.deploy_ok(&m("7", 0), &[]);
-    assert_eq!(h.generations(), ["10", "4", "8", "9"]);
+    assert_eq!(h.generations(), ["10", "5", "8", "9"]);
 }
 
 #[test]
@@ -522,7 +532,7 @@ fn empty_manifest_deploys_an_empty_generation_and_removes_placed_paths() {
     let empty = h.write_manifest(&json!({"version": 1, "hostKeys": [],
         "mountPoint": h.mount_point(), "symlink": h.symlink(), "keepGenerations": 1}));
     h.deploy_ok(&empty, &[]);
-    assert_eq!(h.generations(), ["2", "3"]);
+    assert_eq!(h.active(), format!("{}/3", h.mount_point()));
     assert_eq!(h.entries(&h.symlink()), [".nixseal.json"]);
     assert_eq!(fs::read_to_string(h.p("etc/u")).unwrap(), "user's own");
 }
@@ -634,7 +644,14 @@ fn atomic_switch_under_a_reader_loop() {
                     let mut f = match fs::File::open(&path) {
                         Ok(f) => f,
                         Err(e) => {
-                            errors.lock().unwrap().push(format!("open {path}: {e}"));
+                            let now = fs::read_link(&sl);
+                            let gens: Vec<_> = fs::read_dir(format!("{sl}.d"))
+                                .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+                                .unwrap_or_default();
+                            errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("open {path}: {e} (now -> {now:?}, {gens:?})"));
                             return;
                         }
                     };
@@ -679,7 +696,10 @@ fn atomic_switch_under_a_reader_loop() {
     );
     let n = reads.load(Ordering::Relaxed);
     assert!(n >= 600, "reader only completed {n} reads");
-    assert_eq!(h.generations(), ["200", "201"]);
+    assert_eq!(h.active(), format!("{}/201", h.mount_point()));
+    std::thread::sleep(GRACE);
+    h.deploy_ok(&versions[1], &[]);
+    assert_eq!(h.generations(), ["201", "202"]);
 }
 
 #[test]
@@ -721,12 +741,12 @@ fn kill_9_at_every_step_leaves_one_complete_generation() {
             .collect()
     };
     let no_leftovers = |ctx: &str| {
+        let mut max = 0;
         for e in h.generations() {
             assert!(!e.ends_with(".tmp"), "{ctx}: leftover {e}");
+            max = max.max(e.parse::<u64>().unwrap());
         }
-        // keepGenerations 1: the active one, plus the one it replaced
-        // (kept until the next deploy for readers mid-lookup).
-        assert!(h.generations().len() <= 2, "{ctx}: {:?}", h.generations());
+        assert_eq!(h.active(), format!("{}/{max}", h.mount_point()), "{ctx}");
         for d in ["run", "etc"] {
             for e in h.entries(&h.s(d)) {
                 assert!(!e.contains(".nixseal-"), "{ctx}: leftover {d}/{e}");
@@ -735,6 +755,10 @@ fn kill_9_at_every_step_leaves_one_complete_generation() {
     };
     for point in FAULT_POINTS {
         h.deploy_ok(&old, &[]);
+        if *point == "mid-prune" {
+            // Let the older generations leave the prune grace period.
+            std::thread::sleep(GRACE);
+        }
         let out = h
             .command(&bin, &new, &[])
             .env("NIXSEAL_FAULT", point)
@@ -771,6 +795,9 @@ fn kill_9_at_every_step_leaves_one_complete_generation() {
         );
         no_leftovers(point);
     }
+    std::thread::sleep(GRACE);
+    h.deploy_ok(&old, &[]);
+    assert_eq!(h.generations().len(), 2, "{:?}", h.generations());
 }
 
 /// Only meaningful for a normal build: the fault variable must do nothing.
@@ -1183,7 +1210,15 @@ fn concurrent_deploys_serialise() {
             (a == "a-one" && b == "b-one") || (a == "a-two" && b == "b-two"),
             "{a} {b}"
         );
-        assert!(h.generations().len() <= 2, "{:?}", h.generations());
+        let newest = h
+            .generations()
+            .iter()
+            .map(|g| g.parse::<u64>().unwrap())
+            .max();
+        assert_eq!(
+            h.active(),
+            format!("{}/{}", h.mount_point(), newest.unwrap())
+        );
     }
 
     // The second waits for the lock, then runs.

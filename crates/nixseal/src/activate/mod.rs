@@ -22,9 +22,10 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
-use rustix::fs::{fchmod, mkdirat, openat, renameat, Mode, OFlags};
+use rustix::fs::{fchmod, mkdirat, openat, renameat, statat, AtFlags, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -783,11 +784,15 @@ fn remove_stale(prev: &OwnedFd, placed: &[Placed], failures: &mut Vec<FinishFail
     }
 }
 
+/// How long a replaced generation survives at least: a reader that resolved
+/// the symlink just before a switch may still be walking into the old
+/// generation. Only back-to-back deploys ever meet it.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(1);
+
 /// Removes leftover temporaries and generations beyond `keep` (0 keeps
-/// everything). The active generation always stays, and so does `previous`,
-/// the one this run switched away from: a reader that resolved the symlink
-/// just before the switch may still be looking up a file in it. It goes in
-/// the next run.
+/// everything). Kept regardless: the active generation, `previous` (the one
+/// this run switched away from), and any generation replaced less than
+/// [`PRUNE_GRACE`] ago. A later run removes them.
 fn prune(
     mount_fd: &OwnedFd,
     keep: u32,
@@ -805,19 +810,52 @@ fn prune(
     if keep == 0 {
         return Ok(removed);
     }
-    let mut gens: Vec<u64> = entries
+    let mut all: Vec<u64> = entries
         .iter()
         .filter_map(|e| match e {
-            generation::Entry::Generation(n) if *n != active => Some(*n),
+            generation::Entry::Generation(n) => Some(*n),
             _ => None,
         })
         .collect();
-    gens.sort_unstable_by(|a, b| b.cmp(a));
-    for g in gens
-        .into_iter()
+    all.sort_unstable();
+    // A generation was replaced when the next one was finished (its ctime:
+    // set by the chmod and rename that completed it). Looked up before
+    // anything is removed.
+    let finished: HashMap<u64, Option<SystemTime>> = all
+        .iter()
+        .map(|g| {
+            let t = statat(mount_fd, g.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .and_then(|st| {
+                    let secs = u64::try_from(st.st_ctime).ok()?;
+                    let nanos = u32::try_from(st.st_ctime_nsec).ok()?;
+                    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+                });
+            (*g, t)
+        })
+        .collect();
+    let now = SystemTime::now();
+    let recently_replaced = |g: u64| {
+        let Some(next) = all.iter().find(|h| **h > g) else {
+            return true;
+        };
+        // A clock that went backwards must not pin generations forever.
+        finished[next]
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age < PRUNE_GRACE)
+    };
+    let candidates: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|g| **g != active)
         .skip(keep as usize - 1)
+        .copied()
         .filter(|g| Some(*g) != previous)
-    {
+        .collect();
+    for g in candidates {
+        if recently_replaced(g) {
+            continue;
+        }
         generation::remove_tree(mount_fd, &g.to_string())?;
         removed.push(g);
         if first {
