@@ -6,3 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod name;
+pub mod crypto;
+pub mod identity;
+pub mod profile;
