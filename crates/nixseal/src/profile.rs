@@ -200,7 +200,7 @@ impl Profile {
                     value: value.to_owned(),
                 });
             }
-            Ok(root.join(value))
+            Ok(resolve(root, value))
         };
         let name_err = |source| ProfileError::Name {
             path: path.to_owned(),
@@ -220,7 +220,7 @@ impl Profile {
                         value: id.clone(),
                     });
                 }
-                Ok(root.join(id))
+                Ok(resolve(root, id))
             })
             .collect::<Result<Vec<_>, _>>()?;
         for r in &raw.extra_recipients {
@@ -271,6 +271,17 @@ impl Profile {
             rekeyed_dir_rel: raw.rekeyed_dir,
             hosts,
         })
+    }
+}
+
+/// Joins a flake-relative path to the root, keeping `./x` readable as `x`
+/// when the root is the current directory.
+fn resolve(root: &Path, rel: &str) -> PathBuf {
+    let rel = Path::new(rel);
+    if root == Path::new(".") || root.as_os_str().is_empty() {
+        rel.to_owned()
+    } else {
+        root.join(rel)
     }
 }
 
