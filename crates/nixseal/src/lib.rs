@@ -1,1 +1,3 @@
 //! lib
+
+pub mod store_path;
