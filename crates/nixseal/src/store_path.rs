@@ -22,7 +22,7 @@ use std::fmt;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -75,6 +75,12 @@ pub enum NarError {
         expected: u64,
         /// How many bytes could be read.
         actual: u64,
+    },
+    /// A regular file was replaced by another file while it was being serialised.
+    #[error("{path} was replaced while it was being read; retry when nothing is writing to it")]
+    Replaced {
+        /// The path whose file was replaced.
+        path: PathBuf,
     },
     /// Writing the NAR to its destination failed.
     #[error("cannot write the NAR of {path}: {source}")]
@@ -331,24 +337,11 @@ pub fn source_store_path(path: &Path, name: &str) -> Result<StorePath, StorePath
 /// The store path `nix-store --add PATH` gives: the name is the final component of
 /// `path`.
 pub fn added_store_path(path: &Path) -> Result<StorePath, StorePathError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| StorePathError::NoName {
-            path: path.to_owned(),
-        })?
-        .to_str()
-        .ok_or_else(|| StorePathError::InvalidName {
-            path: path.to_owned(),
-            source: StoreNameError::InvalidCharacter {
-                name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                character: char::REPLACEMENT_CHARACTER,
-                position: 0,
-            },
-        })?;
-    source_store_path(path, name)
+    let name = path.file_name().ok_or_else(|| StorePathError::NoName {
+        path: path.to_owned(),
+    })?;
+    // Bytes that are not UTF-8 become U+FFFD, which the name check rejects.
+    source_store_path(path, &name.to_string_lossy())
 }
 
 /// Nix's base32 encoding: 5-bit groups taken from the end of the byte string, most
@@ -486,13 +479,12 @@ impl<W: Write> NarWriter<'_, W> {
             source,
         };
         let mut file = File::open(path).map_err(read_err)?;
-        // Size and mode from the open file, so that they belong to what is read.
+        // Size and mode from the open file, so that they belong to what is read; it
+        // must be the very file that was examined (not a symlink swapped in since).
         let meta_now = file.metadata().map_err(read_err)?;
-        if !meta_now.is_file() {
-            return Err(NarError::FileChanged {
+        if !meta_now.is_file() || meta_now.dev() != meta.dev() || meta_now.ino() != meta.ino() {
+            return Err(NarError::Replaced {
                 path: path.to_owned(),
-                expected: meta.len(),
-                actual: 0,
             });
         }
         self.bytes(b"regular")?;
@@ -574,6 +566,7 @@ fn unsupported_kind(meta: &Metadata) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
 
     fn nar_of(path: &Path) -> Vec<u8> {
@@ -788,6 +781,15 @@ mod tests {
         assert!(matches!(
             added_store_path(Path::new("/")),
             Err(StorePathError::NoName { .. })
+        ));
+        let non_utf8 = dir.path().join(std::ffi::OsStr::from_bytes(b"a\xffb"));
+        fs::write(&non_utf8, b"").unwrap();
+        assert!(matches!(
+            added_store_path(&non_utf8),
+            Err(StorePathError::InvalidName {
+                source: StoreNameError::InvalidCharacter { position: 1, .. },
+                ..
+            })
         ));
     }
 
