@@ -1,3 +1,20 @@
-//! lib
+//! nixseal: secrets for NixOS fleets.
+//!
+//! All behaviour lives here; the `nixseal` binary only parses arguments, calls
+//! into this crate, prints and maps errors to exit codes. Nothing in this crate
+//! prints.
+#![deny(missing_docs)]
 
+pub mod name;
+pub mod crypto;
+pub mod identity;
+pub mod profile;
+pub mod fsutil;
+pub mod rekey;
+pub mod git;
+pub mod edit;
 pub mod store_path;
+
+/// Passphrases cross the library boundary in this type (wiped on drop).
+pub use age::secrecy::SecretString;
+pub use age;
