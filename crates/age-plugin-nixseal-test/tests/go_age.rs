@@ -9,7 +9,7 @@ use common::*;
 #[test]
 fn go_age_round_trip_through_the_plugin() {
     if !go_age_available() {
-        println!("SKIPPED go_age_round_trip_through_the_plugin: Go `age` is not on PATH (apt-get install age)");
+        skip("go_age_round_trip_through_the_plugin");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -102,7 +102,7 @@ fn rust_age_uses_the_plugin_and_interoperates_with_go_age() {
     ));
 
     if !go_age_available() {
-        println!("SKIPPED the Go age half of rust_age_uses_the_plugin_and_interoperates_with_go_age: Go `age` is not on PATH");
+        skip("the Go age half of rust_age_uses_the_plugin_and_interoperates_with_go_age");
         return;
     }
     // Rust encrypts, Go decrypts.

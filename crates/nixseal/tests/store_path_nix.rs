@@ -21,6 +21,16 @@ fn nix_available() -> bool {
     }
 }
 
+/// Says loudly that a test did not run. Written to the process's stderr directly, as
+/// the test harness captures `println!`/`eprintln!` of passing tests.
+fn skip(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: `nix` is not on PATH (install Nix to run it)"
+    );
+}
+
 /// Runs a Nix command and returns its trimmed stdout; panics with stderr on failure.
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -117,9 +127,7 @@ fn fixtures(root: &Path) -> Vec<(PathBuf, String)> {
 #[test]
 fn store_paths_match_real_nix() {
     if !nix_available() {
-        println!(
-            "SKIPPED store_paths_match_real_nix: `nix` is not on PATH (install nix to run it)"
-        );
+        skip("store_paths_match_real_nix");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -177,9 +185,7 @@ fn store_paths_match_real_nix() {
 #[test]
 fn nix_rejects_names_the_library_rejects() {
     if !nix_available() {
-        println!(
-            "SKIPPED nix_rejects_names_the_library_rejects: `nix` is not on PATH (install nix to run it)"
-        );
+        skip("nix_rejects_names_the_library_rejects");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

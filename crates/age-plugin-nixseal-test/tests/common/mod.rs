@@ -30,6 +30,16 @@ pub fn go_age_available() -> bool {
         .unwrap_or(false)
 }
 
+/// Says loudly that (part of) a test did not run. Written to the process's stderr
+/// directly, as the test harness captures `println!`/`eprintln!` of passing tests.
+pub fn skip(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {what}: Go `age` is not on PATH (apt-get install age)"
+    );
+}
+
 /// A generated identity file (written into `dir`) and its recipient.
 pub struct Generated {
     pub identity_file: PathBuf,
