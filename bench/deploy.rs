@@ -34,7 +34,13 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs bench
+    // targets without it, where a minutes-long debug-build benchmark would
+    // only slow the test suite down.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("bench/deploy.rs: run with `cargo bench -p nixseal-cli --bench deploy` (as root)");
+        return;
+    }
     let n = env_or("NIXSEAL_BENCH_SECRETS", 1000);
     let runs = env_or("NIXSEAL_BENCH_RUNS", 7);
     assert!(

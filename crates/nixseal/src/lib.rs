@@ -6,6 +6,17 @@
 #![deny(missing_docs)]
 
 pub mod activate;
+pub mod crypto;
+pub mod edit;
+pub mod fsutil;
+pub mod git;
 pub mod identity;
 pub mod manifest;
 pub mod name;
+pub mod profile;
+pub mod rekey;
+pub mod store_path;
+
+pub use age;
+/// Passphrases cross the library boundary in this type (wiped on drop).
+pub use age::secrecy::SecretString;
