@@ -1153,6 +1153,25 @@ fn unusable_mount_points_are_refused() {
     assert!(mount_line(&h2.mount_point()).is_empty());
     assert!(h2.entries(&h2.s("disk")).is_empty());
 
+    // A directory where the symlink should be: refused, the new generation
+    // removed, the directory untouched.
+    let h4 = Host::new();
+    let m4 = h4.manifest(
+        vec![h4.secret("s", "plain", "root", "root", "0400")],
+        vec![],
+        1,
+    );
+    fs::create_dir_all(h4.p("run/nixseal/keep")).unwrap();
+    let out = h4.deploy(&m4, &[]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot switch symlink"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(h4.generations().is_empty(), "{:?}", h4.generations());
+    assert_eq!(h4.entries(&h4.s("run/nixseal")), ["keep"]);
+
     // A world-writable parent of the mount point.
     let h3 = Host::new();
     let m3 = h3.manifest(
@@ -1252,6 +1271,13 @@ fn bad_input_is_refused_before_touching_anything() {
             .args(["-q", "-t", "ecdsa", "-N", ""])
             .arg("-f")
             .arg(&ecdsa),
+    );
+    let locked = h.p("locked_key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "a passphrase"])
+            .arg("-f")
+            .arg(&locked),
     );
     let not_age = h.p("src/not-age");
     fs::write(&not_age, "just text").unwrap();
@@ -1442,6 +1468,24 @@ fn bad_input_is_refused_before_touching_anything() {
             "ecdsa".into(),
         ),
         (
+            "passphrase-protected host key",
+            {
+                let p = locked.clone();
+                Box::new(move |v| v["hostKeys"][0]["path"] = p.to_str().unwrap().into())
+            },
+            3,
+            "passphrase-protected".into(),
+        ),
+        (
+            "host key is a directory",
+            {
+                let p = h.s("src");
+                Box::new(move |v| v["hostKeys"][0]["path"] = p.clone().into())
+            },
+            3,
+            "cannot read host key".into(),
+        ),
+        (
             "missing host key",
             Box::new(|v| v["hostKeys"][0]["path"] = "/persist/nxs/ssh_host_ed25519_key".into()),
             3,
@@ -1473,6 +1517,13 @@ fn bad_input_is_refused_before_touching_anything() {
             stderr(&out)
         );
     }
+    let out = h.deploy(&h.p("src"), &[]);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read manifest"),
+        "{}",
+        stderr(&out)
+    );
     let out = h.deploy(&h.p("nonexistent.json"), &[]);
     assert_eq!(code(&out), Some(2), "{}", stderr(&out));
     assert!(

@@ -555,9 +555,8 @@ fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<age::ssh::Identity>, Host
         .collect()
 }
 
-/// Age error strings carry Unicode isolation marks; drop them.
 fn clean(s: String) -> String {
-    s.replace(['\u{2068}', '\u{2069}'], "")
+    crate::crypto::clean_age_message(&s)
 }
 
 fn decrypt(ct: &[u8], ids: &[age::ssh::Identity]) -> Result<Zeroizing<Vec<u8>>, String> {
