@@ -1,7 +1,7 @@
 //! The mount point: a ramfs (or tmpfs) of its own, checked from the kernel.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use rustix::fs::{fstat, fstatfs, mkdirat, statat, AtFlags, FileType, Mode};
 use rustix::mount::{mount, MountFlags};
@@ -136,9 +136,19 @@ pub fn ensure(path: &str) -> Result<(OwnedFd, MountState), MountError> {
             })
         }
         None => {
+            // Mount onto the directory we opened without following symlinks,
+            // named through /proc/self/fd, so that nothing can be swapped in
+            // between the checks above and mount(2) resolving the path.
+            let dir = open_dir_at(&pfd, base, path).map_err(perr)?;
+            let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
+            let target = if std::path::Path::new(&by_fd).exists() {
+                by_fd.as_str()
+            } else {
+                path
+            };
             mount(
                 "nixseal",
-                path,
+                target,
                 "ramfs",
                 MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
                 c"mode=0751",
