@@ -515,14 +515,33 @@ fn plugin_master_identity_through_age_plugin_protocol() {
         child.stdin.take().unwrap().write_all(pt).unwrap();
         assert!(child.wait().unwrap().success());
     }
+    let log = f.path("unwraps.log");
     let o = Command::new(nixseal_bin())
         .current_dir(f.dir.path())
         .env("PATH", &path)
+        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
         .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
         .output()
         .unwrap();
     assert_code(&o, 0);
     f.assert_outputs_decrypt();
+    // 3 secrets, 4 (host, secret) pairs: each master secret decrypted once.
+    let unwraps = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        unwraps.lines().count(),
+        3,
+        "one plugin decryption per master secret"
+    );
+    // A no-op run does not call the plugin at all.
+    let o = Command::new(nixseal_bin())
+        .current_dir(f.dir.path())
+        .env("PATH", &path)
+        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
+        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     // Without the plugin on PATH: a clear error naming the file.
     age_encrypt(&f.path("secrets/db.age"), b"x", &[&f.master], false);
     let o = Command::new(nixseal_bin())

@@ -78,7 +78,12 @@ fn bare(dir: &Path, serial: bool) -> f64 {
         .values()
         .map(|h| h["hostPubkey"].as_str().unwrap().parse().unwrap())
         .collect();
-    let first = profile["hosts"].as_object().unwrap().values().next().unwrap();
+    let first = profile["hosts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     let sources: Vec<PathBuf> = first["secrets"]
         .as_object()
         .unwrap()
