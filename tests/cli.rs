@@ -515,14 +515,33 @@ fn plugin_master_identity_through_age_plugin_protocol() {
         child.stdin.take().unwrap().write_all(pt).unwrap();
         assert!(child.wait().unwrap().success());
     }
+    let log = f.path("unwraps.log");
     let o = Command::new(nixseal_bin())
         .current_dir(f.dir.path())
         .env("PATH", &path)
+        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
         .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
         .output()
         .unwrap();
     assert_code(&o, 0);
     f.assert_outputs_decrypt();
+    // 3 secrets, 4 (host, secret) pairs: each master secret decrypted once.
+    let unwraps = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        unwraps.lines().count(),
+        3,
+        "one plugin decryption per master secret"
+    );
+    // A no-op run does not call the plugin at all.
+    let o = Command::new(nixseal_bin())
+        .current_dir(f.dir.path())
+        .env("PATH", &path)
+        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
+        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     // Without the plugin on PATH: a clear error naming the file.
     age_encrypt(&f.path("secrets/db.age"), b"x", &[&f.master], false);
     let o = Command::new(nixseal_bin())
@@ -739,4 +758,61 @@ fn help_documents_exit_codes() {
     assert!(out.contains("2  bad input or usage"), "{out}");
     let o = nixseal(Path::new("."), &["renc"]);
     assert_code(&o, 2);
+}
+
+/// rage (the Rust reference CLI) on both ends: sources made by `rage -r`, every
+/// rekeyed output opened by `rage -d -i <host ssh key>`. scripts/setup installs
+/// rage; the test says so loudly when it is missing instead of passing silently.
+#[test]
+fn rage_interop_sources_and_outputs() {
+    let Some(rage) = which("rage") else {
+        panic!("rage not found on PATH: run `bash scripts/test` (it runs `cargo install rage`)");
+    };
+    let f = Fleet::new();
+    for (name, pt) in &f.secrets {
+        let mut child = Command::new(&rage)
+            .args(["-r", &f.master])
+            .args(if name == "api" { &["-a"][..] } else { &[][..] })
+            .arg("-o")
+            .arg(f.path(&format!("secrets/{name}.age")))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(pt).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    assert_code(&f.renc(), 0);
+    for (host, secrets) in &f.uses {
+        for s in secrets {
+            let o = run_ok(
+                Command::new(&rage)
+                    .arg("-d")
+                    .arg("-i")
+                    .arg(f.path(&format!("keys/{host}")))
+                    .arg(f.output(host, s)),
+            );
+            assert_eq!(o.stdout, f.secrets[s], "{host}/{s}");
+        }
+    }
+    // What `edit` writes opens with rage and the master key.
+    let o = edit_stdin(&f, "secrets/db.age", b"from nixseal", &[]);
+    assert_code(&o, 0);
+    let o = run_ok(
+        Command::new(&rage)
+            .arg("-d")
+            .arg("-i")
+            .arg(f.path("keys/master.txt"))
+            .arg(f.path("secrets/db.age")),
+    );
+    assert_eq!(o.stdout, b"from nixseal");
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH")?).collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
 }
