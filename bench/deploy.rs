@@ -2,7 +2,7 @@
 //! secrets against a bare loop that only decrypts the same 1000 files with
 //! the age crate.
 //!
-//! Run as root: `cargo bench -p nixseal-cli --bench deploy`
+//! Run as root: `bash bench/deploy.sh` (= `cargo bench -p nixseal-cli --bench deploy`)
 //! (`NIXSEAL_BENCH_SECRETS` and `NIXSEAL_BENCH_RUNS` override 1000 and 7).
 //! Everything happens in a private mount namespace on a fresh ramfs.
 
