@@ -67,8 +67,6 @@ cat >"$work/host.nix" <<NIX
   nixseal.settings = {
     hostPubkey = "$(fleet_pubkey "$work" web1)";
     rekeyedDir = ./secrets/rekeyed;
-    # Replaced by --nixseal BIN below.
-    package = { type = "derivation"; name = "nixseal"; outPath = "/nixseal-placeholder"; };
   };
   nixseal.secrets.db-password = {
     file = ./secrets/db-password.age;
@@ -90,8 +88,7 @@ NIX
 
 expr="let
   lib = import $SHARED_NIX/nixpkgs-lib/lib;
-  pkgs = import $here/lib/standin-pkgs.nix { inherit lib; system = builtins.currentSystem; nixsealBin = null; };
-  os = import $here/lib/standin-nixos.nix { inherit lib pkgs; } { modules = [ $NIXSEAL_REPO/modules/nixos.nix $work/host.nix ]; };
+  os = import $here/lib/eval-host.nix { nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; modules = [ $work/host.nix ]; };
 in {
   manifest = os.config.nixseal.build.manifest;
   units = import $here/lib/render-units.nix { inherit lib; } {

@@ -74,8 +74,8 @@ rec {
 
   rustPlatform.buildRustPackage =
     args:
-    shDrv "${args.pname}-${args.version}" "mkdir -p $out/bin; cp $bin $out/bin/nixseal; chmod +x $out/bin/nixseal" {
-      bin = nixsealBin;
+    shDrv "${args.pname}-${args.version}" "mkdir -p $out/bin; cp $nixsealBinary $out/bin/nixseal; chmod +x $out/bin/nixseal" {
+      nixsealBinary = nixsealBin;
     }
     // {
       meta = args.meta or { };
