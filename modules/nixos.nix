@@ -291,6 +291,9 @@ let
   usersEarly = lib.any (s: s.neededForUsers) secrets;
   sysusers = config.systemd.sysusers.enable or false;
   userborn = config.services.userborn.enable or false;
+  # neededForUsers secrets: a unit before systemd-sysusers/userborn, else an
+  # activation script before the `users` step.
+  earlyUnit = usersEarly && (sysusers || userborn);
   hostKeyDirs = lib.unique (map (k: dirOf k.path) cfg.settings.hostKeys);
 in
 {
@@ -443,7 +446,7 @@ in
           "systemd-sysusers.service"
           "userborn.service"
         ]
-        ++ optional usersEarly "nixseal-activate-users.service";
+        ++ optional earlyUnit "nixseal-activate-users.service";
         restartTriggers = [ manifestFile ];
         # Restart (not stop, activate, start): the old generation stays in
         # place while the new one is made.
@@ -462,17 +465,18 @@ in
 
     # neededForUsers: decrypt before users are created, so hashedPasswordFile
     # can name a secret.
-    (mkIf (usersEarly && (sysusers || userborn)) {
+    (mkIf earlyUnit {
       systemd.services.nixseal-activate-users = {
         description = "Decrypt nixseal secrets needed to create users";
         wantedBy = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
         before = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
-        after = [ "local-fs.target" ];
+        # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
+        # runs before local-fs-pre.target, so waiting for file systems would
+        # be an ordering cycle. The host key must be on / or on a file system
+        # mounted in the initrd (neededForBoot); docs/options.md says so.
+        after = [ "systemd-remount-fs.service" ];
         restartTriggers = [ manifestFile ];
-        unitConfig = {
-          DefaultDependencies = false;
-          RequiresMountsFor = hostKeyDirs;
-        };
+        unitConfig.DefaultDependencies = false;
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
@@ -480,7 +484,7 @@ in
         };
       };
     })
-    (mkIf (usersEarly && !sysusers && !userborn) {
+    (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.nixsealForUsers = {
         deps = [ "specialfs" ];
         text = ''
