@@ -6,3 +6,14 @@
 #![deny(missing_docs)]
 
 pub mod name;
+pub mod crypto;
+pub mod identity;
+pub mod profile;
+pub mod fsutil;
+pub mod rekey;
+pub mod git;
+pub mod edit;
+
+/// Passphrases cross the library boundary in this type (wiped on drop).
+pub use age::secrecy::SecretString;
+pub use age;
