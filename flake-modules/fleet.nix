@@ -3,7 +3,7 @@
 #
 # From the fleet's NixOS configurations it makes the fleet profile (version 1;
 # keep in sync with the FleetProfile serde types in crates/nixseal) and the apps
-# `renc`, `edit`, `deploy` plus the check `nixseal-rekeyed`.
+# `renc`, `check`, `edit`, `deploy` plus the flake check `nixseal-rekeyed`.
 {
   # The consumer's flake (`self`): its source is the flake root that all
   # profile paths are relative to.
@@ -185,6 +185,10 @@ in
     renc = app "renc" ''
       ${atFlakeRoot}
       exec nixseal renc --profile ${profileFile} "$@"
+    '';
+    check = app "check" ''
+      ${atFlakeRoot}
+      exec nixseal check --profile ${profileFile} "$@"
     '';
     edit = app "edit" ''
       ${atFlakeRoot}

@@ -223,6 +223,8 @@ let
       "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); create it with `nix run .#edit -- ${inFlake s.file}` and `git add` it."
     else if !builtins.pathExists out then
       "${where}: the rekeyed file ${inFlake out} is missing or not tracked by git; ${fix}."
+    else if !builtins.pathExists cacheFile then
+      "${where}: the rekey cache ${inFlake cacheFile} is missing or not tracked by git, so ${inFlake out} cannot be checked; ${fix}."
     else if entry == null then
       "${where}: ${inFlake out} has no entry in ${inFlake cacheFile}, so it may be stale; ${fix}."
     else if entry.sourceSha256 or "" != builtins.hashFile "sha256" s.file then
