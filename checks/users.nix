@@ -32,7 +32,7 @@ in
         m.wait_for_unit("multi-user.target")
         shadow = m.succeed("getent shadow root")
         assert shadow.startswith("root:$6$nixsealtest$"), shadow
-        assert m.succeed("stat -L -c '%U:%G %a' /run/nixseal/root-password").strip() == "root:root 400"
+        assert m.succeed("stat -L -c '%U:%G %a' /run/nixseal-for-users/root-password").strip() == "root:root 400"
         assert m.succeed("cat /run/nixseal/db-password") == "db-password-v1"
 
     userborn.succeed("systemctl is-active nixseal-activate-users.service")

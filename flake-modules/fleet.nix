@@ -167,7 +167,9 @@ let
     in
     if problems == [ ] then
       ''
-        ${lib.escapeShellArg host}) manifest=${node.config.nixseal.build.manifest} ;;
+        ${lib.escapeShellArg host})
+          manifest=${node.config.nixseal.build.manifest}
+          users=${if lib.any (s: s.neededForUsers) (builtins.attrValues node.config.nixseal.secrets) then "1" else "0"} ;;
       ''
     else
       ''
@@ -208,6 +210,10 @@ in
           echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
           exit 2 ;;
       esac
+      # As at boot: the neededForUsers secrets first, then the others.
+      if [ "$users" = 1 ]; then
+        nixseal deploy --manifest "$manifest" --users "$@"
+      fi
       exec nixseal deploy --manifest "$manifest" "$@"
     '';
   };

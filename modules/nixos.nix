@@ -30,6 +30,13 @@ let
 
   cfg = config.nixseal;
   osConfig = config;
+  # `nixseal deploy --users` keeps neededForUsers secrets apart, under
+  # `<symlink>-for-users` (see forUsers in crates/nixseal/src/manifest.rs).
+  usersSymlink =
+    let
+      s = cfg.settings.symlink;
+    in
+    if lib.hasSuffix ".d" s then lib.removeSuffix ".d" s + "-for-users.d" else s + "-for-users";
   host = cfg.settings.hostName;
   exe = "${cfg.settings.package}/bin/nixseal";
   storeDir = builtins.storeDir;
@@ -102,8 +109,8 @@ let
         };
         path = mkOption {
           type = runtimePath;
-          default = "${cfg.settings.symlink}/${config.name}";
-          defaultText = literalExpression ''"''${config.nixseal.settings.symlink}/''${name}"'';
+          default = "${if config.neededForUsers or false then usersSymlink else cfg.settings.symlink}/${config.name}";
+          defaultText = literalExpression ''"''${config.nixseal.settings.symlink}/''${name}" (neededForUsers: "<symlink>-for-users/''${name}")'';
           example = "/var/lib/app/secret.key";
           description = ''
             Where services find the plaintext. The default lives inside the
@@ -155,7 +162,8 @@ let
             Decrypt this secret before users are created (before
             systemd-sysusers, userborn, or the `users` activation step), so that
             `users.users.<name>.hashedPasswordFile` can point at it. Such secrets
-            must be owned by root.
+            must be owned by root and live apart from the others, by default in
+            `<symlink>-for-users/<name>` (`/run/nixseal-for-users/<name>`).
           '';
         };
       };
@@ -246,6 +254,9 @@ let
     )
     ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, so it is decrypted before users exist: its owner and group must be \"root\" (got ${s.owner}:${s.group}).") (
       filter (s: s.neededForUsers && (s.owner != "root" || s.group != "root")) secrets
+    )
+    ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, but its path ${s.path} is inside ${cfg.settings.symlink}, which is only made after users exist; leave path at its default (${usersSymlink}/${s.name}) or choose one outside ${cfg.settings.symlink}.") (
+      filter (s: s.neededForUsers && hasPrefix "${cfg.settings.symlink}/" s.path) secrets
     )
     ++ duplicates "secret or template name" (map (x: x.name) (secrets ++ templates))
     ++ duplicates "secret or template path" (map (x: x.path) (secrets ++ templates));

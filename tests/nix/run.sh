@@ -233,10 +233,10 @@ t_manifest_schema() {
   [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
   [ "$(jq -c '[.templates[] | keys] | unique' "$m")" = '[["content","group","mode","name","owner","path"]]' ]
   [ "$(jq -c '.secrets[] | select(.name=="db-password") | [.owner,.group,.mode,.path,.symlink,.restartUnits,.neededForUsers]' "$m")" = '["nobody","nogroup","0400","/run/nixseal/db-password",true,["postgresql.service"],false]' ]
-  [ "$(jq -c '.secrets[] | select(.name=="root-password") | [.owner,.group,.neededForUsers]' "$m")" = '["root","root",true]' ]
+  [ "$(jq -c '.secrets[] | select(.name=="root-password") | [.owner,.group,.neededForUsers,.path]' "$m")" = '["root","root",true,"/run/nixseal-for-users/root-password"]' ]
   [ "$(jq -c '.templates[0] | [.name,.content,.owner,.group,.mode,.path]' "$m")" = '["app.env","DB_PASSWORD={{nixseal:db-password}}\n","nobody","nogroup","0440","/run/nixseal/app.env"]' ]
   # users.users.root.hashedPasswordFile points at the secret.
-  [ "$(nix eval --raw .#nixosConfigurations.web1.config.users.users.root.hashedPasswordFile)" = /run/nixseal/root-password ]
+  [ "$(nix eval --raw .#nixosConfigurations.web1.config.users.users.root.hashedPasswordFile)" = /run/nixseal-for-users/root-password ]
   m=$(manifest web2)
   [ "$(jq -c '.secrets[] | select(.name=="api-token") | [.owner,.group,.path,.symlink]' "$m")" = '["root","root","/run/nixseal-test/api-token",false]' ]
   [ "$(jq -c .templates "$m")" = '[]' ]
@@ -401,8 +401,9 @@ t_options() {
   [ "$(eval_host "[ $base { nixseal.secrets.s.name = \"db.key\"; } ]" 'os.config.nixseal.placeholder.s')" = '"{{nixseal:db.key}}"' ]
   # Problems reported as assertions: neededForUsers not owned by root,
   # duplicate paths, no hostPubkey / rekeyedDir, no ed25519 host key.
-  out=$(eval_host "[ $base { nixseal.secrets.s.neededForUsers = true; nixseal.secrets.s.owner = \"nobody\"; nixseal.secrets.t = { file = /dev/null; path = \"/run/nixseal/s\"; }; services.openssh.hostKeys = [ ]; } ]" 'map (a: a.message) os.config.assertions')
-  contains "$out" 'has neededForUsers = true' 'must be \"root\" (got nobody:root)' 'uses the secret or template path `/run/nixseal/s` more than once' \
+  out=$(eval_host "[ $base { nixseal.secrets.s.neededForUsers = true; nixseal.secrets.s.owner = \"nobody\"; nixseal.secrets.t = { file = /dev/null; path = \"/run/nixseal-for-users/s\"; }; nixseal.secrets.u = { file = /dev/null; neededForUsers = true; path = \"/run/nixseal/u\"; }; services.openssh.hostKeys = [ ]; } ]" 'map (a: a.message) os.config.assertions')
+  contains "$out" 'has neededForUsers = true' 'must be \"root\" (got nobody:root)' 'uses the secret or template path `/run/nixseal-for-users/s` more than once' \
+    'secret `u` of host `h` has neededForUsers = true, but its path /run/nixseal/u is inside /run/nixseal' \
     'no nixseal.settings.rekeyedDir' 'no nixseal.settings.hostKeys'
   out=$(eval_host '[ { networking.hostName = "h"; nixseal.secrets.s.file = /dev/null; } ]' 'map (a: a.message) os.config.assertions')
   contains "$out" 'has secrets but no nixseal.settings.hostPubkey' 'ssh-keyscan -t ed25519'
@@ -529,8 +530,9 @@ t_flow_deploy() {
     test "$(stat -L -c "%U:%G %a" /run/nixseal/db-password)" = "nobody:nogroup 400"
     test "$(cat /run/nixseal/app.env)" = "DB_PASSWORD=rotated-db-password"
     test "$(stat -L -c "%U:%G %a" /run/nixseal/app.env)" = "nobody:nogroup 440"
-    test "$(stat -L -c "%U:%G %a" /run/nixseal/root-password)" = "root:root 400"
-    case "$(cat /run/nixseal/root-password)" in root:*) ;; *) exit 1 ;; esac
+    test "$(stat -L -c "%U:%G %a" /run/nixseal-for-users/root-password)" = "root:root 400"
+    case "$(cat /run/nixseal-for-users/root-password)" in root:*) ;; *) exit 1 ;; esac
+    test ! -e /run/nixseal/root-password
     test ! -e /run/nixseal/api-token
     case "$(findmnt -n -o FSTYPE /run/nixseal.d)" in ramfs|tmpfs) ;; *) exit 1 ;; esac
     # web2 cannot be deployed with web1'"'"'s key.
