@@ -40,7 +40,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { ui::BAD_INPUT } else { ui::OK };
+            let code = if e.use_stderr() {
+                ui::BAD_INPUT
+            } else {
+                ui::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

@@ -134,8 +134,11 @@ fn warn_untracked(profile: &Profile) {
     for h in profile.hosts.values() {
         for s in h.secrets.values() {
             paths.push(s.source.clone());
-            let out = rekey::host_dir(&profile.rekeyed_dir, h.name.as_str())
-                .join(format!("{}{}", s.name, rekey::OUTPUT_SUFFIX));
+            let out = rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(format!(
+                "{}{}",
+                s.name,
+                rekey::OUTPUT_SUFFIX
+            ));
             if out.exists() {
                 paths.push(out);
             }
@@ -145,10 +148,7 @@ fn warn_untracked(profile: &Profile) {
     paths.dedup();
     if let Some(untracked) = nixseal::git::untracked(&profile.root, &paths) {
         if !untracked.is_empty() {
-            let list: Vec<String> = untracked
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
+            let list: Vec<String> = untracked.iter().map(|p| p.display().to_string()).collect();
             ui::warn(format_args!(
                 "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: git add {}",
                 list.len(),
@@ -336,7 +336,10 @@ pub fn edit(args: EditArgs) -> ExitCode {
     } else {
         let mut buf = zeroize::Zeroizing::new(Vec::new());
         if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-            return ui::fail(FAILED, format_args!("cannot read the new content from stdin: {e}"));
+            return ui::fail(
+                FAILED,
+                format_args!("cannot read the new content from stdin: {e}"),
+            );
         }
         NewContent::Given(buf)
     };
@@ -345,7 +348,9 @@ pub fn edit(args: EditArgs) -> ExitCode {
             let f = args.file.display();
             match outcome {
                 EditOutcome::Created => eprintln!("nixseal edit: created {f}"),
-                EditOutcome::Updated => eprintln!("nixseal edit: updated {f}; run `nix run .#renc` to rekey it"),
+                EditOutcome::Updated => {
+                    eprintln!("nixseal edit: updated {f}; run `nix run .#renc` to rekey it")
+                }
                 EditOutcome::Unchanged => eprintln!("nixseal edit: {f} unchanged, not rewritten"),
                 EditOutcome::EmptyNotCreated => {
                     eprintln!("nixseal edit: empty content, {f} not created")

@@ -15,6 +15,7 @@ pub const FAILED: u8 = 1;
 /// Bad input or usage: arguments, profile, manifest, identity files.
 pub const BAD_INPUT: u8 = 2;
 /// The environment is not fit (mount, lock, host key).
+#[allow(dead_code)] // used by `deploy`
 pub const ENVIRONMENT: u8 = 3;
 
 /// Prints an error in the one format every subcommand uses.
@@ -47,7 +48,7 @@ impl Prompt {
         }
     }
 
-    fn from_file(&self, path: &PathBuf) -> Option<SecretString> {
+    fn read_passphrase_file(&self, path: &PathBuf) -> Option<SecretString> {
         let mut cached = self.file_passphrase.lock().unwrap();
         if cached.is_none() {
             // Read once: /dev/fd/N can only be read once.
@@ -79,7 +80,7 @@ impl Prompt {
 impl Interaction for Prompt {
     fn passphrase(&self, prompt: &str) -> Option<SecretString> {
         if let Some(f) = &self.file {
-            return self.from_file(f);
+            return self.read_passphrase_file(f);
         }
         // rpassword reads /dev/tty, never stdin (which may carry the new plaintext).
         if !std::io::stderr().is_terminal() && std::fs::File::open("/dev/tty").is_err() {

@@ -39,7 +39,9 @@ pub enum DecryptFailure {
 /// Removes the Unicode isolation marks (U+2068/U+2069) that age's localised
 /// error strings carry, so messages read cleanly in a terminal and in tests.
 pub fn clean_age_message(s: &str) -> String {
-    s.chars().filter(|c| !matches!(c, '\u{2068}' | '\u{2069}')).collect()
+    s.chars()
+        .filter(|c| !matches!(c, '\u{2068}' | '\u{2069}'))
+        .collect()
 }
 
 impl DecryptFailure {
@@ -94,7 +96,9 @@ fn decryptor(ciphertext: &[u8]) -> Result<age::Decryptor<impl BufRead + '_>, Dec
 
 /// Whether an in-memory age file is encrypted to a passphrase (`age -p`).
 pub fn is_passphrase_encrypted(ciphertext: &[u8]) -> bool {
-    decryptor(ciphertext).map(|d| d.is_scrypt()).unwrap_or(false)
+    decryptor(ciphertext)
+        .map(|d| d.is_scrypt())
+        .unwrap_or(false)
 }
 
 /// Decrypts a whole age file with the first identity that fits.
@@ -103,9 +107,13 @@ pub fn decrypt(
     identities: &[&dyn age::Identity],
 ) -> Result<Plaintext, DecryptFailure> {
     let d = decryptor(ciphertext)?;
-    let mut reader = d
-        .decrypt(identities.iter().copied())
-        .map_err(DecryptFailure::from_age)?;
+    let scrypt = d.is_scrypt();
+    let mut reader = d.decrypt(identities.iter().copied()).map_err(|e| match e {
+        // For a passphrase-encrypted file, a header that does not open is
+        // a wrong passphrase, not a damaged file.
+        age::DecryptError::DecryptionFailed if scrypt => DecryptFailure::WrongPassphrase,
+        e => DecryptFailure::from_age(e),
+    })?;
     let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
     reader
         .read_to_end(&mut out)

@@ -173,7 +173,11 @@ pub fn edit(
                     source,
                 }
             })?;
-            (Some(pt), crypto::is_armored(&ct), meta.permissions().mode() & 0o7777)
+            (
+                Some(pt),
+                crypto::is_armored(&ct),
+                meta.permissions().mode() & 0o7777,
+            )
         }
         None => (None, false, 0o644),
     };

@@ -49,7 +49,11 @@ mod tests {
         let md = std::fs::symlink_metadata(d.path().join("out")).unwrap();
         assert!(md.is_file());
         assert_eq!(md.mode() & 0o777, 0o644);
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2, "no temp left");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "no temp left"
+        );
     }
 
     #[test]

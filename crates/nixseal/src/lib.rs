@@ -5,15 +5,16 @@
 //! prints.
 #![deny(missing_docs)]
 
-pub mod name;
 pub mod crypto;
-pub mod identity;
-pub mod profile;
-pub mod fsutil;
-pub mod rekey;
-pub mod git;
 pub mod edit;
+pub mod fsutil;
+pub mod git;
+pub mod identity;
+pub mod name;
+pub mod profile;
+pub mod rekey;
+pub mod store_path;
 
+pub use age;
 /// Passphrases cross the library boundary in this type (wiped on drop).
 pub use age::secrecy::SecretString;
-pub use age;

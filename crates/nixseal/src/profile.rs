@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{HostRecipient, HostKeyError};
+use crate::identity::{HostKeyError, HostRecipient};
 use crate::name::{HostName, NameError, SecretName};
 
 /// The only profile version this build understands.
@@ -109,7 +109,9 @@ pub enum ProfileError {
         value: String,
     },
     /// An `extraRecipients` entry is not an age recipient.
-    #[error("profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})")]
+    #[error(
+        "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
+    )]
     ExtraRecipient {
         /// The profile file.
         path: PathBuf,
@@ -289,7 +291,8 @@ fn resolve(root: &Path, rel: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtWm69iYTGTy5i5e7G0xyE8zACs6fQk57xCA9AOuhV+ web1";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtWm69iYTGTy5i5e7G0xyE8zACs6fQk57xCA9AOuhV+ web1";
 
     fn parse(json: &str) -> Result<Profile, ProfileError> {
         Profile::parse(json.as_bytes(), Path::new("p.json"), Path::new("/flake"))
@@ -317,8 +320,14 @@ mod tests {
             ("not json", "not a valid nixseal profile"),
             (r#"{"version":2,"rekeyedDir":"r"}"#, "version 2"),
             (r#"{"rekeyedDir":"r"}"#, "version missing"),
-            (r#"{"version":1,"rekeyedDir":"r","extra":1}"#, "unknown field `extra`"),
-            (r#"{"version":1,"rekeyedDir":"/abs"}"#, "rekeyedDir \"/abs\""),
+            (
+                r#"{"version":1,"rekeyedDir":"r","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"version":1,"rekeyedDir":"/abs"}"#,
+                "rekeyedDir \"/abs\"",
+            ),
             (
                 r#"{"version":1,"rekeyedDir":"r","extraRecipients":["nope"]}"#,
                 "extraRecipients entry \"nope\"",

@@ -128,6 +128,9 @@ impl std::fmt::Debug for MasterIdentities {
     }
 }
 
+/// Highest scrypt work factor accepted for passphrase-protected identity files.
+const MAX_WORK_FACTOR: u8 = 22;
+
 const SSH_PRIVATE_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
 impl MasterIdentities {
@@ -171,13 +174,17 @@ impl MasterIdentities {
                 ));
             }
             let prompt = format!("Passphrase for identity file {}", path.display());
-            let passphrase = callbacks
-                .0
-                .passphrase(&prompt)
-                .ok_or_else(|| IdentityError::NoPassphrase {
-                    path: path.to_owned(),
-                })?;
-            let scrypt = age::scrypt::Identity::new(passphrase);
+            let passphrase =
+                callbacks
+                    .0
+                    .passphrase(&prompt)
+                    .ok_or_else(|| IdentityError::NoPassphrase {
+                        path: path.to_owned(),
+                    })?;
+            let mut scrypt = age::scrypt::Identity::new(passphrase);
+            // The operator's own file: accept any work factor age itself
+            // writes (18 by default) without age's speed guess refusing it.
+            scrypt.set_max_work_factor(MAX_WORK_FACTOR);
             let inner = crypto::decrypt(&bytes, &[&scrypt]).map_err(|e| match e {
                 DecryptFailure::NoMatchingIdentity | DecryptFailure::WrongPassphrase => {
                     IdentityError::WrongPassphrase {
@@ -207,14 +214,18 @@ impl MasterIdentities {
                 // age's message names no file: ours wraps it.
                 .map_err(|e| parse(clean_age_message(&e.to_string())))
         };
-        let recipients = file(text)?.to_recipients().map_err(|e| IdentityError::Plugin {
-            path: path.to_owned(),
-            reason: clean_age_message(&e.to_string()),
-        })?;
-        let identities = file(text)?.into_identities().map_err(|e| IdentityError::Plugin {
-            path: path.to_owned(),
-            reason: clean_age_message(&e.to_string()),
-        })?;
+        let recipients = file(text)?
+            .to_recipients()
+            .map_err(|e| IdentityError::Plugin {
+                path: path.to_owned(),
+                reason: clean_age_message(&e.to_string()),
+            })?;
+        let identities = file(text)?
+            .into_identities()
+            .map_err(|e| IdentityError::Plugin {
+                path: path.to_owned(),
+                reason: clean_age_message(&e.to_string()),
+            })?;
         if identities.is_empty() {
             return Err(parse("it contains no identities".into()));
         }
@@ -235,30 +246,29 @@ impl MasterIdentities {
         };
         let id = age::ssh::Identity::from_buffer(bytes, Some(path.display().to_string()))
             .map_err(|e| parse(format!("invalid OpenSSH private key ({e})")))?;
-        let key = match id {
-            age::ssh::Identity::Unencrypted(k) => k,
-            age::ssh::Identity::Encrypted(enc) => {
-                let prompt = format!("Passphrase for SSH key {}", path.display());
-                let passphrase =
-                    callbacks
-                        .0
-                        .passphrase(&prompt)
-                        .ok_or_else(|| IdentityError::NoPassphrase {
+        let key =
+            match id {
+                age::ssh::Identity::Unencrypted(k) => k,
+                age::ssh::Identity::Encrypted(enc) => {
+                    let prompt = format!("Passphrase for SSH key {}", path.display());
+                    let passphrase = callbacks.0.passphrase(&prompt).ok_or_else(|| {
+                        IdentityError::NoPassphrase {
                             path: path.to_owned(),
-                        })?;
-                enc.decrypt(passphrase)
-                    .map_err(|_| IdentityError::WrongPassphrase {
-                        path: path.to_owned(),
-                    })?
-            }
-            age::ssh::Identity::Unsupported(k) => {
-                let shown = ShowUnsupported(k).to_string();
-                return Err(parse(format!(
-                    "unsupported SSH key ({})",
-                    shown.split_whitespace().collect::<Vec<_>>().join(" ")
-                )));
-            }
-        };
+                        }
+                    })?;
+                    enc.decrypt(passphrase)
+                        .map_err(|_| IdentityError::WrongPassphrase {
+                            path: path.to_owned(),
+                        })?
+                }
+                age::ssh::Identity::Unsupported(k) => {
+                    let shown = ShowUnsupported(k).to_string();
+                    return Err(parse(format!(
+                        "unsupported SSH key ({})",
+                        shown.split_whitespace().collect::<Vec<_>>().join(" ")
+                    )));
+                }
+            };
         let identity = age::ssh::Identity::from(key);
         let recipient = age::ssh::Recipient::try_from(identity.clone())
             .map_err(|e| parse(format!("cannot derive the public key ({e:?})")))?;
@@ -277,7 +287,9 @@ impl MasterIdentities {
 
     /// The recipients matching the identities (what `edit` encrypts to).
     pub fn recipients(&self) -> impl Iterator<Item = &dyn age::Recipient> {
-        self.recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient)
+        self.recipients
+            .iter()
+            .map(|r| r.as_ref() as &dyn age::Recipient)
     }
 
     /// The files the identities came from.
@@ -457,7 +469,10 @@ mod tests {
             HostRecipient::parse("ssh-ed25519 !!!"),
             Err(HostKeyError::Malformed { .. })
         ));
-        assert!(matches!(HostRecipient::parse("  "), Err(HostKeyError::Empty)));
+        assert!(matches!(
+            HostRecipient::parse("  "),
+            Err(HostKeyError::Empty)
+        ));
     }
 
     /// A throwaway key made for this test with `ssh-keygen -t ed25519 -N ''`.
