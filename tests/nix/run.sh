@@ -412,6 +412,23 @@ t_options() {
 }
 t "option types refuse store/relative paths, bad modes and names; defaults; assertions" t_options
 
+t_options_documented() {
+  # Every visible option of the NixOS module is typed, described, and named in
+  # docs/options.md.
+  local opts
+  opts=$(eval_host '[ { networking.hostName = "h"; } ]' "let lib = import $SHARED_NIX/nixpkgs-lib/lib; in
+    map (o: { inherit (o) name; described = o.description or \"\" != \"\"; typed = o.type or \"\" != \"unspecified\"; })
+      (lib.filter (o: o.visible && !o.internal) (lib.optionAttrSetToDocList os.options.nixseal))")
+  [ "$(jq length <<<"$opts")" -ge 25 ]
+  [ "$(jq -c '[.[] | select(.described and .typed | not) | .name]' <<<"$opts")" = '[]' ]
+  local doc=$NIXSEAL_REPO/docs/options.md name
+  for name in $(jq -r '.[].name' <<<"$opts"); do
+    # In a table row as `leaf`, or by its full name (a heading).
+    grep -qF "\`${name##*.}\`" "$doc" || grep -qF "\`$name" "$doc" || fail "option $name is not in docs/options.md"
+  done
+}
+t "every NixOS option is typed, described and in docs/options.md" t_options_documented
+
 t_vm_fixtures() {
   # The VM tests' machine evaluates here too: its fixtures are consistent
   # (current rekeys), and so are the rotated and corrupt variants (the corrupt
