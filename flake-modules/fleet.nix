@@ -3,7 +3,8 @@
 #
 # From the fleet's NixOS configurations it makes the fleet profile (version 1;
 # keep in sync with the FleetProfile serde types in crates/nixseal) and the apps
-# `renc`, `check`, `edit`, `deploy` plus the flake check `nixseal-rekeyed`.
+# `renc`, `check`, `edit`, `status`, `deploy` plus the flake check
+# `nixseal-rekeyed`.
 {
   # The consumer's flake (`self`): its source is the flake root that all
   # profile paths are relative to.
@@ -195,6 +196,11 @@ in
     edit = app "edit" ''
       ${atFlakeRoot}
       exec nixseal edit --profile ${profileFile} "$@"
+    '';
+    # `-- --manifest HOST=PATH...`: which hosts run stale ciphertexts.
+    status = app "status" ''
+      ${atFlakeRoot}
+      exec nixseal status --profile ${profileFile} "$@"
     '';
     deploy = app "deploy" ''
       if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then

@@ -182,7 +182,7 @@ t_apps_root() {
 t "apps refuse to run outside the flake root; deploy usage and unknown host" t_apps_root
 
 t_plain_same() {
-  for a in renc check edit deploy; do
+  for a in renc check edit status deploy; do
     [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(nix eval --raw ".#plainApps.$SYSTEM.$a.program")" ] ||
       fail "plain-Nix $a differs from the flake-parts one"
   done
@@ -506,12 +506,16 @@ t_flow_renc() {
   [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
   nix build ".#checks.$SYSTEM.nixseal-rekeyed" -o "$W/flow/check"
   nix run .#check
+  # status: the system just built runs what the working tree holds.
+  nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/flow/web1-system-1"
+  contains "$(nix run .#status -- --manifest "web1=$W/flow/web1-system-1")" "web1: current"
   # A second renc changes nothing (content and mtimes).
   local before after
   before=$(find secrets/rekeyed -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort)
   nix run .#renc
   after=$(find secrets/rekeyed -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort)
   [ "$before" = "$after" ]
+  cp "$(manifest web1)" "$W/manifest-web1-old"
   # Rotate with edit, new content on stdin: the rekeys become stale.
   printf 'rotated-db-password' | nix run .#edit -- secrets/db-password.age
   [ "$(age -d -i keys/master.age secrets/db-password.age)" = rotated-db-password ]
@@ -523,6 +527,17 @@ t_flow_renc() {
   git add secrets/rekeyed
   [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
   nix build ".#checks.$SYSTEM.nixseal-rekeyed" -o "$W/flow/check"
+  # status: web1 still runs the old system; the store path the Rust side
+  # computes from the working tree is the one Nix gives the new manifest.
+  local new out rc=0
+  new=$(manifest web1)
+  out=$(nix run .#status -- --manifest "web1=$W/flow/web1-system-1" --manifest "web2=$(manifest web2)") || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "web1: runs stale secrets; redeploy web1" "web2: current" "1 of 2 host(s) need a redeploy" \
+    "db-password: runs $(jq -r '.secrets[] | select(.name=="db-password") | .source' "$W/manifest-web1-old"), the working tree has $(jq -r '.secrets[] | select(.name=="db-password") | .source' "$new")"
+  if grep -q root-password <<<"$out"; then fail "unchanged secret reported"; fi
+  contains "$(fails nix run .#status -- --manifest web9=/nonexistent)" "host web9 is not in the profile"
   [ "$(age -d -i "$W/flow/hostkeys/web2/ssh_host_ed25519_key" secrets/rekeyed/web2/db-password.age)" = rotated-db-password ]
 }
 if supports renc --profile && supports edit --profile && supports check --profile; then

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod operator;
+mod status;
 mod ui;
 
 const EXIT_CODES: &str = "Exit codes:
@@ -34,6 +35,9 @@ enum Command {
     /// Edit or create a master secret (new content from stdin when it is not a terminal).
     #[command(after_help = EXIT_CODES)]
     Edit(operator::EditArgs),
+    /// Compare hosts' running or built manifests with the working tree; exit 1 if any needs a redeploy.
+    #[command(after_help = EXIT_CODES)]
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +57,6 @@ fn main() -> ExitCode {
         Command::Renc(a) => operator::renc(a),
         Command::Check(a) => operator::check(a),
         Command::Edit(a) => operator::edit(a),
+        Command::Status(a) => status::status(a),
     }
 }

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod name;
 pub mod profile;
 pub mod rekey;
+pub mod status;
 pub mod store_path;
 
 pub use age;

@@ -141,8 +141,14 @@ let
           if failed != [ ] then
             throw "\nFailed assertions:\n${lib.concatMapStringsSep "\n" (m: "- ${m}") failed}"
           else
-            pkgs.writeText "nixos-system-${config.networking.hostName}" (
-              lib.concatStrings (lib.mapAttrsToList (n: u: "### ${n}.service\n${u}\n") units)
+            # Like a NixOS system: etc/systemd/system/<unit>.service.
+            pkgs.runCommand "nixos-system-${config.networking.hostName}" { } (
+              "mkdir -p $out/etc/systemd/system\n"
+              + lib.concatStrings (
+                lib.mapAttrsToList (
+                  n: u: "cp ${pkgs.writeText "${n}.service" u} $out/etc/systemd/system/${n}.service\n"
+                ) units
+              )
             );
       };
     };
