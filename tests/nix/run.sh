@@ -221,8 +221,9 @@ t_current() {
   [ "$(problems web2)" = '[]' ]
   nix build ".#checks.$SYSTEM.nixseal-rekeyed" -o "$W/check"
   nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/toplevel"
+  nix flake check
 }
-t "rekeyed and tracked: no problems, check and toplevel build" t_current
+t "rekeyed and tracked: no problems; checks, toplevel and nix flake check pass" t_current
 
 t_manifest_schema() {
   local m
@@ -335,12 +336,13 @@ t_stale() {
   contains "$(problems web2)" 'secrets/rekeyed/web2/db-password.age is stale'
   p=$(fails nix build ".#checks.$SYSTEM.nixseal-rekeyed" -L)
   contains "$p" 'is stale' 'nix run .#renc'
+  contains "$(fails nix flake check)" 'is stale'
   p=$(fails nix run .#deploy -- web1 --dry-run)
   contains "$p" 'web1/db-password.age is stale'
   git checkout -q HEAD -- secrets/db-password.age
   [ "$(problems web1)" = '[]' ]
 }
-t "stale rekeyed file (master changed): eval, check and deploy app fail with the fix" t_stale
+t "stale rekeyed file (master changed): eval, nix flake check and deploy app fail with the fix" t_stale
 
 t_untracked() {
   git rm -q --cached secrets/rekeyed/web2/api-token.age
