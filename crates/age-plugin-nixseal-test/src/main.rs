@@ -247,6 +247,7 @@ impl IdentityPluginV1 for IdentityPlugin {
             }
             match found {
                 Some(file_key) => {
+                    log_unwrap();
                     results.insert(file_index, Ok(file_key));
                 }
                 None if !errors.is_empty() => {
@@ -256,6 +257,21 @@ impl IdentityPluginV1 for IdentityPlugin {
             }
         }
         Ok(results)
+    }
+}
+
+/// Tests count decryptions: with `NIXSEAL_TEST_PLUGIN_LOG=FILE`, one line is
+/// appended per file key unwrapped (a YubiKey would ask for one touch each).
+fn log_unwrap() {
+    if let Some(path) = std::env::var_os("NIXSEAL_TEST_PLUGIN_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "unwrap");
+        }
     }
 }
 

@@ -287,12 +287,11 @@ pub fn edit(args: EditArgs) -> ExitCode {
         },
         None => None,
     };
-    let exists = std::fs::symlink_metadata(&args.file).is_ok();
     let have_ids = !args.identity.identities.is_empty()
         || profile.as_ref().is_some_and(|p| !p.identities.is_empty());
     // Identities are needed to open an existing file, and (with a profile)
     // to know the master recipients.
-    let identities = if exists || (profile.is_some() && have_ids) {
+    let identities = if have_ids {
         match load_identities(profile.as_ref(), &args.identity) {
             Ok(i) => Some(i),
             Err(c) => return c,

@@ -276,12 +276,15 @@ impl Profile {
     }
 }
 
-/// Joins a flake-relative path to the root, keeping `./x` readable as `x`
-/// when the root is the current directory.
+/// Joins a flake-relative path to the root, dropping `.` components so that
+/// messages show `secrets/db.age`, not `./secrets/db.age`.
 fn resolve(root: &Path, rel: &str) -> PathBuf {
-    let rel = Path::new(rel);
+    let rel: PathBuf = Path::new(rel)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
     if root == Path::new(".") || root.as_os_str().is_empty() {
-        rel.to_owned()
+        rel
     } else {
         root.join(rel)
     }
@@ -310,8 +313,8 @@ mod tests {
         let h = p.hosts.values().next().unwrap();
         assert_eq!(h.name.as_str(), "web1");
         let s = h.secrets.values().next().unwrap();
-        assert_eq!(s.source, Path::new("/flake/./secrets/db.age"));
-        assert_eq!(p.rekeyed_dir, Path::new("/flake/./r"));
+        assert_eq!(s.source, Path::new("/flake/secrets/db.age"));
+        assert_eq!(p.rekeyed_dir, Path::new("/flake/r"));
     }
 
     #[test]
