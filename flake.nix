@@ -98,7 +98,7 @@
               pkgs.age
               pkgs.clippy
               pkgs.rustfmt
-              pkgs.nixfmt-rfc-style
+              pkgs.nixfmt
               pkgs.jq
             ];
           };

@@ -107,17 +107,14 @@ let
   hostEntry =
     host: node:
     let
-      settings = node.config.nixseal.settings;
-      key = settings.hostPubkey;
-      fields = lib.filter (f: f != "") (lib.splitString " " (if key == null then "" else key));
+      build = node.config.nixseal.build;
+      keyProblems = lib.filter (p: lib.hasInfix "hostPubkey" p) build.problems;
     in
-    if key == null then
-      throw "nixseal: host ${host} has secrets but no nixseal.settings.hostPubkey; set it to the output of `ssh-keyscan -t ed25519 ${host}`."
-    else if builtins.length fields < 2 || builtins.head fields != "ssh-ed25519" then
-      throw "nixseal: nixseal.settings.hostPubkey of host ${host} is not an ssh-ed25519 key; use `ssh-keyscan -t ed25519 ${host}`."
+    if build.recipient == null then
+      throw ("\n" + concatStringsSep "\n" keyProblems)
     else
       {
-        hostPubkey = concatStringsSep " " (lib.take 2 fields);
+        hostPubkey = build.recipient;
         secrets = mapAttrs' (
           _: s: nameValuePair s.name { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
         ) node.config.nixseal.secrets;

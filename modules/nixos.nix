@@ -428,6 +428,12 @@ in
         internal = true;
         description = "The host manifest (JSON, version 1) given to `nixseal deploy`.";
       };
+      recipient = mkOption {
+        type = types.nullOr types.str;
+        readOnly = true;
+        internal = true;
+        description = "hostPubkey normalised to `ssh-ed25519 <base64>` (the rekey cache's recipient), or null when missing or not ssh-ed25519.";
+      };
       problems = mkOption {
         type = types.listOf types.str;
         readOnly = true;
@@ -441,6 +447,7 @@ in
     {
       nixseal.build.manifest = manifestFile;
       nixseal.build.problems = problems;
+      nixseal.build.recipient = if hostPubkeyOk then recipient else null;
 
       assertions = map (message: {
         assertion = false;
