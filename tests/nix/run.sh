@@ -551,7 +551,7 @@ fi
 # Deploy web1 on this machine in a private mount namespace (with web1's host
 # key at the manifest's path), after the renc flow above.
 t_flow_deploy() {
-  [ -d "$W/flow/fleet" ] || fail "needs the renc flow's fleet"
+  [ -d "$W/flow/fleet" ] || t_flow_renc
   cd "$W/flow/fleet"
   unshare -m --propagation private bash -euc '
     mount -t tmpfs -o mode=0755 tmpfs /run
