@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Common setup for the offline Nix test scripts (sourced).
 # Sets: NIXSEAL_REPO, SHARED_NIX, NIX_CONFIG; needs nix, age, ssh-keygen.
 NIXSEAL_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers for the offline Nix tests (sourced, not run).
 #   fleet_keys DIR             master age identity DIR/keys/master.age (+ .pub)
 #   fleet_hostkey DIR HOST     ssh-ed25519 host key DIR/hostkeys/HOST/ssh_host_ed25519_key(.pub)
@@ -30,7 +31,7 @@ fleet_secret() {
 }
 
 fleet_age_rekey() {
-  local dir="$1" host="$2" out recipient cache entries="" sep=""
+  local dir="$1" host="$2" out recipient entries="" sep=""
   shift 2
   out="$dir/secrets/rekeyed/$host"
   mkdir -p "$out"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Builds the offline test world under $1 (sourced by run.sh after common.sh):
 #   $1/standin-nixpkgs  stand-in nixpkgs flake holding the nixseal binary $2
 #   $1/nixseal          this checkout's git-visible files (tracked + new,
