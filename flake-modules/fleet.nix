@@ -21,7 +21,6 @@ let
   inherit (pkgs) lib;
   inherit (lib)
     attrNames
-    concatMapStringsSep
     concatStringsSep
     filterAttrs
     hasPrefix

@@ -13,10 +13,8 @@
 let
   inherit (lib)
     attrValues
-    concatMapStringsSep
     concatStringsSep
     filter
-    filterAttrs
     hasPrefix
     literalExpression
     mapAttrs
@@ -24,7 +22,6 @@ let
     mkMerge
     mkOption
     optional
-    optionalAttrs
     types
     ;
 
