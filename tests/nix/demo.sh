@@ -28,7 +28,6 @@ show git ls-files
 show nix run .#renc
 show git add secrets/rekeyed
 show nix run .#check
-show nix flake check
 
 echo
 echo "Deploying web1 on this machine, inside a private mount namespace (with web1's host key):"

@@ -450,6 +450,23 @@ t_vm_fixtures() {
 }
 t "VM test fixtures evaluate in the stand-in (current, rotated, corrupt)" t_vm_fixtures
 
+t_vm_scripts() {
+  # Each VM test evaluates to a name, nodes and a testScript that is valid
+  # Python and asserts something (the tests themselves need nixpkgs + KVM).
+  local f n=0
+  for f in "$NIXSEAL_REPO"/checks/*.nix; do
+    case "$(basename "$f")" in default.nix | common.nix) continue ;; esac
+    nix eval --impure --raw --expr "(import $f { common = { }; }).testScript" >"$W/script.py"
+    python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$W/script.py" ||
+      fail "$f: testScript is not valid Python"
+    grep -q "assert\|machine.fail\|\.fail(" "$W/script.py" || fail "$f: testScript asserts nothing"
+    [ "$(nix eval --impure --raw --expr "(import $f { common = { }; }).name")" = "nixseal-$(basename "$f" .nix)" ]
+    n=$((n + 1))
+  done
+  [ "$n" -ge 6 ]
+}
+t "VM tests: each testScript is valid Python with assertions" t_vm_scripts
+
 # ---------------------------------------------------------------- the real flow
 # These need the real commands in the binary; until they are merged they are
 # reported as skipped (and the final line says so).
