@@ -759,3 +759,60 @@ fn help_documents_exit_codes() {
     let o = nixseal(Path::new("."), &["renc"]);
     assert_code(&o, 2);
 }
+
+/// rage (the Rust reference CLI) on both ends: sources made by `rage -r`, every
+/// rekeyed output opened by `rage -d -i <host ssh key>`. scripts/setup installs
+/// rage; the test says so loudly when it is missing instead of passing silently.
+#[test]
+fn rage_interop_sources_and_outputs() {
+    let Some(rage) = which("rage") else {
+        panic!("rage not found on PATH: run `bash scripts/test` (it runs `cargo install rage`)");
+    };
+    let f = Fleet::new();
+    for (name, pt) in &f.secrets {
+        let mut child = Command::new(&rage)
+            .args(["-r", &f.master])
+            .args(if name == "api" { &["-a"][..] } else { &[][..] })
+            .arg("-o")
+            .arg(f.path(&format!("secrets/{name}.age")))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(pt).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    assert_code(&f.renc(), 0);
+    for (host, secrets) in &f.uses {
+        for s in secrets {
+            let o = run_ok(
+                Command::new(&rage)
+                    .arg("-d")
+                    .arg("-i")
+                    .arg(f.path(&format!("keys/{host}")))
+                    .arg(f.output(host, s)),
+            );
+            assert_eq!(o.stdout, f.secrets[s], "{host}/{s}");
+        }
+    }
+    // What `edit` writes opens with rage and the master key.
+    let o = edit_stdin(&f, "secrets/db.age", b"from nixseal", &[]);
+    assert_code(&o, 0);
+    let o = run_ok(
+        Command::new(&rage)
+            .arg("-d")
+            .arg("-i")
+            .arg(f.path("keys/master.txt"))
+            .arg(f.path("secrets/db.age")),
+    );
+    assert_eq!(o.stdout, b"from nixseal");
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH")?).collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
+}

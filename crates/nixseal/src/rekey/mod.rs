@@ -312,32 +312,37 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
             },
             _ => None,
         };
-        for s in host.secrets.values() {
-            let output = dir.join(format!("{}{OUTPUT_SUFFIX}", s.name));
-            let state = if dir_blocked {
-                PairState::Blocked(PairError::NotPlain { path: dir.clone() })
-            } else if let Some(e) = source_errors.get(&s.source) {
-                PairState::Blocked(PairError::SourceUnreadable {
-                    path: s.source.clone(),
-                    source: e.clone(),
-                })
-            } else {
-                pair_state(
-                    &output,
-                    cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
-                    cache.is_some(),
-                    &source_hashes[&s.source],
-                    host.recipient.as_str(),
-                )
-            };
-            pairs.push(Pair {
-                host: host.name.clone(),
-                secret: s.name.clone(),
-                source: s.source.clone(),
-                output,
-                state,
-            });
-        }
+        // Verifying outputs reads every file: spread it over the cores.
+        let secrets: Vec<_> = host.secrets.values().collect();
+        let host_pairs: Vec<Pair> = secrets
+            .par_iter()
+            .map(|s| {
+                let output = dir.join(format!("{}{OUTPUT_SUFFIX}", s.name));
+                let state = if dir_blocked {
+                    PairState::Blocked(PairError::NotPlain { path: dir.clone() })
+                } else if let Some(e) = source_errors.get(&s.source) {
+                    PairState::Blocked(PairError::SourceUnreadable {
+                        path: s.source.clone(),
+                        source: e.clone(),
+                    })
+                } else {
+                    pair_state(
+                        &output,
+                        cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
+                        &source_hashes[&s.source],
+                        host.recipient.as_str(),
+                    )
+                };
+                Pair {
+                    host: host.name.clone(),
+                    secret: s.name.clone(),
+                    source: s.source.clone(),
+                    output,
+                    state,
+                }
+            })
+            .collect();
+        pairs.extend(host_pairs);
         if dir_kind.is_some_and(|t| t.is_dir()) {
             removals.extend(orphans_in_host_dir(&dir, host.name.as_str(), |n| {
                 host.secrets.contains_key(n)
@@ -397,7 +402,6 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
 fn pair_state(
     output: &Path,
     entry: Option<&CacheEntry>,
-    have_cache: bool,
     source_sha256: &str,
     recipient: &str,
 ) -> PairState {
@@ -417,7 +421,6 @@ fn pair_state(
         }
     }
     let Some(entry) = entry else {
-        let _ = have_cache;
         return PairState::Stale(Staleness::NotInCache);
     };
     if entry.recipient != recipient {
