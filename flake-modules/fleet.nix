@@ -72,8 +72,8 @@ let
     (c.secrets or { }) != { } || (c.templates or { }) != { }
   ) nodes;
 
-  hostOf = nodeName: node: node.config.nixseal.settings.hostName;
-  byHost = lib.groupBy (n: hostOf n users.${n}) (attrNames users);
+  hostOf = node: node.config.nixseal.settings.hostName;
+  byHost = lib.groupBy (n: hostOf users.${n}) (attrNames users);
   duplicateHosts = filterAttrs (_: ns: builtins.length ns > 1) byHost;
   hosts =
     if duplicateHosts != { } then
@@ -81,7 +81,7 @@ let
         concatStringsSep "; " (mapAttrsToList (h: ns: "${h} is used by ${concatStringsSep ", " ns}") duplicateHosts)
       }. Set nixseal.settings.hostName (default: networking.hostName) to distinct names."
     else
-      lib.mapAttrs' (n: node: nameValuePair (hostOf n node) node) users;
+      mapAttrs' (_: node: nameValuePair (hostOf node) node) users;
 
   nodeRekeyedDirs = lib.unique (
     lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts)
