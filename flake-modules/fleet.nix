@@ -155,24 +155,22 @@ let
   problemsOf = node: node.config.nixseal.build.problems;
 
   # `deploy HOST`: one case branch per host. A host whose rekeys are missing or
-  # stale gets its fix-it messages instead of a manifest, so one stale host
-  # does not break deploying the others.
+  # stale gets a file with its fix-it messages instead of a manifest, so one
+  # stale host does not break deploying the others. (The script must pass
+  # shellcheck: writeShellApplication checks it at build time.)
   deployBranch =
     host: node:
     let
       problems = problemsOf node;
+      users = lib.any (s: s.neededForUsers) (builtins.attrValues node.config.nixseal.secrets);
     in
     if problems == [ ] then
       ''
-        ${lib.escapeShellArg host})
-          manifest=${node.config.nixseal.build.manifest}
-          users=${if lib.any (s: s.neededForUsers) (builtins.attrValues node.config.nixseal.secrets) then "1" else "0"} ;;
+        ${lib.escapeShellArg host}) manifest=${node.config.nixseal.build.manifest} users=${if users then "1" else "0"} ;;
       ''
     else
       ''
-        ${lib.escapeShellArg host})
-          printf '%s\n' ${lib.escapeShellArg (concatStringsSep "\n" problems)} >&2
-          exit 1 ;;
+        ${lib.escapeShellArg host}) problems=${pkgs.writeText "nixseal-${host}-problems" (concatStringsSep "\n" problems + "\n")} ;;
       '';
 
   hostList = concatStringsSep " " (attrNames hosts);
@@ -198,26 +196,45 @@ in
       ${atFlakeRoot}
       exec nixseal status --profile ${profileFile} "$@"
     '';
-    deploy = app "deploy" ''
-      if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
-        echo "usage: nix run .#deploy -- HOST [--dry-run] [nixseal deploy options]" >&2
-        echo "hosts: ${hostList}" >&2
-        exit 2
-      fi
-      host=$1
-      shift
-      case "$host" in
-      ${concatStringsSep "" (mapAttrsToList deployBranch hosts)}
-        *)
-          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
-          exit 2 ;;
-      esac
-      # As at boot: the neededForUsers secrets first, then the others.
-      if [ "$users" = 1 ]; then
-        nixseal deploy --manifest "$manifest" --users "$@"
-      fi
-      exec nixseal deploy --manifest "$manifest" "$@"
-    '';
+    deploy = app "deploy" (
+      ''
+        if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
+          echo "usage: nix run .#deploy -- HOST [--dry-run] [nixseal deploy options]" >&2
+          echo "hosts: ${hostList}" >&2
+          exit 2
+        fi
+      ''
+      + (
+        if hosts == { } then
+          ''
+            echo "nixseal: no host in this flake uses nixseal" >&2
+            exit 2
+          ''
+        else
+          ''
+            host=$1
+            shift
+            manifest=""
+            users=0
+            problems=""
+            case "$host" in
+            ${concatStringsSep "" (mapAttrsToList deployBranch hosts)}
+              *)
+                echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
+                exit 2 ;;
+            esac
+            if [ -n "$problems" ]; then
+              cat "$problems" >&2
+              exit 1
+            fi
+            # As at boot: the neededForUsers secrets first, then the others.
+            if [ "$users" = 1 ]; then
+              nixseal deploy --manifest "$manifest" --users "$@"
+            fi
+            exec nixseal deploy --manifest "$manifest" "$@"
+          ''
+      )
+    );
   };
 
   checks.nixseal-rekeyed =

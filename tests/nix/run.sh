@@ -244,6 +244,22 @@ t_manifest_schema() {
 }
 t "host manifest: exact v1 schema and values" t_manifest_schema
 
+t_apps_shellcheck() {
+  # nixpkgs' writeShellApplication runs shellcheck on every app at build time:
+  # the generated scripts must pass it (all severities), or the real build fails.
+  command -v shellcheck >/dev/null || fail "shellcheck is not installed (apt-get install shellcheck)"
+  local a
+  for a in renc check edit status deploy; do
+    shellcheck "$(app_program "$a")"
+  done
+  # The deploy app for a host with problems is a branch that prints them.
+  printf 'x' | fleet_secret "$F" secrets/db-password.age
+  git add secrets/db-password.age
+  shellcheck "$(app_program deploy)"
+  git checkout -q HEAD -- secrets/db-password.age
+}
+t "generated app scripts pass shellcheck (as writeShellApplication requires)" t_apps_shellcheck
+
 t_closure() {
   local m want
   for h in web1 web2; do
