@@ -182,16 +182,29 @@ t_apps_root() {
 t "apps refuse to run outside the flake root; deploy usage and unknown host" t_apps_root
 
 t_plain_same() {
+  # Inside the flake-parts fleet (lib.mkApps next to the module)...
   for a in renc check edit status deploy; do
     [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(nix eval --raw ".#plainApps.$SYSTEM.$a.program")" ] ||
       fail "plain-Nix $a differs from the flake-parts one"
   done
-  # Nix 2.8 runs only `apps.*` as apps; run the plain program directly.
+  # ...and in a flake without flake-parts at all: the very same store paths.
+  local P=$W/fleet-plain
+  # Its outputs use no flake-parts (the input exists only for nixseal's own flake).
+  if sed -n '/outputs =/,$p' "$P/flake.nix" | grep flake-parts; then fail "the plain fleet uses flake-parts"; fi
+  for a in renc check edit status deploy; do
+    [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(cd "$P" && nix eval --raw ".#apps.$SYSTEM.$a.program")" ] ||
+      fail "the plain fleet's $a differs"
+  done
+  [ "$(nix eval --raw ".#checks.$SYSTEM.nixseal-rekeyed.drvPath")" = "$(cd "$P" && nix eval --raw ".#checks.$SYSTEM.nixseal-rekeyed.drvPath")" ]
   local out
-  out=$(fails "$(app_program deploy)") # the same program
-  contains "$out" "usage: nix run .#deploy"
+  out=$(cd "$P" && fails nix run .#deploy)
+  contains "$out" "usage: nix run .#deploy" "hosts: web1 web2"
+  if supports check --profile; then # not rekeyed yet: check lists web1's secrets
+    contains "$(cd "$P" && fails nix run .#check)" "web1/db-password"
+  fi
+  contains "$(cd / && fails nix run "$P#renc")" "run this from the root of your flake"
 }
-t "plain-Nix lib.mkApps gives the same apps as the flake-parts module" t_plain_same
+t "plain-Nix lib.mkFleet/mkApps (also in a flake without flake-parts) gives the same apps" t_plain_same
 
 t_fleet_errors() {
   local base="let f = builtins.getFlake \"path:$F\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"

@@ -5,6 +5,8 @@
 #                       as `git ls-files` shows them; no target/)
 #   $1/fleet            the fixture fleet: a git repo with keys, master
 #                       secrets and a locked flake.lock (not yet rekeyed)
+#   $1/fleet-plain      the same fleet with a flake without flake-parts
+#                       (nixseal.lib.mkFleet)
 #   $1/hostkeys         the hosts' private keys (outside the fleet)
 setup_world() {
   local w="$1" bin="$2"
@@ -28,11 +30,20 @@ setup_world() {
   printf 'root:%s' "$RANDOM" | fleet_secret "$f" secrets/root-password.age
   printf 'api-token-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/api-token.age
   printf '/keys/master.age\n/result*\n' >"$f/.gitignore"
-  (
-    cd "$f" && git init -q && git add -A &&
-      git -c user.name=t -c user.email=t@t commit -qm fixture &&
-      nix flake lock 2>/dev/null && git add flake.lock
-  )
+  # The same fleet without flake-parts, next to it.
+  local p="$w/fleet-plain"
+  cp -r "$f" "$p"
+  cp "$NIXSEAL_REPO/tests/nix/fixture-plain/flake.nix" "$p/flake.nix"
+  sed -i -e "s|@NIXPKGS@|path:$w/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$w/nixseal|" "$p/flake.nix"
+  local d
+  for d in "$f" "$p"; do
+    (
+      cd "$d" && git init -q && git add -A &&
+        git -c user.name=t -c user.email=t@t commit -qm fixture &&
+        nix flake lock 2>/dev/null && git add flake.lock
+    )
+  done
 }
 
 # Rekeys the fixture fleet with Go age (contract layout), tracked by git.
