@@ -22,11 +22,12 @@ fn main() {
         }
         Some("bare") => {
             let serial = args.iter().any(|a| a == "--serial");
-            let secs = bare(Path::new(&args[2]), serial);
+            let write = args.iter().any(|a| a == "--write");
+            let secs = bare(Path::new(&args[2]), serial, write);
             println!("{secs:.6}");
         }
         _ => {
-            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial]");
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write]");
             std::process::exit(2);
         }
     }
@@ -69,7 +70,10 @@ fn gen(hosts: usize, secrets: usize, dir: &Path) {
     std::fs::write(dir.join("profile.json"), profile.to_string()).unwrap();
 }
 
-fn bare(dir: &Path, serial: bool) -> f64 {
+/// The crypto renc does, with the age crate; with `write`, each ciphertext is
+/// also written to `DIR/bare-out/<host>/<secret>.age` with a plain
+/// create+write (the same number of files as renc, without its atomicity).
+fn bare(dir: &Path, serial: bool, write: bool) -> f64 {
     let profile: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("profile.json")).unwrap()).unwrap();
     let hosts: Vec<age::ssh::Recipient> = profile["hosts"]
@@ -93,7 +97,14 @@ fn bare(dir: &Path, serial: bool) -> f64 {
     let text = std::fs::read_to_string(dir.join("master.txt")).unwrap();
     let identity: age::x25519::Identity = text.trim().parse().unwrap();
 
+    let out = dir.join("bare-out");
+    let _ = std::fs::remove_dir_all(&out);
     let t = Instant::now();
+    if write {
+        for h in 0..hosts.len() {
+            std::fs::create_dir_all(out.join(format!("h{h:04}"))).unwrap();
+        }
+    }
     // Decrypt each master secret once (reading the ciphertexts is part of it).
     let plaintexts: Vec<_> = sources
         .iter()
@@ -103,9 +114,11 @@ fn bare(dir: &Path, serial: bool) -> f64 {
         .flat_map(|h| (0..plaintexts.len()).map(move |s| (h, s)))
         .collect();
     let encrypt = |&(h, s): &(usize, usize)| {
-        nixseal::crypto::encrypt(&plaintexts[s], &[&hosts[h]], false)
-            .unwrap()
-            .len()
+        let ct = nixseal::crypto::encrypt(&plaintexts[s], &[&hosts[h]], false).unwrap();
+        if write {
+            std::fs::write(out.join(format!("h{h:04}/s{s:04}.age")), &ct).unwrap();
+        }
+        ct.len()
     };
     let total: usize = if serial {
         pairs.iter().map(encrypt).sum()
@@ -114,5 +127,6 @@ fn bare(dir: &Path, serial: bool) -> f64 {
     };
     let secs = t.elapsed().as_secs_f64();
     assert!(total > 0);
+    let _ = std::fs::remove_dir_all(&out);
     secs
 }
