@@ -569,7 +569,11 @@ fn untracked_outputs_and_sources_are_warned_about_with_the_git_add_to_run() {
     assert_code(&o, 0);
     let err = stderr(&o);
     assert!(err.contains("not tracked by git"), "{err}");
-    assert!(err.contains("git add secrets/rekeyed/db1/db.age"), "{err}");
+    assert!(
+        err.contains("git add secrets/rekeyed/db1/.nixseal-rekey.json"),
+        "{err}"
+    );
+    assert!(err.contains("secrets/rekeyed/db1/db.age"), "{err}");
     assert!(!err.contains("git add secrets/api.age"), "{err}");
     git(&["add", "secrets/rekeyed"]);
     let o = f.renc();

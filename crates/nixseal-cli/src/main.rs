@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod deploy;
 mod operator;
+mod status;
 mod ui;
 
 const EXIT_CODES: &str = "Exit codes:
@@ -37,6 +38,9 @@ enum Command {
     Edit(operator::EditArgs),
     /// Decrypt this host's secrets into a new generation and switch to it (run at activation).
     Deploy(deploy::DeployArgs),
+    /// Compare hosts' running or built manifests with the working tree; exit 1 if any needs a redeploy.
+    #[command(after_help = EXIT_CODES)]
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +61,6 @@ fn main() -> ExitCode {
         Command::Check(a) => operator::check(a),
         Command::Edit(a) => operator::edit(a),
         Command::Deploy(a) => deploy::run(a),
+        Command::Status(a) => status::status(a),
     }
 }

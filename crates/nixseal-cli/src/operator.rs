@@ -132,6 +132,12 @@ fn warn_plan(plan: &Plan) {
 fn warn_untracked(profile: &Profile) {
     let mut paths: Vec<PathBuf> = Vec::new();
     for h in profile.hosts.values() {
+        // The NixOS module reads the cache at evaluation: it must be tracked too.
+        let cache =
+            rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(rekey::cache::CACHE_FILE);
+        if cache.exists() {
+            paths.push(cache);
+        }
         for s in h.secrets.values() {
             paths.push(s.source.clone());
             let out = rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(format!(

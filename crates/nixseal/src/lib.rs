@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod name;
 pub mod profile;
 pub mod rekey;
+pub mod status;
 pub mod store_path;
 
 pub use age;

@@ -17,7 +17,7 @@ pub enum NameError {
         kind: &'static str,
     },
     /// The name contains a character or sequence that could escape a directory.
-    #[error("{kind} name {name:?} {why}; use letters, digits, `-`, `_`, `.` or `@`, not starting with `.`")]
+    #[error("{kind} name {name:?} {why}; use letters, digits and `-_.+=`, not starting with `.`")]
     Invalid {
         /// "host" or "secret" (what the name names).
         kind: &'static str,
@@ -31,7 +31,8 @@ pub enum NameError {
 /// Checks that `name` is usable as a single path component.
 ///
 /// Refused: empty names, `/`, `\0`, any `..`, a leading `.` (hidden files and
-/// `.`/`..`), and control characters.
+/// `.`/`..`), control characters, and anything outside `[A-Za-z0-9_.+=-]` (the
+/// characters of Nix store path names).
 pub fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
     let invalid = |why| {
         Err(NameError::Invalid {
@@ -57,6 +58,14 @@ pub fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
     }
     if name.chars().any(char::is_control) {
         return invalid("contains a control character");
+    }
+    // The same characters Nix allows in store path names: each rekeyed file
+    // becomes the store path `<host>-<secret>.age`.
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.+=".contains(c))
+    {
+        return invalid("contains a character Nix store names do not allow");
     }
     Ok(())
 }
@@ -109,7 +118,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["db-password", "web1", "app.env", "a_b@c", "x..y.txt"] {
+        for n in ["db-password", "web1", "app.env", "a_b+c=d", "x..y.txt"] {
             let ok = validate("secret", n).is_ok();
             assert_eq!(ok, !n.contains(".."), "{n}");
         }
@@ -117,7 +126,9 @@ mod tests {
 
     #[test]
     fn refuses_escaping_names() {
-        for n in ["", "a/b", "..", "../x", ".hidden", ".", "a\0b", "a\nb"] {
+        for n in [
+            "", "a/b", "..", "../x", ".hidden", ".", "a\0b", "a\nb", "a@b", "a b", "é",
+        ] {
             assert!(validate("secret", n).is_err(), "{n:?} must be refused");
         }
     }
