@@ -1,1 +1,57 @@
-fn main(){}
+//! The `nixseal` binary: argument parsing, output and exit codes only; all
+//! behaviour is in the `nixseal` library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod operator;
+mod ui;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  the operation failed (a secret could not be rekeyed, decrypted or written)
+  2  bad input or usage (arguments, profile, manifest, identity files)
+  3  environment not fit (deploy: mount point, lock, host key)";
+
+/// Secrets for NixOS fleets: rekey master secrets to host keys, deploy them at activation.
+#[derive(Parser, Debug)]
+#[command(name = "nixseal", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Rekey every host's secrets to its ssh-ed25519 host key (only what changed).
+    #[command(after_help = EXIT_CODES)]
+    Renc(operator::RencArgs),
+    /// Exit 1 listing every rekeyed output that is missing or stale; needs no identity.
+    #[command(after_help = EXIT_CODES)]
+    Check(operator::CheckArgs),
+    /// Edit or create a master secret (new content from stdin when it is not a terminal).
+    #[command(after_help = EXIT_CODES)]
+    Edit(operator::EditArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ui::BAD_INPUT
+            } else {
+                ui::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Renc(a) => operator::renc(a),
+        Command::Check(a) => operator::check(a),
+        Command::Edit(a) => operator::edit(a),
+    }
+}

@@ -1,0 +1,359 @@
+//! The fleet profile (version 1): what the operator side reads.
+//!
+//! Keep in sync with `flake-modules/` (the Nix side that emits it); a test in
+//! `tests/nix/` evaluates the Nix side and parses its output with these types.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{HostKeyError, HostRecipient};
+use crate::name::{HostName, NameError, SecretName};
+
+/// The only profile version this build understands.
+pub const PROFILE_VERSION: u64 = 1;
+
+/// The fleet profile as written in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProfile {
+    /// Must be 1.
+    pub version: u64,
+    /// Master identity files, relative to the flake root.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Recipients every master secret is also encrypted to (by `edit`).
+    #[serde(default)]
+    pub extra_recipients: Vec<String>,
+    /// Where rekeyed files go, relative to the flake root.
+    pub rekeyed_dir: String,
+    /// Every host and the secrets it uses.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, RawHost>,
+}
+
+/// One host in the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHost {
+    /// The host's `ssh-ed25519` public key.
+    pub host_pubkey: String,
+    /// The secrets this host uses.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, RawSecret>,
+}
+
+/// One secret of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSecret {
+    /// The master ciphertext, relative to the flake root.
+    pub file: String,
+}
+
+/// Why a profile was refused. Every variant names the profile file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        /// The profile file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON or does not match the schema.
+    #[error("profile {path} is not a valid nixseal profile: {source}")]
+    Json {
+        /// The profile file.
+        path: PathBuf,
+        /// The parse error (names the unknown field, if any).
+        source: serde_json::Error,
+    },
+    /// The `version` field is missing or not 1.
+    #[error("profile {path} has version {found}, but this nixseal understands only version {PROFILE_VERSION}; use the nixseal from the same flake that wrote the profile")]
+    Version {
+        /// The profile file.
+        path: PathBuf,
+        /// The version found (or "missing").
+        found: String,
+    },
+    /// A host or secret name is not a safe path component.
+    #[error("profile {path}: {source}")]
+    Name {
+        /// The profile file.
+        path: PathBuf,
+        /// What is wrong with the name.
+        source: NameError,
+    },
+    /// A host's public key is not a usable `ssh-ed25519` key.
+    #[error("profile {path}: host {host}: {source}")]
+    HostKey {
+        /// The profile file.
+        path: PathBuf,
+        /// The host.
+        host: String,
+        /// What is wrong with the key.
+        source: HostKeyError,
+    },
+    /// A path field is empty or absolute where a flake-relative path is needed.
+    #[error("profile {path}: {field} {value:?} must be a path relative to the flake root (e.g. \"./secrets/db.age\")")]
+    BadPath {
+        /// The profile file.
+        path: PathBuf,
+        /// Which field (e.g. `hosts.web1.secrets.db.file`).
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// An `extraRecipients` entry is not an age recipient.
+    #[error(
+        "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
+    )]
+    ExtraRecipient {
+        /// The profile file.
+        path: PathBuf,
+        /// The entry.
+        recipient: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// A validated secret of a host, with its source resolved against the root.
+#[derive(Debug, Clone)]
+pub struct SecretEntry {
+    /// The secret's name.
+    pub name: SecretName,
+    /// The source as written in the profile (flake-relative).
+    pub file: String,
+    /// The source resolved against the flake root.
+    pub source: PathBuf,
+}
+
+/// A validated host.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// The host's name.
+    pub name: HostName,
+    /// The host's key, parsed.
+    pub recipient: HostRecipient,
+    /// The host's secrets, by name.
+    pub secrets: BTreeMap<SecretName, SecretEntry>,
+}
+
+/// A validated fleet profile, its relative paths resolved against a root.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// The flake root every relative path is resolved against.
+    pub root: PathBuf,
+    /// Master identity files, resolved.
+    pub identities: Vec<PathBuf>,
+    /// Extra recipients, as written.
+    pub extra_recipients: Vec<String>,
+    /// The rekeyed directory, resolved.
+    pub rekeyed_dir: PathBuf,
+    /// The rekeyed directory as written (for messages and `git add` hints).
+    pub rekeyed_dir_rel: String,
+    /// Hosts, by name.
+    pub hosts: BTreeMap<HostName, HostEntry>,
+}
+
+impl Profile {
+    /// Reads and validates a profile file; relative paths are taken from `root`.
+    pub fn load(path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        let bytes = std::fs::read(path).map_err(|source| ProfileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&bytes, path, root)
+    }
+
+    /// Validates profile bytes; `path` is used in messages only.
+    pub fn parse(bytes: &[u8], path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        let json_err = |source| ProfileError::Json {
+            path: path.to_owned(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
+        match value.get("version") {
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROFILE_VERSION) => {}
+            other => {
+                return Err(ProfileError::Version {
+                    path: path.to_owned(),
+                    found: other.map_or("missing".into(), |v| v.to_string()),
+                })
+            }
+        }
+        let raw: RawProfile = serde_json::from_value(value).map_err(json_err)?;
+        Self::from_raw(raw, path, root)
+    }
+
+    fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        let rel = |field: String, value: &str| -> Result<PathBuf, ProfileError> {
+            if value.is_empty() || Path::new(value).is_absolute() {
+                return Err(ProfileError::BadPath {
+                    path: path.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+            Ok(resolve(root, value))
+        };
+        let name_err = |source| ProfileError::Name {
+            path: path.to_owned(),
+            source,
+        };
+        let identities = raw
+            .identities
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                // Identities may be absolute (e.g. ~/.config/nixseal/master.age):
+                // they never enter the store, so only relative ones are rooted.
+                if id.is_empty() {
+                    return Err(ProfileError::BadPath {
+                        path: path.to_owned(),
+                        field: format!("identities[{i}]"),
+                        value: id.clone(),
+                    });
+                }
+                Ok(resolve(root, id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in &raw.extra_recipients {
+            crate::identity::parse_recipient(r).map_err(|reason| ProfileError::ExtraRecipient {
+                path: path.to_owned(),
+                recipient: r.clone(),
+                reason,
+            })?;
+        }
+        let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
+        let mut hosts = BTreeMap::new();
+        for (host, h) in raw.hosts {
+            let name = HostName::new(host.clone()).map_err(name_err)?;
+            let recipient =
+                HostRecipient::parse(&h.host_pubkey).map_err(|source| ProfileError::HostKey {
+                    path: path.to_owned(),
+                    host: host.clone(),
+                    source,
+                })?;
+            let mut secrets = BTreeMap::new();
+            for (secret, s) in h.secrets {
+                let sname = SecretName::new(secret.clone()).map_err(name_err)?;
+                let source = rel(format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                secrets.insert(
+                    sname.clone(),
+                    SecretEntry {
+                        name: sname,
+                        file: s.file,
+                        source,
+                    },
+                );
+            }
+            hosts.insert(
+                name.clone(),
+                HostEntry {
+                    name,
+                    recipient,
+                    secrets,
+                },
+            );
+        }
+        Ok(Profile {
+            path: path.to_owned(),
+            root: root.to_owned(),
+            identities,
+            extra_recipients: raw.extra_recipients,
+            rekeyed_dir,
+            rekeyed_dir_rel: raw.rekeyed_dir,
+            hosts,
+        })
+    }
+}
+
+/// Joins a flake-relative path to the root, dropping `.` components so that
+/// messages show `secrets/db.age`, not `./secrets/db.age`.
+fn resolve(root: &Path, rel: &str) -> PathBuf {
+    let rel: PathBuf = Path::new(rel)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if root == Path::new(".") || root.as_os_str().is_empty() {
+        rel
+    } else {
+        root.join(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtWm69iYTGTy5i5e7G0xyE8zACs6fQk57xCA9AOuhV+ web1";
+
+    fn parse(json: &str) -> Result<Profile, ProfileError> {
+        Profile::parse(json.as_bytes(), Path::new("p.json"), Path::new("/flake"))
+    }
+
+    fn with_host(host: &str, key: &str, secret: &str, file: &str) -> String {
+        format!(
+            r#"{{"version":1,"identities":["./k"],"rekeyedDir":"./r","hosts":{{"{host}":{{"hostPubkey":"{key}","secrets":{{"{secret}":{{"file":"{file}"}}}}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let p = parse(&with_host("web1", KEY, "db-password", "./secrets/db.age")).unwrap();
+        let h = p.hosts.values().next().unwrap();
+        assert_eq!(h.name.as_str(), "web1");
+        let s = h.secrets.values().next().unwrap();
+        assert_eq!(s.source, Path::new("/flake/secrets/db.age"));
+        assert_eq!(p.rekeyed_dir, Path::new("/flake/r"));
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        let cases = [
+            ("not json", "not a valid nixseal profile"),
+            (r#"{"version":2,"rekeyedDir":"r"}"#, "version 2"),
+            (r#"{"rekeyedDir":"r"}"#, "version missing"),
+            (
+                r#"{"version":1,"rekeyedDir":"r","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"version":1,"rekeyedDir":"/abs"}"#,
+                "rekeyedDir \"/abs\"",
+            ),
+            (
+                r#"{"version":1,"rekeyedDir":"r","extraRecipients":["nope"]}"#,
+                "extraRecipients entry \"nope\"",
+            ),
+        ];
+        for (json, want) in cases {
+            let e = parse(json).unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+            assert!(e.contains("p.json"), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names_and_keys() {
+        for host in ["", "../x", ".h", "a/b"] {
+            let e = parse(&with_host(host, KEY, "s", "s.age")).unwrap_err();
+            assert!(matches!(e, ProfileError::Name { .. }), "{host}: {e}");
+        }
+        let e = parse(&with_host("h", KEY, "..", "s.age")).unwrap_err();
+        assert!(matches!(e, ProfileError::Name { .. }), "{e}");
+        let e = parse(&with_host("h", "ssh-rsa AAAAB3NzaC1yc2E", "s", "s.age"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host h") && e.contains("ssh-rsa"), "{e}");
+    }
+}
