@@ -1,0 +1,510 @@
+# The nixseal NixOS module.
+#
+# It turns `nixseal.secrets` / `nixseal.templates` into a host manifest (version 1)
+# in the host's closure and runs `nixseal deploy` on it at boot and on every
+# activation. Keep the manifest in sync with the HostManifest serde types in
+# crates/nixseal (the Rust side rejects unknown fields); tests/nix checks both.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    attrValues
+    concatMapStringsSep
+    concatStringsSep
+    filter
+    filterAttrs
+    hasPrefix
+    literalExpression
+    mapAttrs
+    mkIf
+    mkMerge
+    mkOption
+    optional
+    optionalAttrs
+    types
+    ;
+
+  cfg = config.nixseal;
+  osConfig = config;
+  # `nixseal deploy --users` keeps neededForUsers secrets apart, under
+  # `<symlink>-for-users` (see forUsers in crates/nixseal/src/manifest.rs).
+  usersSymlink =
+    let
+      s = cfg.settings.symlink;
+    in
+    if lib.hasSuffix ".d" s then lib.removeSuffix ".d" s + "-for-users.d" else s + "-for-users";
+  host = cfg.settings.hostName;
+  exe = "${cfg.settings.package}/bin/nixseal";
+  storeDir = builtins.storeDir;
+
+  # Secret, template and host names become file names on the host *and* parts
+  # of store path names ("<host>-<secret>.age"), so they must satisfy both.
+  nameType =
+    types.addCheck (types.strMatching "[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*") (
+      n: !lib.hasInfix ".." n && builtins.stringLength n <= 200
+    )
+    // {
+      name = "nixsealName";
+      description = "name made of letters, digits and `-_.+=`, not starting with `.`, without `..`";
+    };
+
+  # A path on the running host. Store paths are refused: a secret placed there
+  # would be world-readable, and a store path here is always a mistake.
+  runtimePath =
+    types.addCheck types.str (
+      p:
+      hasPrefix "/" p
+      && !hasPrefix "${storeDir}/" p
+      && p != storeDir
+      && !lib.hasInfix "/../" p
+      && !lib.hasSuffix "/.." p
+    )
+    // {
+      name = "runtimePath";
+      description = "absolute path outside the Nix store";
+    };
+
+  modeType = types.strMatching "0?[0-7]{3}" // {
+    description = "octal file mode such as \"0400\"";
+  };
+
+  # Options shared by secrets and templates: where the plaintext lands and who
+  # may read it.
+  placementOptions =
+    { name, config, ... }:
+    {
+      options = {
+        name = mkOption {
+          type = nameType;
+          default = name;
+          defaultText = literalExpression "<name>";
+          description = "File name under {option}`nixseal.settings.symlink`, and the name used in the manifest and in placeholders.";
+        };
+        owner = mkOption {
+          type = types.str;
+          default = "root";
+          example = "postgres";
+          description = "User that owns the decrypted file. Must exist on the host when `nixseal-activate.service` runs.";
+        };
+        group = mkOption {
+          type = types.str;
+          # Services usually run as a user whose primary group is declared.
+          default =
+            let
+              g = osConfig.users.users.${config.owner}.group or "";
+            in
+            if g == "" then "root" else g;
+          defaultText = literalExpression ''config.users.users.''${owner}.group or "root"'';
+          description = "Group of the decrypted file: by default the owner's primary group when NixOS declares it, else root.";
+        };
+        mode = mkOption {
+          type = modeType;
+          default = "0400";
+          example = "0440";
+          description = "Permissions of the decrypted file, in octal.";
+        };
+        path = mkOption {
+          type = runtimePath;
+          default = "${if config.neededForUsers or false then usersSymlink else cfg.settings.symlink}/${config.name}";
+          defaultText = literalExpression ''"''${config.nixseal.settings.symlink}/''${name}" (neededForUsers: "<symlink>-for-users/''${name}")'';
+          example = "/var/lib/app/secret.key";
+          description = ''
+            Where services find the plaintext. The default lives inside the
+            stable symlink; any other path is created by the activation (see
+            {option}`nixseal.secrets.<name>.symlink`).
+          '';
+        };
+      };
+    };
+
+  secretModule = {
+      imports = [ placementOptions ];
+      options = {
+        file = mkOption {
+          type = types.path;
+          example = literalExpression "./secrets/db-password.age";
+          description = ''
+            The master ciphertext in the flake (encrypted to the master identity
+            by `nix run .#edit`). It never enters the host's closure: only its
+            rekeyed copy `<rekeyedDir>/<host>/<name>.age` does. Give a Nix path
+            value inside the flake, such as `./secrets/db.age`.
+          '';
+        };
+        symlink = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            When {option}`path` is not the default, place a symlink there that
+            points into the current generation (true), or an atomically replaced
+            copy of the file (false, for programs that refuse symlinks).
+          '';
+        };
+        restartUnits = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "postgresql.service" ];
+          description = "Units to `try-restart` when this secret's content, owner or mode changes.";
+        };
+        reloadUnits = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "nginx.service" ];
+          description = "Units to `try-reload-or-restart` when this secret's content, owner or mode changes.";
+        };
+        neededForUsers = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Decrypt this secret before users are created (before
+            systemd-sysusers, userborn, or the `users` activation step), so that
+            `users.users.<name>.hashedPasswordFile` can point at it. Such secrets
+            must be owned by root and live apart from the others, by default in
+            `<symlink>-for-users/<name>` (`/run/nixseal-for-users/<name>`).
+          '';
+        };
+      };
+    };
+
+  templateModule = {
+    imports = [ placementOptions ];
+    options.content = mkOption {
+      type = types.lines;
+      example = literalExpression ''
+        '''
+          DATABASE_URL=postgres://app:''${config.nixseal.placeholder.db-password}@db/app
+        '''
+      '';
+      description = ''
+        Text of the file. Each {option}`nixseal.placeholder.<name>` in it is
+        replaced by that secret's plaintext at activation. The content with its
+        placeholders is stored in the Nix store; the rendered file is not.
+      '';
+    };
+  };
+
+  secrets = attrValues cfg.secrets;
+  templates = attrValues cfg.templates;
+
+  # "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA..." (the recipient string
+  # recorded in the rekey cache).
+  pubkeyFields =
+    if cfg.settings.hostPubkey == null then
+      [ ]
+    else
+      filter (f: f != "") (lib.splitString " " (lib.replaceStrings [ "\t" "\n" ] [ " " " " ] cfg.settings.hostPubkey));
+  hostPubkeyOk = builtins.length pubkeyFields >= 2 && builtins.head pubkeyFields == "ssh-ed25519";
+  recipient = concatStringsSep " " (lib.take 2 pubkeyFields);
+
+  # Shown in messages: the path inside the flake, without the store prefix.
+  inFlake =
+    p:
+    let
+      m = builtins.match "${storeDir}/[^/]+/(.*)" (toString p);
+    in
+    if m == null then toString p else builtins.head m;
+
+  hostDir = cfg.settings.rekeyedDir + "/${host}";
+  cacheFile = hostDir + "/.nixseal-rekey.json";
+  cache =
+    if builtins.pathExists cacheFile then
+      (builtins.fromJSON (builtins.readFile cacheFile)).outputs or { }
+    else
+      { };
+  rekeyedFile = s: hostDir + "/${s.name}.age";
+  fix = "run `nix run .#renc`, then `git add ${inFlake cfg.settings.rekeyedDir}` (flakes only see files tracked by git)";
+
+  # Why a secret's rekeyed file cannot be used, or null. Compares with the rekey
+  # cache exactly as `nixseal renc` does (COMMON contract): source hash,
+  # recipient, output hash.
+  secretProblem =
+    s:
+    let
+      out = rekeyedFile s;
+      entry = cache.${s.name} or null;
+      where = "nixseal: secret `${s.name}` of host `${host}`";
+    in
+    if !builtins.pathExists s.file then
+      "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); create it with `nix run .#edit -- ${inFlake s.file}` and `git add` it."
+    else if !builtins.pathExists out then
+      "${where}: the rekeyed file ${inFlake out} is missing or not tracked by git; ${fix}."
+    else if !builtins.pathExists cacheFile then
+      "${where}: the rekey cache ${inFlake cacheFile} is missing or not tracked by git, so ${inFlake out} cannot be checked; ${fix}."
+    else if entry == null then
+      "${where}: ${inFlake out} has no entry in ${inFlake cacheFile}, so it may be stale; ${fix}."
+    else if entry.sourceSha256 or "" != builtins.hashFile "sha256" s.file then
+      "${where}: ${inFlake out} is stale: ${inFlake s.file} changed since it was rekeyed; ${fix}."
+    else if entry.recipient or "" != recipient then
+      "${where}: ${inFlake out} is stale: it was encrypted to another host key than nixseal.settings.hostPubkey; ${fix}."
+    else if entry.outputSha256 or "" != builtins.hashFile "sha256" out then
+      "${where}: ${inFlake out} does not match its entry in ${inFlake cacheFile} (edited by hand or a bad merge?); ${fix}."
+    else
+      null;
+
+  problems =
+    optional (cfg.settings.hostPubkey == null) "nixseal: host `${host}` has secrets but no nixseal.settings.hostPubkey; set it to the host's `ssh-keyscan -t ed25519 HOST` output (or the content of /etc/ssh/ssh_host_ed25519_key.pub)."
+    ++ optional (cfg.settings.hostPubkey != null && !hostPubkeyOk) "nixseal: nixseal.settings.hostPubkey of host `${host}` is not an ssh-ed25519 key (got `${lib.head (pubkeyFields ++ [ "" ])}`); nixseal encrypts to the host's SSH ed25519 key: use `ssh-keyscan -t ed25519 HOST`."
+    ++ optional (cfg.settings.rekeyedDir == null) "nixseal: host `${host}` has secrets but no nixseal.settings.rekeyedDir; set it to the flake's rekeyed directory, e.g. `./secrets/rekeyed`."
+    ++ optional (cfg.settings.hostKeys == [ ]) "nixseal: host `${host}` has no nixseal.settings.hostKeys; enable services.openssh (its ed25519 host key is used) or list the key path explicitly."
+    ++ lib.optionals (cfg.settings.rekeyedDir != null && cfg.settings.hostPubkey != null && hostPubkeyOk) (
+      filter (p: p != null) (map secretProblem secrets)
+    )
+    ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, so it is decrypted before users exist: its owner and group must be \"root\" (got ${s.owner}:${s.group}).") (
+      filter (s: s.neededForUsers && (s.owner != "root" || s.group != "root")) secrets
+    )
+    ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, but its path ${s.path} is inside ${cfg.settings.symlink}, which is only made after users exist; leave path at its default (${usersSymlink}/${s.name}) or choose one outside ${cfg.settings.symlink}.") (
+      filter (s: s.neededForUsers && hasPrefix "${cfg.settings.symlink}/" s.path) secrets
+    )
+    ++ duplicates "secret or template name" (map (x: x.name) (secrets ++ templates))
+    ++ duplicates "secret or template path" (map (x: x.path) (secrets ++ templates));
+
+  duplicates =
+    what: xs:
+    map (x: "nixseal: host `${host}` uses the ${what} `${x}` more than once; make them unique.") (
+      lib.unique (filter (x: lib.count (y: y == x) xs > 1) xs)
+    );
+
+  # Keep in sync with the HostManifest type in crates/nixseal (version 1).
+  manifest = {
+    version = 1;
+    hostKeys = map (k: { inherit (k) path type; }) cfg.settings.hostKeys;
+    inherit (cfg.settings) mountPoint symlink keepGenerations;
+    secrets = map (s: {
+      inherit (s)
+        name
+        owner
+        group
+        mode
+        path
+        symlink
+        restartUnits
+        reloadUnits
+        neededForUsers
+        ;
+      # Each rekeyed file becomes a store path of its own. Never interpolate the
+      # flake source ("${self}/..."): that would put every host's files (and
+      # the master ciphertexts) into this host's closure.
+      source = builtins.path {
+        path = rekeyedFile s;
+        name = "${host}-${s.name}.age";
+      };
+    }) secrets;
+    templates = map (t: { inherit (t) name content owner group mode path; }) templates;
+  };
+
+  manifestFile =
+    if problems != [ ] then
+      throw ("\n" + concatStringsSep "\n" problems)
+    else
+      pkgs.writeText "nixseal-manifest-${host}.json" (builtins.toJSON manifest);
+
+  usersEarly = lib.any (s: s.neededForUsers) secrets;
+  sysusers = config.systemd.sysusers.enable or false;
+  userborn = config.services.userborn.enable or false;
+  # neededForUsers secrets: a unit before systemd-sysusers/userborn, else an
+  # activation script before the `users` step.
+  earlyUnit = usersEarly && (sysusers || userborn);
+  hostKeyDirs = lib.unique (map (k: dirOf k.path) cfg.settings.hostKeys);
+in
+{
+  options.nixseal = {
+    secrets = mkOption {
+      type = types.attrsOf (types.submodule secretModule);
+      default = { };
+      example = literalExpression ''
+        {
+          db-password = {
+            file = ./secrets/db-password.age;
+            owner = "postgres";
+            restartUnits = [ "postgresql.service" ];
+          };
+        }
+      '';
+      description = "Secrets to decrypt on this host, each into {option}`nixseal.settings.symlink`/<name> unless {option}`path` says otherwise.";
+    };
+
+    templates = mkOption {
+      type = types.attrsOf (types.submodule templateModule);
+      default = { };
+      example = literalExpression ''
+        {
+          "app.env".content = "PASSWORD=''${config.nixseal.placeholder.db-password}\n";
+        }
+      '';
+      description = "Files rendered at activation from text with secret placeholders.";
+    };
+
+    placeholder = mkOption {
+      type = types.attrsOf types.str;
+      readOnly = true;
+      default = mapAttrs (_: s: "{{nixseal:${s.name}}}") cfg.secrets;
+      defaultText = literalExpression ''{ <name> = "{{nixseal:<name>}}"; }'';
+      description = "Placeholders for use in {option}`nixseal.templates.<name>.content`, one per secret.";
+    };
+
+    settings = {
+      hostName = mkOption {
+        type = nameType;
+        default = config.networking.hostName;
+        defaultText = literalExpression "config.networking.hostName";
+        description = ''
+          Name of this host in the fleet: its rekeyed files live in
+          `<rekeyedDir>/<hostName>/` and the fleet profile keys it by this name.
+          Must be unique across the flake's nodes.
+        '';
+      };
+      hostPubkey = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG3... root@web1";
+        description = ''
+          The host's SSH ed25519 public key (`ssh-keyscan -t ed25519 HOST`); the
+          rekeyed secrets are encrypted to it. A trailing comment is ignored.
+        '';
+      };
+      hostKeys = mkOption {
+        type = types.listOf (
+          types.submodule {
+            options.path = mkOption {
+              type = runtimePath;
+              example = "/persist/etc/ssh/ssh_host_ed25519_key";
+              description = "Private key file; the activation waits for the file system that holds it.";
+            };
+            options.type = mkOption {
+              type = types.enum [ "ed25519" ];
+              default = "ed25519";
+              description = "Key type (only ed25519).";
+            };
+          }
+        );
+        default = map (k: { inherit (k) path type; }) (
+          filter (k: (k.type or "") == "ed25519") (config.services.openssh.hostKeys or [ ])
+        );
+        defaultText = literalExpression ''map (k: { inherit (k) path type; }) (lib.filter (k: k.type == "ed25519") config.services.openssh.hostKeys)'';
+        description = "Private host keys tried, in order, to decrypt the rekeyed secrets.";
+      };
+      rekeyedDir = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = literalExpression "./secrets/rekeyed";
+        description = ''
+          Directory of the flake that holds `<host>/<secret>.age`, written by
+          `nix run .#renc`. Give a Nix path value inside the flake; only this
+          host's files are imported into its closure, one by one.
+        '';
+      };
+      mountPoint = mkOption {
+        type = runtimePath;
+        default = "/run/nixseal.d";
+        description = "Memory-backed file system (ramfs) holding the generations of decrypted secrets.";
+      };
+      symlink = mkOption {
+        type = runtimePath;
+        default = "/run/nixseal";
+        description = "Stable symlink to the current generation; secrets appear as `<symlink>/<name>`.";
+      };
+      keepGenerations = mkOption {
+        type = types.ints.unsigned;
+        default = 1;
+        description = "Older generations kept besides the current one (they hold plaintext until removed).";
+      };
+      package = mkOption {
+        type = types.package;
+        default =
+          pkgs.nixseal
+            or (throw "nixseal: pkgs has no `nixseal`; import nixseal.nixosModules.default (which sets nixseal.settings.package) or add nixseal.overlays.default to nixpkgs.overlays.");
+        defaultText = literalExpression "pkgs.nixseal";
+        description = "The nixseal package whose `nixseal deploy` activates the secrets.";
+      };
+    };
+
+    build = {
+      manifest = mkOption {
+        type = types.package;
+        readOnly = true;
+        internal = true;
+        description = "The host manifest (JSON, version 1) given to `nixseal deploy`.";
+      };
+      problems = mkOption {
+        type = types.listOf types.str;
+        readOnly = true;
+        internal = true;
+        description = "Why this host's secrets cannot be deployed (missing or stale rekeys, bad key); empty when all is well.";
+      };
+    };
+  };
+
+  config = mkIf (cfg.secrets != { } || cfg.templates != { }) (mkMerge [
+    {
+      nixseal.build.manifest = manifestFile;
+      nixseal.build.problems = problems;
+
+      assertions = map (message: {
+        assertion = false;
+        inherit message;
+      }) problems;
+
+      systemd.services.nixseal-activate = {
+        description = "Decrypt nixseal secrets into ${cfg.settings.symlink}";
+        wantedBy = [ "sysinit.target" ];
+        before = [ "sysinit.target" ];
+        # User creation: systemd-sysusers or userborn when enabled (ordering
+        # against units that do not exist is a no-op), else the activation
+        # script, which runs before systemd starts.
+        after = [
+          "local-fs.target"
+          "systemd-sysusers.service"
+          "userborn.service"
+        ]
+        ++ optional earlyUnit "nixseal-activate-users.service";
+        restartTriggers = [ manifestFile ];
+        # Restart (not stop, activate, start): the old generation stays in
+        # place while the new one is made.
+        stopIfChanged = false;
+        unitConfig = {
+          DefaultDependencies = false;
+          RequiresMountsFor = hostKeyDirs;
+        };
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${exe} deploy --manifest ${manifestFile}";
+        };
+      };
+    }
+
+    # neededForUsers: decrypt before users are created, so hashedPasswordFile
+    # can name a secret.
+    (mkIf earlyUnit {
+      systemd.services.nixseal-activate-users = {
+        description = "Decrypt nixseal secrets needed to create users";
+        wantedBy = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
+        before = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
+        # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
+        # runs before local-fs-pre.target, so waiting for file systems would
+        # be an ordering cycle. The host key must be on / or on a file system
+        # mounted in the initrd (neededForBoot); docs/options.md says so.
+        after = [ "systemd-remount-fs.service" ];
+        restartTriggers = [ manifestFile ];
+        unitConfig.DefaultDependencies = false;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${exe} deploy --manifest ${manifestFile} --users";
+        };
+      };
+    })
+    (mkIf (usersEarly && !earlyUnit) {
+      system.activationScripts.nixsealForUsers = {
+        deps = [ "specialfs" ];
+        text = ''
+          ${exe} deploy --manifest ${manifestFile} --users --no-restart
+        '';
+      };
+      system.activationScripts.users.deps = [ "nixsealForUsers" ];
+    })
+  ]);
+}

@@ -1,0 +1,28 @@
+# Evaluates host modules in the stand-in NixOS without a flake (for `nix eval
+# --impure`): modules/nixos.nix + the given modules, with a stand-in package
+# whose binary path is the placeholder /nixseal-placeholder/bin/nixseal.
+{
+  nixpkgsLib,
+  modules,
+}:
+let
+  lib = import nixpkgsLib;
+  pkgs = import ./standin-pkgs.nix {
+    inherit lib;
+    system = builtins.currentSystem;
+    nixsealBin = null;
+  };
+in
+import ./standin-nixos.nix { inherit lib pkgs; } {
+  modules = [
+    ../../../modules/nixos.nix
+    {
+      nixseal.settings.package = {
+        type = "derivation";
+        name = "nixseal";
+        outPath = "/nixseal-placeholder";
+      };
+    }
+  ]
+  ++ modules;
+}

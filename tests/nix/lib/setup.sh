@@ -1,0 +1,46 @@
+# Builds the offline test world under $1 (sourced by run.sh after common.sh):
+#   $1/standin-nixpkgs  stand-in nixpkgs flake holding the nixseal binary $2
+#   $1/nixseal          this checkout's git-visible files (tracked + new,
+#                       as `git ls-files` shows them; no target/)
+#   $1/fleet            the fixture fleet: a git repo with keys, master
+#                       secrets and a locked flake.lock (not yet rekeyed)
+#   $1/hostkeys         the hosts' private keys (outside the fleet)
+setup_world() {
+  local w="$1" bin="$2"
+  mkdir -p "$w/standin-nixpkgs" "$w/nixseal"
+  cp "$NIXSEAL_REPO/tests/nix/standin-nixpkgs/flake.nix" "$NIXSEAL_REPO"/tests/nix/lib/*.nix "$w/standin-nixpkgs/"
+  sed -i "s|@NIXPKGS_LIB@|path:$SHARED_NIX/nixpkgs-lib|" "$w/standin-nixpkgs/flake.nix"
+  cp "$bin" "$w/standin-nixpkgs/nixseal"
+  (cd "$NIXSEAL_REPO" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$w/nixseal" 2>/dev/null) || true
+
+  local f="$w/fleet"
+  mkdir -p "$f"
+  cp -r "$NIXSEAL_REPO/tests/nix/fixture/." "$f/"
+  fleet_keys "$w/keys-tmp" && mkdir -p "$f/keys" && mv "$w/keys-tmp/keys/"* "$f/keys/" && rm -rf "$w/keys-tmp"
+  fleet_hostkey "$w" web1
+  fleet_hostkey "$w" web2
+  sed -i -e "s|@NIXPKGS@|path:$w/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$w/nixseal|" "$f/flake.nix"
+  sed -i "s|@WEB1_PUBKEY@|$(fleet_pubkey "$w" web1)|" "$f/hosts/web1.nix"
+  sed -i "s|@WEB2_PUBKEY@|$(fleet_pubkey "$w" web2)|" "$f/hosts/web2.nix"
+  printf 'db-password-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/db-password.age
+  printf 'root:%s' "$RANDOM" | fleet_secret "$f" secrets/root-password.age
+  printf 'api-token-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/api-token.age
+  printf '/keys/master.age\n/result*\n' >"$f/.gitignore"
+  (
+    cd "$f" && git init -q && git add -A &&
+      git -c user.name=t -c user.email=t@t commit -qm fixture &&
+      nix flake lock 2>/dev/null && git add flake.lock
+  )
+}
+
+# Rekeys the fixture fleet with Go age (contract layout), tracked by git.
+fleet_rekey_all_with_age() {
+  local f="$1/fleet"
+  # fleet_age_rekey looks for host keys under DIR/hostkeys.
+  ln -sfn "$1/hostkeys" "$f/hostkeys"
+  fleet_age_rekey "$f" web1 db-password=secrets/db-password.age root-password=secrets/root-password.age
+  fleet_age_rekey "$f" web2 db-password=secrets/db-password.age api-token=secrets/api-token.age
+  rm "$f/hostkeys"
+  (cd "$f" && git add secrets/rekeyed)
+}
