@@ -3,7 +3,9 @@
 # assertions that count, and cleanup that always runs. Sourced by run.sh.
 #
 # State (globals): ROOT (the container's root dir), NSPID (systemd-nspawn's pid),
-# CPID (the container's PID 1 as seen from the host), BOOT_LOG, PASSED, FAILED.
+# CPID (the container's PID 1 as seen from the host), BOOT_LOG, PASSED, FAILED;
+# set for the caller: SYSTEM_STATE (after boot), NSPAWN_RC (after a shutdown).
+# shellcheck disable=SC2034
 
 PASSED=0
 FAILED=0
@@ -138,8 +140,8 @@ dump_journal() {
 # wait_nspawn SECONDS: wait for nspawn to exit; sets NSPAWN_RC to its exit
 # status, or returns 1 if it still runs after SECONDS.
 wait_nspawn() {
-  local i
-  for i in $(seq 1 $(($1 * 20))); do
+  local _
+  for _ in $(seq 1 $(($1 * 20))); do
     kill -0 "$NSPID" 2>/dev/null || break
     sleep 0.05
   done

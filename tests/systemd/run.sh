@@ -35,6 +35,7 @@ setup_tools() {
   need_root
   ensure_tool systemd-nspawn systemd-container
   ensure_tool nsenter util-linux
+  ensure_tool pgrep procps
   ensure_tool jq jq
   ensure_tool age age
   ensure_tool zstd zstd
@@ -105,6 +106,7 @@ derive() {
   if [ "$how" = corrupt ]; then
     local last
     last=$(tail -c1 "$enc" | od -An -tu1 | tr -d ' ')
+    # shellcheck disable=SC2059 # the format is the escape of one byte
     printf "\\$(printf '%03o' $(((last + 1) % 256)))" |
       dd of="$enc" bs=1 seek=$(($(stat -c %s "$enc") - 1)) conv=notrunc status=none
   fi
@@ -145,6 +147,8 @@ install_config() {
   local cfg=$1 out=$WORK/out/$1 unit wanted p key
   for unit in "$out"/*.service; do
     cp "$unit" "$ROOT/etc/systemd/system/"
+    # WantedBy= lists units separated by spaces: split into words.
+    # shellcheck disable=SC2013
     for wanted in $(sed -n 's/^WantedBy=//p' "$unit"); do
       mkdir -p "$ROOT/etc/systemd/system/$wanted.wants"
       ln -sfn "../$(basename "$unit")" "$ROOT/etc/systemd/system/$wanted.wants/"
@@ -156,15 +160,14 @@ install_config() {
     return 1
   }
   mkdir -p "$ROOT/nix/store"
-  for p in $(cat "$out/store-paths"); do
+  while read -r p; do
     [ -e "$ROOT$p" ] || cp -a "$p" "$ROOT$p"
-  done
+  done <"$out/store-paths"
   [ -x "$ROOT$BIN_STORE" ] || install -D -m 0555 "$BIN" "$ROOT$BIN_STORE"
   key=$(jq -r '.hostKeys[0].path' "$out/manifest.json")
   case "$key" in /persist/*) key=/srv$key ;; esac
   install -D -m 0600 "$out/ssh_host_ed25519_key" "$ROOT$key"
   install -m 0644 "$out/ssh_host_ed25519_key.pub" "$ROOT$key.pub"
-  CUR_CFG=$cfg
   CUR_MANIFEST=$ROOT$CUR_MANIFEST_PATH
 }
 
@@ -224,18 +227,18 @@ check_secrets() {
   for kind in secrets templates; do
     n=$(jq ".$kind | length" "$m")
     for i in $(seq 0 $((n - 1))); do
-      if [ "${SKIP_USERS:-}" = 1 ] && [ "$(jq ".$kind[$i].neededForUsers == true" "$m")" = true ]; then
+      if [ "${SKIP_USERS:-}" = 1 ] && [ "$(jq ".${kind}[$i].neededForUsers == true" "$m")" = true ]; then
         continue
       fi
-      name=$(jq -r ".$kind[$i].name" "$m")
-      path=$(jq -r ".$kind[$i].path" "$m")
-      owner=$(jq -r ".$kind[$i].owner" "$m")
-      group=$(jq -r ".$kind[$i].group" "$m")
-      mode=$(jq -r ".$kind[$i].mode" "$m")
+      name=$(jq -r ".${kind}[$i].name" "$m")
+      path=$(jq -r ".${kind}[$i].path" "$m")
+      owner=$(jq -r ".${kind}[$i].owner" "$m")
+      group=$(jq -r ".${kind}[$i].group" "$m")
+      mode=$(jq -r ".${kind}[$i].mode" "$m")
       want="$owner $group $(printf '%o' "$((8#$mode))") $(sha "$(expected "$cfg" "$name")")"
       got="$(cx stat -L -c '%U %G %a' "$path") $(cx sha256sum "$path" | cut -d' ' -f1)"
       check_eq "$label: $path has owner, group, mode and content of $cfg" "$want" "$got"
-      if [ "$(jq -r ".$kind[$i].symlink != false" "$m")" = true ]; then
+      if [ "$(jq -r ".${kind}[$i].symlink != false" "$m")" = true ]; then
         real=$(cx realpath "$path")
         fs=$(cx findmnt -n -o FSTYPE --target "$real")
         check_eq "$label: $path resolves onto a ramfs ($real)" ramfs "$fs"
@@ -257,13 +260,16 @@ check_ramfs() {
 # The activation units succeeded; the main one before sysinit.target and after
 # the users one, the users one before systemd-sysusers.
 check_units() {
-  local label=$1 u=nixseal-activate.service done sysinit
+  local label=$1 u=nixseal-activate.service finished sysinit
   check_eq "$label: $u succeeded" "success active 0" \
     "$(cprop $u Result) $(cprop $u ActiveState) $(cprop $u ExecMainStatus)"
-  done=$(cprop $u ActiveEnterTimestampMonotonic)
+  finished=$(cprop $u ActiveEnterTimestampMonotonic)
   sysinit=$(cprop sysinit.target ActiveEnterTimestampMonotonic)
-  check "$label: $u finished (${done} µs) before sysinit.target (${sysinit} µs)" \
-    test "${done:-0}" -gt 0 -a "${done:-0}" -le "${sysinit:-0}"
+  check "$label: $u finished (${finished} µs) before sysinit.target (${sysinit} µs)" \
+    test "${finished:-0}" -gt 0 -a "${finished:-0}" -le "${sysinit:-0}"
+  # The timestamps could be in order by luck: the ordering itself must be there.
+  check "$label: systemd orders $u before sysinit.target and sysinit.target wants it" \
+    test -n "$(cprop $u Before | grep -w sysinit.target)" -a -n "$(cprop $u WantedBy | grep -w sysinit.target)"
   [ "${2:-}" = main-only ] || check_users_unit "$label"
 }
 
@@ -283,11 +289,11 @@ check_users_unit() {
 
 # A consumer started after the activation and read CFG's secret.
 check_consumer() {
-  local label=$1 svc=$2 secret=$3 cfg=$4 started done
+  local label=$1 svc=$2 secret=$3 cfg=$4 started finished
   started=$(cprop "$svc.service" ExecMainStartTimestampMonotonic)
-  done=$(cprop nixseal-activate.service ActiveEnterTimestampMonotonic)
-  check "$label: $svc started (${started} µs) after nixseal-activate finished (${done} µs)" \
-    test "${started:-0}" -gt "${done:-0}" -a "${done:-0}" -gt 0
+  finished=$(cprop nixseal-activate.service ActiveEnterTimestampMonotonic)
+  check "$label: $svc started (${started} µs) after nixseal-activate finished (${finished} µs)" \
+    test "${started:-0}" -gt "${finished:-0}" -a "${finished:-0}" -gt 0
   check_eq "$label: $svc read $secret of $cfg" "$(sha "$(expected "$cfg" "$secret")")" "$(seen "$svc")"
 }
 
@@ -307,11 +313,20 @@ switch_to() {
   cexec systemctl restart nixseal-activate.service >/dev/null 2>&1 || RESTART_RC=$?
 }
 
-# The journal of the last run of the activation unit.
-last_run_log() {
-  local id
+# log_of_last_run PATTERN [boot]: the journal of the last run of the
+# activation unit (with `boot`: of all its runs in this boot), once it holds
+# PATTERN (journald reads the unit's output asynchronously: wait up to 5 s).
+log_of_last_run() {
+  local id i log filter
   id=$(cprop nixseal-activate.service InvocationID)
-  cx journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$id" + "INVOCATION_ID=$id"
+  filter=("_SYSTEMD_INVOCATION_ID=$id" + "INVOCATION_ID=$id")
+  [ "${2:-}" = boot ] && filter=(-b -u nixseal-activate.service)
+  for i in $(seq 1 50); do
+    log=$(cx journalctl --no-pager -o cat "${filter[@]}")
+    grep -q -- "$1" <<<"$log" && break
+    sleep 0.1
+  done
+  printf '%s\n' "$log"
 }
 
 # ------------------------------------------------------------- scenarios ----
@@ -394,7 +409,7 @@ scenario_runtime_failure() {
   switch_to C
   check "$L: restarting with a corrupt rekeyed tls-key fails" test "$RESTART_RC" -ne 0
   check_eq "$L: the unit's result is exit-code" exit-code "$(cprop nixseal-activate.service Result)"
-  log=$(last_run_log)
+  log=$(log_of_last_run 'tls-key')
   check "$L: the failure message names the secret tls-key" grep -q 'tls-key' <<<"$log"
   check_eq "$L: the previous generation stays active" "$GEN_B" "$(cx readlink /run/nixseal)"
   check_secrets "$L (B still in place)" B "$ROOT$(cat "$WORK/out/B/manifest-store-path")"
@@ -407,7 +422,7 @@ scenario_runtime_failure() {
     grep -qxE 'running|degraded' <<<"$(cx systemctl is-system-running)"
   if [ "$FAILED" -gt "$FAILED_AT_BOOT" ]; then
     say "   the failed run's log:"
-    sed 's/^/   | /' <<<"$log"
+    printf '   | %s\n' "${log//$'\n'/$'\n'   | }"
   fi
 }
 
@@ -442,7 +457,7 @@ scenario_boot_failure() {
   check_eq "$L: nixseal-activate failed" "failed exit-code" \
     "$(cprop nixseal-activate.service ActiveState) $(cprop nixseal-activate.service Result)"
   check_eq "$L: multi-user.target was still reached" active "$(cprop multi-user.target ActiveState)"
-  log=$(cx journalctl -b --no-pager -o cat -u nixseal-activate.service)
+  log=$(log_of_last_run 'tls-key' boot)
   check "$L: the failure message names the secret tls-key" grep -q 'tls-key' <<<"$log"
   check_eq "$L: no generation of the failed run is visible" "" \
     "$(cx find "$(jq -r .mountPoint "$CUR_MANIFEST")" -mindepth 1 -maxdepth 1 ! -name '*.lock')"
@@ -502,14 +517,14 @@ UNIT
 }
 
 main() {
-  setup_tools
-  nixseal_bin
-  WORK=$(mktemp -d /tmp/nixseal-systemd.XXXXXX)
   SUMMARY=1
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   set -E
   trap 'ABORT_AT="${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"' ERR
+  setup_tools
+  nixseal_bin
+  WORK=$(mktemp -d /tmp/nixseal-systemd.XXXXXX)
   JOURNAL_EXTRA=("$CONSUMER.service" "$TLS_SVC.service" persist.mount slow-persist.service)
   render_all
   make_root
