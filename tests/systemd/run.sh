@@ -3,7 +3,8 @@
 # its own mount — inside a systemd-nspawn container made by debootstrap.
 #
 # Usage: bash tests/systemd/run.sh      (as root)
-#   NIXSEAL_BIN=path/to/nixseal   the binary under test (else: cargo build --release)
+#   NIXSEAL_BIN=path/to/nixseal   the binary under test (else: cargo build, debug,
+#                                 which `cargo test` has mostly built already)
 #   NIXSEAL_RENDERER=path         the unit renderer (default tests/nix/render-units.sh)
 #   NIXSEAL_SYSTEMD_CACHE=DIR     where the Debian root is cached (default .cache/systemd)
 #
@@ -51,9 +52,9 @@ nixseal_bin() {
     [ -x "$NIXSEAL_BIN" ] || { say "NIXSEAL_BIN=$NIXSEAL_BIN is not an executable file" >&2; exit 2; }
     BIN=$(realpath "$NIXSEAL_BIN")
   else
-    say "building nixseal (cargo build --release -p nixseal-cli)"
-    (cd "$REPO" && cargo build --quiet --release -p nixseal-cli)
-    BIN=$REPO/target/release/nixseal
+    say "building nixseal (cargo build -p nixseal-cli)"
+    (cd "$REPO" && cargo build --quiet -p nixseal-cli)
+    BIN=$(cd "$REPO" && realpath "${CARGO_TARGET_DIR:-target}/debug/nixseal")
   fi
   # The nixseal package cannot be built offline, so the rendered units name a
   # well-formed store path and the binary under test is placed there.
@@ -169,6 +170,7 @@ install_config() {
   install -D -m 0600 "$out/ssh_host_ed25519_key" "$ROOT$key"
   install -m 0644 "$out/ssh_host_ed25519_key.pub" "$ROOT$key.pub"
   CUR_MANIFEST=$ROOT$CUR_MANIFEST_PATH
+  CUR_MP=$(jq -r .mountPoint "$CUR_MANIFEST")
 }
 
 # The test's own units: two consumers of secrets. Each start appends a line
@@ -223,33 +225,25 @@ settle() {
 # false, live where their path says). With SKIP_USERS=1, neededForUsers
 # secrets are not judged.
 check_secrets() {
-  local label=$1 cfg=$2 m=${3:-$CUR_MANIFEST} kind n i name path owner group mode want got real fs
-  for kind in secrets templates; do
-    n=$(jq ".$kind | length" "$m")
-    for i in $(seq 0 $((n - 1))); do
-      if [ "${SKIP_USERS:-}" = 1 ] && [ "$(jq ".${kind}[$i].neededForUsers == true" "$m")" = true ]; then
-        continue
-      fi
-      name=$(jq -r ".${kind}[$i].name" "$m")
-      path=$(jq -r ".${kind}[$i].path" "$m")
-      owner=$(jq -r ".${kind}[$i].owner" "$m")
-      group=$(jq -r ".${kind}[$i].group" "$m")
-      mode=$(jq -r ".${kind}[$i].mode" "$m")
-      want="$owner $group $(printf '%o' "$((8#$mode))") $(sha "$(expected "$cfg" "$name")")"
-      got="$(cx stat -L -c '%U %G %a' "$path") $(cx sha256sum "$path" | cut -d' ' -f1)"
-      check_eq "$label: $path has owner, group, mode and content of $cfg" "$want" "$got"
-      if [ "$(jq -r ".${kind}[$i].symlink != false" "$m")" = true ]; then
-        real=$(cx realpath "$path")
-        fs=$(cx findmnt -n -o FSTYPE --target "$real")
-        check_eq "$label: $path resolves onto a ramfs ($real)" ramfs "$fs"
-      fi
-    done
-  done
+  local label=$1 cfg=$2 m=${3:-$CUR_MANIFEST} name path owner group mode symlink users want got real fs
+  # One jq for the whole manifest: jq starts slowly.
+  while IFS=$'\t' read -r name path owner group mode symlink users; do
+    [ "${SKIP_USERS:-}" = 1 ] && [ "$users" = true ] && continue
+    want="$owner $group $(printf '%o' "$((8#$mode))") $(sha "$(expected "$cfg" "$name")")"
+    got="$(cx stat -L -c '%U %G %a' "$path") $(cx sha256sum "$path" | cut -d' ' -f1)"
+    check_eq "$label: $path has owner, group, mode and content of $cfg" "$want" "$got"
+    if [ "$symlink" = true ]; then
+      real=$(cx realpath "$path")
+      fs=$(cx findmnt -n -o FSTYPE --target "$real")
+      check_eq "$label: $path resolves onto a ramfs ($real)" ramfs "$fs"
+    fi
+  done < <(jq -r '(.secrets[], .templates[]) | [.name, .path, .owner, .group, .mode,
+    (.symlink != false), (.neededForUsers == true)] | @tsv' "$m")
 }
 
 check_ramfs() {
   local label=$1 mp fs opt
-  mp=$(jq -r .mountPoint "$CUR_MANIFEST")
+  mp=$CUR_MP
   fs=$(cx findmnt -n -o FSTYPE,VFS-OPTIONS --mountpoint "$mp")
   check_eq "$label: $mp is a ramfs of its own" ramfs "${fs%% *}"
   for opt in nosuid nodev noexec; do
@@ -299,7 +293,7 @@ check_consumer() {
 
 no_tmp_left() {
   local mp
-  mp=$(jq -r .mountPoint "$CUR_MANIFEST")
+  mp=$CUR_MP
   check_eq "$1: no *.tmp generation left in $mp" "" "$(cx find "$mp" -maxdepth 1 -name '*.tmp')"
 }
 
@@ -350,7 +344,7 @@ scenario_first_boot() {
   check_eq "$L: $CONSUMER started once (no restart during early boot)" 1 "$(starts $CONSUMER)"
   check_ramfs "$L"
   check_eq "$L: the ramfs root is mode 751, root-owned" "751 root root" \
-    "$(cx stat -c '%a %U %G' "$(jq -r .mountPoint "$CUR_MANIFEST")")"
+    "$(cx stat -c '%a %U %G' "$CUR_MP")"
   check_secrets "$L" A
   check_consumer "$L" "$CONSUMER" db-password A
   check_consumer "$L" "$TLS_SVC" tls-key A
@@ -428,7 +422,7 @@ scenario_runtime_failure() {
 
 scenario_reboot() {
   local L="boot 2 (reboot)" mp boot1 boot2
-  mp=$(jq -r .mountPoint "$CUR_MANIFEST")
+  mp=$CUR_MP
   # Back to the good configuration (a rollback); a marker shows whether the
   # ramfs after the reboot is a fresh one.
   install_config B
@@ -460,7 +454,7 @@ scenario_boot_failure() {
   log=$(log_of_last_run 'tls-key' boot)
   check "$L: the failure message names the secret tls-key" grep -q 'tls-key' <<<"$log"
   check_eq "$L: no generation of the failed run is visible" "" \
-    "$(cx find "$(jq -r .mountPoint "$CUR_MANIFEST")" -mindepth 1 -maxdepth 1 ! -name '*.lock')"
+    "$(cx find "$CUR_MP" -mindepth 1 -maxdepth 1 ! -name '*.lock')"
 }
 
 # The host key lives on /persist, mounted by a unit that nothing but the
