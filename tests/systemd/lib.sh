@@ -36,6 +36,7 @@ ensure_tool() {
   }
   command -v "$1" >/dev/null 2>&1 || { say "could not install $2 (for $1)" >&2; exit 3; }
 }
+
 note() { printf '   %s\n' "$*"; }
 
 pass() {
@@ -195,8 +196,9 @@ cleanup() {
   if [ -n "${SUMMARY:-}" ]; then
     say "$PASSED passed, $FAILED failed"
   fi
+  [ "$rc" -ne 0 ] && exit "$rc"
   [ "$FAILED" -eq 0 ] || exit 1
-  exit "$rc"
+  exit 0
 }
 
 # make_root: $ROOT becomes a private, writable view of the cached Debian root:

@@ -33,6 +33,10 @@ main() {
   local key tarball
   key=$(printf '%s\n' "$suite" "$packages" "$recipe" | sha256sum | cut -c1-12)
   tarball=$cache_dir/$suite-$key.tar.zst
+  mkdir -p "$cache_dir"
+  # One builder at a time; the others wait and then reuse its result.
+  exec 9>"$cache_dir/.lock"
+  flock 9
   [ -s "$tarball" ] || build_tarball "$tarball"
   case "${1:-}" in
     "") printf '%s\n' "$tarball" ;;
@@ -65,7 +69,8 @@ build_tarball() {
   fi
   mirror=${mirror:-http://deb.debian.org/debian}
 
-  mkdir -p "$cache_dir"
+  # Leftovers of a build that was killed.
+  rm -rf "$cache_dir"/build.*
   local work
   work=$(mktemp -d "$cache_dir/build.XXXXXX")
   # shellcheck disable=SC2064
