@@ -1,0 +1,113 @@
+//! Fleet generator and the bare age-crate baseline for `bench/renc.sh`.
+//!
+//! `renc-bench gen H S DIR` writes a fleet of H hosts × S secrets (64-byte
+//! secrets, every host uses every secret) with a master X25519 key and a
+//! profile. `renc-bench bare DIR [--serial]` does the same crypto renc does —
+//! decrypt each master secret once, encrypt it to every host key — with the
+//! age crate and no file output, and prints the seconds it took.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("gen") => {
+            let h: usize = args[2].parse().expect("H");
+            let s: usize = args[3].parse().expect("S");
+            gen(h, s, Path::new(&args[4]));
+        }
+        Some("bare") => {
+            let serial = args.iter().any(|a| a == "--serial");
+            let secs = bare(Path::new(&args[2]), serial);
+            println!("{secs:.6}");
+        }
+        _ => {
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn gen(hosts: usize, secrets: usize, dir: &Path) {
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    let master = age::x25519::Identity::generate();
+    let mut f = std::fs::File::create(dir.join("master.txt")).unwrap();
+    use age::secrecy::ExposeSecret;
+    writeln!(f, "{}", master.to_string().expose_secret()).unwrap();
+    let recipient = master.to_public();
+    let mut secret_map = serde_json::Map::new();
+    for i in 0..secrets {
+        let pt: Vec<u8> = (0..64).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+        let ct = nixseal::crypto::encrypt(&pt, &[&recipient], false).unwrap();
+        let name = format!("s{i:04}");
+        std::fs::write(dir.join(format!("secrets/{name}.age")), ct).unwrap();
+        secret_map.insert(
+            name.clone(),
+            serde_json::json!({ "file": format!("./secrets/{name}.age") }),
+        );
+    }
+    let mut host_map = serde_json::Map::new();
+    let mut rng = ssh_key::rand_core::OsRng;
+    for i in 0..hosts {
+        let key = ssh_key::PrivateKey::random(&mut rng, ssh_key::Algorithm::Ed25519).unwrap();
+        let pubkey = key.public_key().to_openssh().unwrap();
+        host_map.insert(
+            format!("h{i:04}"),
+            serde_json::json!({ "hostPubkey": pubkey, "secrets": secret_map }),
+        );
+    }
+    let profile = serde_json::json!({
+        "version": 1,
+        "identities": ["./master.txt"],
+        "rekeyedDir": "./rekeyed",
+        "hosts": host_map,
+    });
+    std::fs::write(dir.join("profile.json"), profile.to_string()).unwrap();
+}
+
+fn bare(dir: &Path, serial: bool) -> f64 {
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("profile.json")).unwrap()).unwrap();
+    let hosts: Vec<age::ssh::Recipient> = profile["hosts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|h| h["hostPubkey"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let first = profile["hosts"].as_object().unwrap().values().next().unwrap();
+    let sources: Vec<PathBuf> = first["secrets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| dir.join(s["file"].as_str().unwrap()))
+        .collect();
+    let text = std::fs::read_to_string(dir.join("master.txt")).unwrap();
+    let identity: age::x25519::Identity = text.trim().parse().unwrap();
+
+    let t = Instant::now();
+    // Decrypt each master secret once (reading the ciphertexts is part of it).
+    let plaintexts: Vec<_> = sources
+        .iter()
+        .map(|p| nixseal::crypto::decrypt(&std::fs::read(p).unwrap(), &[&identity]).unwrap())
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..hosts.len())
+        .flat_map(|h| (0..plaintexts.len()).map(move |s| (h, s)))
+        .collect();
+    let encrypt = |&(h, s): &(usize, usize)| {
+        nixseal::crypto::encrypt(&plaintexts[s], &[&hosts[h]], false)
+            .unwrap()
+            .len()
+    };
+    let total: usize = if serial {
+        pairs.iter().map(encrypt).sum()
+    } else {
+        pairs.par_iter().map(encrypt).sum()
+    };
+    let secs = t.elapsed().as_secs_f64();
+    assert!(total > 0);
+    secs
+}
