@@ -175,7 +175,13 @@ impl Host {
         let script = fake_bin.join("systemctl");
         fs::write(
             &script,
-            format!("#!/bin/sh\necho \"$*\" >> {}\n", systemctl_log.display()),
+            // Answers `is-system-running` from a state file (default
+            // "running") and records every other call.
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = is-system-running ]; then cat {state} 2>/dev/null || echo running; exit 0; fi\necho \"$*\" >> {log}\n",
+                state = dir.path().join("system-state").display(),
+                log = systemctl_log.display()
+            ),
         )
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
@@ -1001,6 +1007,14 @@ fn restarts_and_reloads_only_units_of_changed_secrets_once() {
         ]
     );
     fs::remove_file(&h.systemctl_log).unwrap();
+
+    // While the system is still booting, nothing is restarted: units that
+    // use the secrets have not started yet.
+    fs::write(h.dir.path().join("system-state"), "starting\n").unwrap();
+    let out = h.deploy_ok(&m("a2b", "nxs-bob", "0440"), &[]);
+    assert!(stderr(&out).contains("still booting"), "{}", stderr(&out));
+    assert_eq!(h.systemctl_calls(), Vec::<String>::new());
+    fs::remove_file(h.dir.path().join("system-state")).unwrap();
 
     // --no-restart and --dry-run call nothing.
     let out = h.deploy_ok(&m("a3", "nxs-bob", "0440"), &["--no-restart"]);

@@ -502,6 +502,8 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         report.units_skipped = Some("--no-restart");
     } else if !units::systemd_running() {
         report.units_skipped = Some("systemd is not running");
+    } else if units::early_boot() {
+        report.units_skipped = Some("the system is still booting");
     } else {
         match units::systemctl("try-restart", &restart) {
             Ok(()) => report.restarted = restart,

@@ -34,6 +34,23 @@ pub fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// Whether the system is still booting (`systemctl is-system-running` says
+/// `initializing` or `starting`). Units that use secrets have not started yet
+/// then and will read the new generation when they do, so nothing is restarted
+/// (DESIGN.md: "not during early boot").
+pub fn early_boot() -> bool {
+    Command::new("systemctl")
+        .arg("is-system-running")
+        .output()
+        .map(|o| {
+            matches!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "initializing" | "starting"
+            )
+        })
+        .unwrap_or(false)
+}
+
 /// Restart wins over reload; each unit appears once, in first-seen order.
 pub fn plan<'a>(
     restart: impl IntoIterator<Item = &'a String>,
