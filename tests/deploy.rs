@@ -28,22 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_nixseal");
 /// less than that ago is not pruned yet.
 const GRACE: Duration = Duration::from_millis(1100);
 
-/// The fault points of `nixseal::activate::fault::POINTS`, in order.
-const FAULT_POINTS: &[&str] = &[
-    "after-validate",
-    "after-keys",
-    "after-lock",
-    "after-mount",
-    "after-tmp-created",
-    "mid-decrypt",
-    "after-tmp-complete",
-    "after-rename",
-    "after-temp-symlink",
-    "after-switch",
-    "after-paths",
-    "mid-prune",
-    "after-prune",
-];
+/// Every fault point the library has, in the order a deploy reaches them.
+use nixseal::activate::fault::POINTS as FAULT_POINTS;
 
 // ---------------------------------------------------------------- harness
 

@@ -165,16 +165,19 @@ fn warn_untracked(profile: &Profile) {
     }
 }
 
+/// Loads the profile and plans the rekey (no identity), printing plan warnings.
+fn profile_and_plan(args: &ProfileArgs) -> Result<(Profile, Plan), ExitCode> {
+    let profile = load_profile(args)?;
+    let plan = rekey::plan(&profile).map_err(|e| ui::fail(BAD_INPUT, e))?;
+    warn_plan(&plan);
+    Ok((profile, plan))
+}
+
 pub fn renc(args: RencArgs) -> ExitCode {
-    let profile = match load_profile(&args.profile) {
-        Ok(p) => p,
+    let (profile, plan) = match profile_and_plan(&args.profile) {
+        Ok(v) => v,
         Err(c) => return c,
     };
-    let plan = match rekey::plan(&profile) {
-        Ok(p) => p,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
-    warn_plan(&plan);
     if args.dry_run {
         print_plan(&plan);
         let stale = plan.stale().count();
@@ -242,15 +245,10 @@ pub fn renc(args: RencArgs) -> ExitCode {
 }
 
 pub fn check(args: CheckArgs) -> ExitCode {
-    let profile = match load_profile(&args.profile) {
-        Ok(p) => p,
+    let (profile, plan) = match profile_and_plan(&args.profile) {
+        Ok(v) => v,
         Err(c) => return c,
     };
-    let plan = match rekey::plan(&profile) {
-        Ok(p) => p,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
-    warn_plan(&plan);
     if plan.is_current() {
         println!(
             "nixseal check: all {} rekeyed outputs are current",
