@@ -14,11 +14,15 @@ use std::sync::Arc;
 use nixseal::crypto::{self, DecryptFailure};
 use nixseal::identity::{IdentityError, MasterIdentities, NoInteraction};
 
-/// Builds the plugin into this test's target directory and returns the directory
-/// holding it (`<target>/<profile>`, the parent of this test's `deps/`).
+/// Returns the directory holding the plugin (`<target>/<profile>`, the parent of
+/// this test's `deps/`). `cargo test --workspace` has built it there already;
+/// otherwise (e.g. `cargo test -p nixseal`) it is built now.
 fn build_plugin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    if profile_dir.join("age-plugin-nixseal-test").is_file() {
+        return profile_dir;
+    }
     let target_dir = profile_dir.parent().unwrap();
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args([
