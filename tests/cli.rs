@@ -741,7 +741,9 @@ fn edit_with_editor_uses_a_private_memory_backed_temp_file_and_cleans_up() {
         &f,
         "secrets/db.age",
         &format!(
-            r#"echo "$1" > {log}; printf 'evil' > "$1"; kill -TERM $(pgrep -x nixseal); sleep 0.2"#,
+            // Only our own nixseal (an ancestor of this editor), never another
+            // test's: walk up the process tree to it.
+            r#"echo "$1" > {log}; printf 'evil' > "$1"; p=$PPID; while [ "$(cat /proc/$p/comm)" != nixseal ]; do p=$(cut -d' ' -f4 /proc/$p/stat); done; kill -TERM $p; sleep 0.2"#,
             log = log.display()
         ),
     );

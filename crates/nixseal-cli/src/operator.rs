@@ -129,8 +129,10 @@ fn warn_plan(plan: &Plan) {
     }
 }
 
-fn warn_untracked(profile: &Profile) {
-    let mut paths: Vec<PathBuf> = Vec::new();
+/// Warns about sources, outputs and caches git does not track. `outputs` are
+/// the rekeyed files known to exist (from the plan and the outcome: no stat).
+fn warn_untracked(profile: &Profile, outputs: Vec<PathBuf>) {
+    let mut paths: Vec<PathBuf> = outputs;
     for h in profile.hosts.values() {
         // The NixOS module reads the cache at evaluation: it must be tracked too.
         let cache =
@@ -138,17 +140,7 @@ fn warn_untracked(profile: &Profile) {
         if cache.exists() {
             paths.push(cache);
         }
-        for s in h.secrets.values() {
-            paths.push(s.source.clone());
-            let out = rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(format!(
-                "{}{}",
-                s.name,
-                rekey::OUTPUT_SUFFIX
-            ));
-            if out.exists() {
-                paths.push(out);
-            }
-        }
+        paths.extend(h.secrets.values().map(|s| s.source.clone()));
     }
     paths.sort();
     paths.dedup();
@@ -199,6 +191,12 @@ pub fn renc(args: RencArgs) -> ExitCode {
     } else {
         None
     };
+    let mut present: Vec<PathBuf> = plan
+        .pairs
+        .iter()
+        .filter(|p| matches!(p.state, PairState::Current))
+        .map(|p| p.output.clone())
+        .collect();
     let total = plan.stale().count() as u64;
     let bar = (total > 0 && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -236,7 +234,11 @@ pub fn renc(args: RencArgs) -> ExitCode {
         outcome.removed.len(),
         outcome.failed.len()
     );
-    warn_untracked(&profile);
+    present.extend(outcome.rekeyed.iter().map(|(host, secret)| {
+        rekey::host_dir(&profile.rekeyed_dir, host.as_str())
+            .join(format!("{secret}{}", rekey::OUTPUT_SUFFIX))
+    }));
+    warn_untracked(&profile, present);
     if outcome.failed.is_empty() {
         ExitCode::from(OK)
     } else {
@@ -254,7 +256,10 @@ pub fn check(args: CheckArgs) -> ExitCode {
             "nixseal check: all {} rekeyed outputs are current",
             plan.pairs.len()
         );
-        warn_untracked(&profile);
+        warn_untracked(
+            &profile,
+            plan.pairs.iter().map(|p| p.output.clone()).collect(),
+        );
         return ExitCode::from(OK);
     }
     let hint = fix_hint(&args.profile.profile);

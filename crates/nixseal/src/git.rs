@@ -12,15 +12,8 @@ pub fn untracked(root: &Path, paths: &[PathBuf]) -> Option<Vec<PathBuf>> {
     if paths.is_empty() {
         return Some(Vec::new());
     }
-    let inside = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .output()
-        .ok()?;
-    if !inside.status.success() {
-        return None;
-    }
+    // One git process: outside a work tree `ls-files` fails, and then no
+    // warning can be given.
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(root).args(["ls-files", "-z", "--"]);
     let rel: Vec<PathBuf> = paths

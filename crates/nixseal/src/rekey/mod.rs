@@ -454,8 +454,9 @@ fn pair_state(
     if entry.source_sha256 != source_sha256 {
         return PairState::Stale(Staleness::SourceChanged);
     }
-    let mut bytes = Vec::with_capacity(len as usize + 1);
-    match file.read_to_end(&mut bytes) {
+    // fstat gave the size: one read, no second read to see EOF.
+    let mut bytes = vec![0u8; len as usize];
+    match file.read_exact(&mut bytes) {
         Ok(_) if sha256_hex(&bytes) == entry.output_sha256 => PairState::Current,
         Ok(_) => PairState::Stale(Staleness::OutputModified),
         Err(source) => PairState::Blocked(PairError::Write {
@@ -569,6 +570,13 @@ pub fn execute(
             path: rekeyed_dir.clone(),
             source,
         })?;
+        // Written through an absolute path (a relative one costs tempfile a
+        // getcwd per file); messages keep the path as the profile gave it.
+        let rekeyed_abs =
+            std::path::absolute(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
+                path: rekeyed_dir.clone(),
+                source,
+            })?;
 
         // Each master secret is decrypted once, in this thread (a plugin such
         // as a YubiKey may need a touch per decryption).
@@ -619,7 +627,7 @@ pub fn execute(
         let results: Vec<(Pair, Result<CacheEntry, PairError>)> = pool.install(|| {
             todo.into_par_iter()
                 .map(|p| {
-                    let r = rekey_one(&p, &plaintexts, &host_ok, &recipients);
+                    let r = rekey_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
                     progress();
                     (p, r)
                 })
@@ -693,6 +701,7 @@ pub fn execute(
 
 fn rekey_one(
     p: &Pair,
+    rekeyed_abs: &Path,
     plaintexts: &HashMap<PathBuf, Result<(Plaintext, String), PairError>>,
     host_ok: &BTreeMap<HostName, Result<(), PairError>>,
     recipients: &BTreeMap<HostName, crate::identity::HostRecipient>,
@@ -706,12 +715,8 @@ fn rekey_one(
     };
     let recipient = &recipients[&p.host];
     let ct = crypto::encrypt(plaintext, &[recipient.recipient()], false)?;
-    let dir = p.output.parent().expect("output has a parent");
-    let name = p
-        .output
-        .file_name()
-        .expect("output has a name")
-        .to_string_lossy();
+    let dir = rekeyed_abs.join(p.host.as_str());
+    let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
     // A symlink planted at the output since planning is refused, not replaced.
     if let Ok(Some(t)) = kind_of(&p.output) {
         if !t.is_file() {
@@ -720,7 +725,7 @@ fn rekey_one(
             });
         }
     }
-    fsutil::atomic_write(dir, &name, &ct, 0o644).map_err(|source| PairError::Write {
+    fsutil::atomic_write(&dir, &name, &ct, 0o644).map_err(|source| PairError::Write {
         path: p.output.clone(),
         source,
     })?;
