@@ -179,17 +179,24 @@ impl Profile {
             path: path.to_owned(),
             source,
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
-        match value.get("version") {
+        // The version first, on its own (so a newer profile says "version"
+        // rather than "unknown field"), without building a JSON tree of the
+        // whole fleet.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<serde_json::Value>,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(json_err)?;
+        match &v.version {
             Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROFILE_VERSION) => {}
             other => {
                 return Err(ProfileError::Version {
                     path: path.to_owned(),
-                    found: other.map_or("missing".into(), |v| v.to_string()),
+                    found: other.as_ref().map_or("missing".into(), |v| v.to_string()),
                 })
             }
         }
-        let raw: RawProfile = serde_json::from_value(value).map_err(json_err)?;
+        let raw: RawProfile = serde_json::from_slice(bytes).map_err(json_err)?;
         Self::from_raw(raw, path, root)
     }
 
