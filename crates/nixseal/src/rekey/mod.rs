@@ -293,62 +293,21 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     let mut warnings = Vec::new();
     let mut caches = BTreeMap::new();
     let mut recipients = BTreeMap::new();
-    for host in profile.hosts.values() {
-        let dir = host_dir(&rekeyed_dir, host.name.as_str());
+    // Each host's outputs are verified (every file read and hashed) in
+    // parallel across hosts: this is most of a no-op run.
+    let planned: Vec<HostPlan> = profile
+        .hosts
+        .values()
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|host| plan_host(host, &rekeyed_dir, &source_hashes, &source_errors))
+        .collect();
+    for (host, hp) in profile.hosts.values().zip(planned) {
         recipients.insert(host.name.clone(), host.recipient.clone());
-        let dir_kind = kind_of(&dir).ok().flatten();
-        let dir_blocked = matches!(dir_kind, Some(t) if !t.is_dir());
-        let cache = match (dir_blocked, dir_kind.is_some()) {
-            (false, true) => match HostCache::read(&dir) {
-                CacheRead::Valid(c) => Some(c),
-                CacheRead::Absent => None,
-                CacheRead::Invalid(reason) => {
-                    warnings.push(Warning::InvalidCache {
-                        path: dir.join(CACHE_FILE),
-                        reason,
-                    });
-                    None
-                }
-            },
-            _ => None,
-        };
-        // Verifying outputs reads every file: spread it over the cores.
-        let secrets: Vec<_> = host.secrets.values().collect();
-        let host_pairs: Vec<Pair> = secrets
-            .par_iter()
-            .map(|s| {
-                let output = dir.join(format!("{}{OUTPUT_SUFFIX}", s.name));
-                let state = if dir_blocked {
-                    PairState::Blocked(PairError::NotPlain { path: dir.clone() })
-                } else if let Some(e) = source_errors.get(&s.source) {
-                    PairState::Blocked(PairError::SourceUnreadable {
-                        path: s.source.clone(),
-                        source: e.clone(),
-                    })
-                } else {
-                    pair_state(
-                        &output,
-                        cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
-                        &source_hashes[&s.source],
-                        host.recipient.as_str(),
-                    )
-                };
-                Pair {
-                    host: host.name.clone(),
-                    secret: s.name.clone(),
-                    source: s.source.clone(),
-                    output,
-                    state,
-                }
-            })
-            .collect();
-        pairs.extend(host_pairs);
-        if dir_kind.is_some_and(|t| t.is_dir()) {
-            removals.extend(orphans_in_host_dir(&dir, host.name.as_str(), |n| {
-                host.secrets.contains_key(n)
-            }));
-        }
-        caches.insert(host.name.clone(), cache.unwrap_or_default());
+        pairs.extend(hp.pairs);
+        removals.extend(hp.removals);
+        warnings.extend(hp.warning);
+        caches.insert(host.name.clone(), hp.cache);
     }
 
     // Host directories of hosts that left the profile: only ones nixseal made
@@ -397,6 +356,80 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         caches,
         recipients,
     })
+}
+
+/// What planning found for one host.
+struct HostPlan {
+    pairs: Vec<Pair>,
+    removals: Vec<Removal>,
+    warning: Option<Warning>,
+    cache: HostCache,
+}
+
+fn plan_host(
+    host: &crate::profile::HostEntry,
+    rekeyed_dir: &Path,
+    source_hashes: &HashMap<PathBuf, String>,
+    source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
+) -> HostPlan {
+    let dir = host_dir(rekeyed_dir, host.name.as_str());
+    let dir_kind = kind_of(&dir).ok().flatten();
+    let dir_blocked = matches!(dir_kind, Some(t) if !t.is_dir());
+    let mut warning = None;
+    let cache = match (dir_blocked, dir_kind.is_some()) {
+        (false, true) => match HostCache::read(&dir) {
+            CacheRead::Valid(c) => Some(c),
+            CacheRead::Absent => None,
+            CacheRead::Invalid(reason) => {
+                warning = Some(Warning::InvalidCache {
+                    path: dir.join(CACHE_FILE),
+                    reason,
+                });
+                None
+            }
+        },
+        _ => None,
+    };
+    let pairs = host
+        .secrets
+        .values()
+        .map(|s| {
+            let output = dir.join(format!("{}{OUTPUT_SUFFIX}", s.name));
+            let state = if dir_blocked {
+                PairState::Blocked(PairError::NotPlain { path: dir.clone() })
+            } else if let Some(e) = source_errors.get(&s.source) {
+                PairState::Blocked(PairError::SourceUnreadable {
+                    path: s.source.clone(),
+                    source: e.clone(),
+                })
+            } else {
+                pair_state(
+                    &output,
+                    cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
+                    &source_hashes[&s.source],
+                    host.recipient.as_str(),
+                )
+            };
+            Pair {
+                host: host.name.clone(),
+                secret: s.name.clone(),
+                source: s.source.clone(),
+                output,
+                state,
+            }
+        })
+        .collect();
+    let removals = if dir_kind.is_some_and(|t| t.is_dir()) {
+        orphans_in_host_dir(&dir, host.name.as_str(), |n| host.secrets.contains_key(n))
+    } else {
+        Vec::new()
+    };
+    HostPlan {
+        pairs,
+        removals,
+        warning,
+        cache: cache.unwrap_or_default(),
+    }
 }
 
 fn pair_state(
