@@ -15,7 +15,6 @@ N=$PWD/target/release/nixseal B=$PWD/target/release/renc-bench
 work=$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}"); trap 'rm -rf "$work"' EXIT
 
 best() { sort -g | head -1; }
-now() { date +%s.%N; }
 
 for size in "50 50" "200 100"; do
   set -- $size; H=$1 S=$2; d="$work/f$H-$S"
@@ -23,20 +22,13 @@ for size in "50 50" "200 100"; do
   bare=$(for i in 1 2 3 4 5; do $B bare "$d"; done | best)
   serial=$(for i in 1 2 3; do $B bare "$d" --serial; done | best)
   barew=$(for i in 1 2 3; do $B bare "$d" --write; done | best)
-  full=() rss=()
-  for i in 1 2 3; do
-    rm -rf "$d/rekeyed"
-    t0=$(now)
-    ( cd "$d" && /usr/bin/time -f %M -o "$work/rss" "$N" renc --profile profile.json >/dev/null )
-    t1=$(now)
-    full+=("$(echo "$t1 - $t0" | bc -l)"); rss+=("$(cat "$work/rss")")
-  done
-  fullb=$(printf '%s\n' "${full[@]}" | best)
-  rssmax=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
-  noop=$(for i in 1 2 3 4 5; do
-    t0=$(now); ( cd "$d" && "$N" renc --profile profile.json >/dev/null ); t1=$(now)
-    echo "$t1 - $t0" | bc -l
-  done | best)
+  # Timed by renc-bench itself (no shell or `date` in the measurement);
+  # peak RSS from a separate run under /usr/bin/time.
+  fullb=$(for i in 1 2 3 4 5; do $B time "$d" 'rm -rf rekeyed' -- "$N" renc --profile profile.json; done | best)
+  rm -rf "$d/rekeyed"
+  ( cd "$d" && /usr/bin/time -f %M -o "$work/rss" "$N" renc --profile profile.json >/dev/null )
+  rssmax=$(cat "$work/rss")
+  noop=$(for i in 1 2 3 4 5 6 7; do $B time "$d" true -- "$N" renc --profile profile.json; done | best)
   pairs=$((H * S))
   printf '%d hosts x %d secrets (%d pairs) on %s\n' "$H" "$S" "$pairs" "$(stat -f -c %T "$work")"
   printf '  bare age loop (rayon, %d cores): %8.1f ms\n' "$(nproc)" "$(echo "$bare * 1000" | bc -l)"

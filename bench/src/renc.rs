@@ -26,8 +26,31 @@ fn main() {
             let secs = bare(Path::new(&args[2]), serial, write);
             println!("{secs:.6}");
         }
+        Some("time") => {
+            // renc-bench time DIR PREP -- CMD...: runs PREP (a shell command,
+            // e.g. removing the outputs) untimed, then CMD timed, in DIR;
+            // prints the wall seconds of CMD alone.
+            let dir = Path::new(&args[2]);
+            let prep = &args[3];
+            let cmd = &args[5..];
+            std::process::Command::new("sh")
+                .args(["-c", prep])
+                .current_dir(dir)
+                .status()
+                .unwrap();
+            let t = Instant::now();
+            let st = std::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            assert!(st.success(), "{cmd:?} failed");
+            println!("{secs:.6}");
+        }
         _ => {
-            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write]");
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench time DIR PREP -- CMD...");
             std::process::exit(2);
         }
     }
