@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use nixseal::activate::{self, DeployError, DeployOptions, ErrorClass};
 
+use crate::ui;
+
 /// Exit codes of `nixseal deploy` (also in docs/deploy.md).
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 a secret (or a step after the switch) failed, \
 the previous generation is kept if the switch did not happen; 2 bad manifest or usage, nothing \
@@ -67,9 +69,9 @@ pub fn run(args: DeployArgs) -> ExitCode {
                 eprintln!("nixseal deploy: {h}");
             }
             ExitCode::from(match e.class() {
-                ErrorClass::Failed => 1,
-                ErrorClass::BadInput => 2,
-                ErrorClass::Environment => 3,
+                ErrorClass::Failed => ui::FAILED,
+                ErrorClass::BadInput => ui::BAD_INPUT,
+                ErrorClass::Environment => ui::ENVIRONMENT,
             })
         }
     }

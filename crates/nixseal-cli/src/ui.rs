@@ -15,7 +15,6 @@ pub const FAILED: u8 = 1;
 /// Bad input or usage: arguments, profile, manifest, identity files.
 pub const BAD_INPUT: u8 = 2;
 /// The environment is not fit (mount, lock, host key).
-#[allow(dead_code)] // used by `deploy`
 pub const ENVIRONMENT: u8 = 3;
 
 /// Prints an error in the one format every subcommand uses.
