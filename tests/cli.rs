@@ -26,11 +26,7 @@ fn renc_rekeys_go_age_sources_so_go_age_decrypts_them_with_host_keys() {
 
     let o = f.renc();
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("5 rekeyed, 0 unchanged, 0 removed, 0 failed"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "5 rekeyed, 0 unchanged, 0 removed, 0 failed");
     f.assert_outputs_decrypt();
     // Outputs are binary age to the host key: another host's key cannot open them.
     let wrong = Command::new("age")
@@ -59,11 +55,7 @@ fn noop_renc_reads_no_identity_and_changes_nothing() {
     std::fs::remove_file(f.path("keys/master.txt")).unwrap();
     let o = f.renc();
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("0 rekeyed, 4 unchanged, 0 removed, 0 failed"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
     assert!(f.snapshot() == before, "outputs changed");
     let after: Vec<i64> = before
         .keys()
@@ -80,11 +72,7 @@ fn changed_source_rewrites_exactly_that_secrets_outputs() {
     f.set_secret("db", b"new password", false);
     let o = f.renc();
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("2 rekeyed, 2 unchanged"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "2 rekeyed, 2 unchanged");
     let after = f.snapshot();
     for (p, bytes) in &before {
         let name = p.file_name().unwrap().to_string_lossy();
@@ -106,11 +94,7 @@ fn changed_host_key_rewrites_that_hosts_outputs_only() {
     f.write_profile();
     let o = f.renc();
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("1 rekeyed, 3 unchanged"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
     let after = f.snapshot();
     for (p, bytes) in &before {
         let in_db1 = p.parent().unwrap().ends_with("db1");
@@ -131,18 +115,10 @@ fn secrets_and_hosts_that_leave_the_profile_lose_their_outputs() {
     f.write_profile();
     let o = f.check();
     assert_code(&o, 1);
-    assert!(
-        stdout(&o).contains("db1/db.age: left over"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "db1/db.age: left over");
     let o = f.renc();
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("0 rekeyed, 2 unchanged, 4 removed, 0 failed"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "0 rekeyed, 2 unchanged, 4 removed, 0 failed");
     assert!(!f.output("web1", "api").exists());
     assert!(!f.path("secrets/rekeyed/db1").exists());
     assert!(f.path("secrets/rekeyed/notes/readme.txt").exists());
@@ -168,11 +144,7 @@ fn a_failing_secret_is_named_and_the_rest_still_lands_with_a_true_cache() {
         err.contains("web1/api") && err.contains("secrets/api.age"),
         "{err}"
     );
-    assert!(
-        stdout(&o).contains("2 rekeyed, 1 unchanged, 0 removed, 1 failed"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "2 rekeyed, 1 unchanged, 0 removed, 1 failed");
     assert_eq!(
         std::fs::read(f.output("web1", "api")).unwrap(),
         api_out_before,
@@ -201,11 +173,7 @@ fn output_modified_behind_nixseals_back_is_stale_and_rewritten() {
     std::fs::write(f.output("web1", "tls"), b"").unwrap();
     let o = f.check();
     assert_code(&o, 1);
-    assert!(
-        stdout(&o).contains("web1/tls: stale: the rekeyed file was modified"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "web1/tls: stale: the rekeyed file was modified");
     assert_code(&f.renc(), 0);
     f.assert_outputs_decrypt();
 }
@@ -216,12 +184,8 @@ fn dry_run_changes_nothing_and_needs_no_identity() {
     std::fs::remove_file(f.path("keys/master.txt")).unwrap();
     let o = f.run(&["renc", "--profile", "profile.json", "--dry-run"]);
     assert_code(&o, 0);
-    assert!(
-        stdout(&o).contains("rekey  web1/db (missing)"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(stdout(&o).contains("4 to rekey"), "{}", stdout(&o));
+    assert_stdout_has(&o, "rekey  web1/db (missing)");
+    assert_stdout_has(&o, "4 to rekey");
     assert!(!f.path("secrets/rekeyed").exists());
 }
 
@@ -346,16 +310,8 @@ fn unwritable_rekeyed_dir_fails_cleanly() {
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert!(
-        stderr(&o).contains("web1/tls: cannot write"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        stderr(&o).contains("Read-only file system"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "web1/tls: cannot write");
+    assert_stderr_has(&o, "Read-only file system");
     assert!(f.snapshot() == before, "outputs changed");
 }
 
@@ -382,10 +338,9 @@ fn passphrase_protected_age_identity_from_go_age_p() {
     // Without a terminal or a passphrase file: a clear error, nothing written.
     let o = f.renc();
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("keys/master.age is passphrase-protected and no passphrase was given"),
-        "{}",
-        stderr(&o)
+    assert_stderr_has(
+        &o,
+        "keys/master.age is passphrase-protected and no passphrase was given",
     );
     assert!(!f.path("secrets/rekeyed").exists());
 
@@ -403,11 +358,7 @@ fn passphrase_protected_age_identity_from_go_age_p() {
     };
     let o = sh("wrong horse");
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("wrong passphrase for identity file keys/master.age"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "wrong passphrase for identity file keys/master.age");
     assert!(!f.path("secrets/rekeyed").exists());
 
     let o = sh("correct horse");
@@ -451,11 +402,7 @@ fn ssh_ed25519_master_identity_with_passphrase() {
         "pass",
     ]);
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("wrong passphrase for identity file keys/master_ssh"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "wrong passphrase for identity file keys/master_ssh");
 }
 
 #[test]
@@ -466,7 +413,7 @@ fn several_identities_any_may_decrypt_and_identity_flag_overrides_profile() {
     // Profile's identity alone cannot open api.
     let o = f.renc();
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("web1/api"), "{}", stderr(&o));
+    assert_stderr_has(&o, "web1/api");
     let o = f.run(&[
         "renc",
         "--profile",
@@ -551,7 +498,7 @@ fn plugin_master_identity_through_age_plugin_protocol() {
         .output()
         .unwrap();
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("keys/plugin.txt"), "{}", stderr(&o));
+    assert_stderr_has(&o, "keys/plugin.txt");
 }
 
 #[test]
@@ -618,7 +565,7 @@ fn edit_from_stdin_creates_updates_and_skips_unchanged() {
     let ino = std::fs::metadata(f.path("secrets/new.age")).unwrap().ino();
     let o = edit_stdin(&f, "secrets/new.age", b"brand new", &[]);
     assert_code(&o, 0);
-    assert!(stderr(&o).contains("unchanged"), "{}", stderr(&o));
+    assert_stderr_has(&o, "unchanged");
     assert_eq!(
         std::fs::metadata(f.path("secrets/new.age")).unwrap().ino(),
         ino,
@@ -661,11 +608,7 @@ fn edit_with_recipient_only_and_bad_recipients() {
         .output()
         .unwrap();
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("recipient \"age1notarecipient\" is not usable"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "recipient \"age1notarecipient\" is not usable");
     // An existing file needs an identity to be opened.
     let o = Command::new(nixseal_bin())
         .current_dir(f.dir.path())
@@ -674,11 +617,7 @@ fn edit_with_recipient_only_and_bad_recipients() {
         .output()
         .unwrap();
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("secrets/db.age exists and must be decrypted first"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "secrets/db.age exists and must be decrypted first");
 }
 
 /// Runs `nixseal edit` on a pseudo-terminal (so it uses $EDITOR) via script(1).

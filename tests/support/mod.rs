@@ -38,6 +38,26 @@ pub fn assert_code(o: &Output, code: i32) {
     );
 }
 
+/// Asserts the command's stdout contains `want`, showing it if not.
+#[track_caller]
+pub fn assert_stdout_has(o: &Output, want: &str) {
+    assert!(
+        stdout(o).contains(want),
+        "want {want:?} in stdout:\n{}",
+        stdout(o)
+    );
+}
+
+/// Asserts the command's stderr contains `want`, showing it if not.
+#[track_caller]
+pub fn assert_stderr_has(o: &Output, want: &str) {
+    assert!(
+        stderr(o).contains(want),
+        "want {want:?} in stderr:\n{}",
+        stderr(o)
+    );
+}
+
 #[track_caller]
 pub fn run_ok(cmd: &mut Command) -> Output {
     let o = cmd.output().expect("spawn");
