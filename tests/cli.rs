@@ -761,3 +761,15 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
     }
     dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
 }
+
+#[test]
+fn man_page_and_completions_are_generated_from_the_cli() {
+    let o = nixseal(Path::new("."), &["man"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, ".TH nixseal");
+    assert_stdout_has(&o, "renc");
+    let o = nixseal(Path::new("."), &["completions", "bash"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "_nixseal()");
+    assert_stdout_has(&o, "--passphrase-file");
+}

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod deploy;
 mod operator;
@@ -41,6 +41,13 @@ enum Command {
     /// Compare hosts' running or built manifests with the working tree; exit 1 if any needs a redeploy.
     #[command(after_help = EXIT_CODES)]
     Status(status::StatusArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -62,5 +69,20 @@ fn main() -> ExitCode {
         Command::Edit(a) => operator::edit(a),
         Command::Deploy(a) => deploy::run(a),
         Command::Status(a) => status::status(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "nixseal",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => ui::fail(ui::FAILED, format_args!("cannot write the man page: {e}")),
+            }
+        }
     }
 }
