@@ -118,6 +118,14 @@ pub enum PairError {
         /// The offending path.
         path: PathBuf,
     },
+    /// An existing output could not be read to verify it.
+    #[error("cannot read {path}: {source}")]
+    ReadOutput {
+        /// The output file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -440,8 +448,8 @@ fn pair_state(
 ) -> PairState {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    // One open that refuses symlinks (and never blocks on a FIFO), then fstat:
-    // the no-op path does this for every output, so it is kept to 3 syscalls.
+    // One open that refuses symlinks (and never blocks on a FIFO), fstat, one
+    // read, close: the no-op path does this for every output.
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
@@ -458,7 +466,7 @@ fn pair_state(
             })
         }
         Err(source) => {
-            return PairState::Blocked(PairError::Write {
+            return PairState::Blocked(PairError::ReadOutput {
                 path: output.to_owned(),
                 source,
             })
@@ -472,7 +480,7 @@ fn pair_state(
             })
         }
         Err(source) => {
-            return PairState::Blocked(PairError::Write {
+            return PairState::Blocked(PairError::ReadOutput {
                 path: output.to_owned(),
                 source,
             })
@@ -492,7 +500,11 @@ fn pair_state(
     match file.read_exact(&mut bytes) {
         Ok(_) if sha256_hex(&bytes) == entry.output_sha256 => PairState::Current,
         Ok(_) => PairState::Stale(Staleness::OutputModified),
-        Err(source) => PairState::Blocked(PairError::Write {
+        // Shrunk since fstat: modified behind our back.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            PairState::Stale(Staleness::OutputModified)
+        }
+        Err(source) => PairState::Blocked(PairError::ReadOutput {
             path: output.to_owned(),
             source,
         }),
@@ -781,6 +793,10 @@ fn clone_pair_error(e: &PairError) -> PairError {
         },
         PairError::NotPlain { path } => PairError::NotPlain { path: path.clone() },
         PairError::Write { path, source } => PairError::Write {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        PairError::ReadOutput { path, source } => PairError::ReadOutput {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
