@@ -596,6 +596,18 @@ pub fn execute(
         ..
     } = plan;
 
+    // Hosts whose cache may need rewriting: any output not current, or any
+    // file removed from their directory.
+    let touched: BTreeSet<HostName> = pairs
+        .iter()
+        .filter(|p| !matches!(p.state, PairState::Current))
+        .map(|p| p.host.clone())
+        .chain(
+            removals
+                .iter()
+                .filter_map(|r| HostName::new(r.host.clone()).ok()),
+        )
+        .collect();
     let mut todo: Vec<Pair> = Vec::new();
     for p in pairs {
         match p.state {
@@ -719,6 +731,11 @@ pub fn execute(
         }
     }
     for (host, mut cache) in caches {
+        // A host whose every output was current and lost nothing keeps its
+        // cache as it is (the no-op path: no stat per output, no re-read).
+        if !touched.contains(&host) {
+            continue;
+        }
         let dir = host_dir(&rekeyed_dir, host.as_str());
         if !dir.is_dir() || dir.is_symlink() {
             continue;
