@@ -779,14 +779,8 @@ fn rekey_one(
     let ct = crypto::encrypt(plaintext, &[recipient.recipient()], false)?;
     let dir = rekeyed_abs.join(p.host.as_str());
     let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
-    // A symlink planted at the output since planning is refused, not replaced.
-    if let Ok(Some(t)) = kind_of(&p.output) {
-        if !t.is_file() {
-            return Err(PairError::NotPlain {
-                path: p.output.clone(),
-            });
-        }
-    }
+    // Symlinks at outputs were refused while planning; one planted since is
+    // replaced by the rename below, never followed.
     fsutil::atomic_write(&dir, &name, &ct, 0o644).map_err(|source| PairError::Write {
         path: p.output.clone(),
         source,
