@@ -103,6 +103,15 @@ impl PluginHandler for Handler {
     }
 }
 
+/// Refuses recipients and identities that name another plugin.
+fn ours(plugin_name: &str, what: &'static str) -> Result<(), &'static str> {
+    match (plugin_name == PLUGIN_NAME, what) {
+        (true, _) => Ok(()),
+        (false, "recipient") => Err("not a nixseal-test recipient"),
+        (false, _) => Err("not a nixseal-test identity"),
+    }
+}
+
 struct RecipientPlugin {
     recipients: Vec<x25519::Recipient>,
 }
@@ -114,12 +123,8 @@ impl RecipientPluginV1 for RecipientPlugin {
         plugin_name: &str,
         bytes: &[u8],
     ) -> Result<(), recipient::Error> {
-        let parsed = if plugin_name == PLUGIN_NAME {
-            recipient_from_bytes(bytes)
-        } else {
-            Err("not a nixseal-test recipient")
-        };
-        parsed
+        ours(plugin_name, "recipient")
+            .and_then(|()| recipient_from_bytes(bytes))
             .map(|r| self.recipients.push(r))
             .map_err(|message| recipient::Error::Recipient {
                 index,
@@ -134,12 +139,8 @@ impl RecipientPluginV1 for RecipientPlugin {
         bytes: &[u8],
     ) -> Result<(), recipient::Error> {
         // Encrypting "to an identity" means to its public key.
-        let parsed = if plugin_name == PLUGIN_NAME {
-            identity_from_bytes(bytes)
-        } else {
-            Err("not a nixseal-test identity")
-        };
-        parsed
+        ours(plugin_name, "identity")
+            .and_then(|()| identity_from_bytes(bytes))
             .map(|i| self.recipients.push(i.to_public()))
             .map_err(|message| recipient::Error::Identity {
                 index,
@@ -195,12 +196,8 @@ impl IdentityPluginV1 for IdentityPlugin {
         plugin_name: &str,
         bytes: &[u8],
     ) -> Result<(), identity::Error> {
-        let parsed = if plugin_name == PLUGIN_NAME {
-            identity_from_bytes(bytes)
-        } else {
-            Err("not a nixseal-test identity")
-        };
-        parsed
+        ours(plugin_name, "identity")
+            .and_then(|()| identity_from_bytes(bytes))
             .map(|i| self.identities.push(i))
             .map_err(|message| identity::Error::Identity {
                 index,
