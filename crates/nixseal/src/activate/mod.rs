@@ -557,27 +557,16 @@ fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<age::ssh::Identity>, Host
         .collect()
 }
 
-fn clean(s: String) -> String {
-    crate::crypto::clean_age_message(&s)
-}
-
+/// Decrypts with the host keys through the one shared age path
+/// ([`crate::crypto::decrypt`]), phrasing the failures for a host.
 fn decrypt(ct: &[u8], ids: &[age::ssh::Identity]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let describe = |e: age::DecryptError| {
-        match e {
-        age::DecryptError::NoMatchingKeys => {
+    let ids: Vec<&dyn age::Identity> = ids.iter().map(|i| i as &dyn age::Identity).collect();
+    crate::crypto::decrypt(ct, &ids).map_err(|e| match e {
+        crate::crypto::DecryptFailure::NoMatchingIdentity => {
             "not encrypted to this host's key (wrong host key, or stale rekey: run `nix run .#renc` and redeploy)".to_owned()
         }
-        e => format!("cannot decrypt: {}", clean(e.to_string())),
-    }
-    };
-    let d = age::Decryptor::new_buffered(ct).map_err(describe)?;
-    let mut r = d
-        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
-        .map_err(describe)?;
-    let mut out = Zeroizing::new(Vec::with_capacity(ct.len()));
-    r.read_to_end(&mut out)
-        .map_err(|e| format!("corrupt ciphertext: {}", clean(e.to_string())))?;
-    Ok(out)
+        e => format!("cannot decrypt: {e}"),
+    })
 }
 
 struct Built {
