@@ -115,31 +115,24 @@ fn main() {
     // Bare loop: read each file and decrypt it with the age crate, one thread.
     let key_text = std::fs::read(&key).unwrap();
     let identity = age::ssh::Identity::from_buffer(&key_text[..], None).unwrap();
+    let read_and_decrypt = |src: &String| {
+        let ct = std::fs::read(src).unwrap();
+        let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();
+        let mut r = dec
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert!(out.starts_with(b"secret-"));
+    };
     let bare_once = || {
         let t = Instant::now();
-        for src in &sources {
-            let ct = std::fs::read(src).unwrap();
-            let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();
-            let mut r = dec
-                .decrypt(std::iter::once(&identity as &dyn age::Identity))
-                .unwrap();
-            let mut out = Vec::new();
-            r.read_to_end(&mut out).unwrap();
-            assert!(out.starts_with(b"secret-"));
-        }
+        sources.iter().for_each(read_and_decrypt);
         t.elapsed()
     };
     let bare_par_once = || {
         let t = Instant::now();
-        sources.par_iter().for_each(|src| {
-            let ct = std::fs::read(src).unwrap();
-            let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();
-            let mut r = dec
-                .decrypt(std::iter::once(&identity as &dyn age::Identity))
-                .unwrap();
-            let mut out = Vec::new();
-            r.read_to_end(&mut out).unwrap();
-        });
+        sources.par_iter().for_each(read_and_decrypt);
         t.elapsed()
     };
     let deploy = |m: &Path| {

@@ -463,13 +463,16 @@ fn plugin_master_identity_through_age_plugin_protocol() {
         assert!(child.wait().unwrap().success());
     }
     let log = f.path("unwraps.log");
-    let o = Command::new(nixseal_bin())
-        .current_dir(f.dir.path())
-        .env("PATH", &path)
-        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
-        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
-        .output()
-        .unwrap();
+    let renc_with_plugin = |path: &str| {
+        Command::new(nixseal_bin())
+            .current_dir(f.dir.path())
+            .env("PATH", path)
+            .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
+            .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
+            .output()
+            .unwrap()
+    };
+    let o = renc_with_plugin(&path);
     assert_code(&o, 0);
     f.assert_outputs_decrypt();
     // 3 secrets, 4 (host, secret) pairs: each master secret decrypted once.
@@ -480,23 +483,12 @@ fn plugin_master_identity_through_age_plugin_protocol() {
         "one plugin decryption per master secret"
     );
     // A no-op run does not call the plugin at all.
-    let o = Command::new(nixseal_bin())
-        .current_dir(f.dir.path())
-        .env("PATH", &path)
-        .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
-        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
-        .output()
-        .unwrap();
+    let o = renc_with_plugin(&path);
     assert_code(&o, 0);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     // Without the plugin on PATH: a clear error naming the file.
     age_encrypt(&f.path("secrets/db.age"), b"x", &[&f.master], false);
-    let o = Command::new(nixseal_bin())
-        .current_dir(f.dir.path())
-        .env("PATH", "/usr/bin:/bin")
-        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
-        .output()
-        .unwrap();
+    let o = renc_with_plugin("/usr/bin:/bin");
     assert_ne!(o.status.code(), Some(0));
     assert_stderr_has(&o, "keys/plugin.txt");
 }

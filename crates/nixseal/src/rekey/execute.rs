@@ -29,7 +29,6 @@ pub fn execute(
         pairs,
         removals,
         rekeyed_dir,
-        source_hashes,
         mut caches,
         recipients,
         ..
@@ -148,7 +147,6 @@ pub fn execute(
             }
         }
     }
-    let _ = source_hashes;
 
     // Remove what left the profile, then write caches that describe exactly
     // the files present.

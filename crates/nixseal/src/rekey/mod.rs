@@ -13,7 +13,7 @@ mod plan;
 pub use execute::execute;
 pub use plan::plan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{DecryptFailure, EncryptFailure};
@@ -201,7 +201,6 @@ pub struct Plan {
     /// Non-fatal findings.
     pub warnings: Vec<Warning>,
     rekeyed_dir: PathBuf,
-    source_hashes: HashMap<PathBuf, String>,
     caches: BTreeMap<HostName, HostCache>,
     recipients: BTreeMap<HostName, crate::identity::HostRecipient>,
 }

@@ -124,7 +124,6 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         removals,
         warnings,
         rekeyed_dir,
-        source_hashes,
         caches,
         recipients,
     })
