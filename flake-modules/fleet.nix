@@ -152,6 +152,14 @@ let
     meta.description = "nixseal ${name} for this flake's fleet";
   };
 
+  # The operator subcommands: run at the flake root with the fleet profile.
+  profileApp =
+    sub:
+    app sub ''
+      ${atFlakeRoot}
+      exec nixseal ${sub} --profile ${profileFile} "$@"
+    '';
+
   problemsOf = node: node.config.nixseal.build.problems;
 
   # `deploy HOST`: one case branch per host. A host whose rekeys are missing or
@@ -179,23 +187,11 @@ in
   inherit profile profileFile;
 
   apps = {
-    renc = app "renc" ''
-      ${atFlakeRoot}
-      exec nixseal renc --profile ${profileFile} "$@"
-    '';
-    check = app "check" ''
-      ${atFlakeRoot}
-      exec nixseal check --profile ${profileFile} "$@"
-    '';
-    edit = app "edit" ''
-      ${atFlakeRoot}
-      exec nixseal edit --profile ${profileFile} "$@"
-    '';
+    renc = profileApp "renc";
+    check = profileApp "check";
+    edit = profileApp "edit";
     # `-- --manifest HOST=PATH...`: which hosts run stale ciphertexts.
-    status = app "status" ''
-      ${atFlakeRoot}
-      exec nixseal status --profile ${profileFile} "$@"
-    '';
+    status = profileApp "status";
     deploy = app "deploy" (
       ''
         if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
