@@ -745,15 +745,6 @@ fn rage_interop_sources_and_outputs() {
     assert_eq!(o.stdout, b"from nixseal");
 }
 
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<std::path::PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH")?).collect();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
-    }
-    dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
-}
-
 #[test]
 fn man_page_and_completions_are_generated_from_the_cli() {
     let o = nixseal(Path::new("."), &["man"]);

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nixseal");
 
 /// A little more than `nixseal::activate::PRUNE_GRACE`: a generation replaced
@@ -593,6 +595,123 @@ fn dry_run_proves_decryption_and_writes_nothing() {
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("secret \"b\""), "{}", stderr(&out));
     assert!(!h.p("run").exists());
+}
+
+/// Sources made by Go `age` and by `rage` for the host's ssh key (alone, and
+/// among X25519 and other ssh-ed25519 stanzas) install byte for byte: the
+/// host identity (identity/host.rs) unwraps what the reference tools wrap.
+#[test]
+fn sources_from_go_age_and_rage_deploy() {
+    let Some(rage) = support::which("rage") else {
+        panic!("rage not found on PATH: run `bash scripts/test` (it runs `cargo install rage`)");
+    };
+    let h = Host::new();
+    let pubkey = format!("{}.pub", h.key.display());
+    let other = h.p("other_key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other),
+    );
+    let other_pub = format!("{}.pub", other.display());
+    let x25519 = h.p("x25519_key");
+    run_ok(Command::new("age-keygen").arg("-o").arg(&x25519));
+    let x25519_recipient =
+        String::from_utf8(run_ok(Command::new("age-keygen").arg("-y").arg(&x25519)).stdout)
+            .unwrap();
+    let encrypt = |tool: &Path, args: &[&str], content: &[u8]| {
+        let out = h.p(&format!("src/{}.age", h.next()));
+        let mut child = Command::new(tool)
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(content).unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "{} {args:?}",
+            tool.display()
+        );
+        out.to_str().unwrap().to_owned()
+    };
+    let age = Path::new("age");
+    let big: Vec<u8> = (0..200_000).map(|i| (i * 7 % 251) as u8).collect();
+    let sources = [
+        ("go-age", encrypt(age, &["-R", &pubkey], b"from Go age\n")),
+        ("rage", encrypt(&rage, &["-R", &pubkey], b"from rage\n")),
+        (
+            "go-age-many",
+            encrypt(
+                age,
+                &[
+                    "-r",
+                    x25519_recipient.trim(),
+                    "-R",
+                    &other_pub,
+                    "-R",
+                    &pubkey,
+                ],
+                b"one of three stanzas\n",
+            ),
+        ),
+        ("rage-big", encrypt(&rage, &["-R", &pubkey], &big)),
+    ];
+    let secrets = sources
+        .iter()
+        .map(|(name, src)| {
+            let mut v = h.secret(name, "unused", "root", "root", "0400");
+            v["source"] = src.as_str().into();
+            v
+        })
+        .collect();
+    h.deploy_ok(&h.manifest(secrets, vec![], 1), &[]);
+    let link = h.symlink();
+    assert_file(
+        &format!("{link}/go-age"),
+        "from Go age\n",
+        "root",
+        "root",
+        0o400,
+    );
+    assert_file(
+        &format!("{link}/rage"),
+        "from rage\n",
+        "root",
+        "root",
+        0o400,
+    );
+    assert_file(
+        &format!("{link}/go-age-many"),
+        "one of three stanzas\n",
+        "root",
+        "root",
+        0o400,
+    );
+    assert!(
+        file_state(&format!("{link}/rage-big")).0 == big,
+        "200 kB from rage differ"
+    );
+
+    // Encrypted by Go age to the other ssh key only: no stanza is ours.
+    let mut wrong = h.secret("wrong", "unused", "root", "root", "0400");
+    wrong["source"] = encrypt(age, &["-R", &other_pub], b"x").into();
+    let out = h.deploy(&h.manifest(vec![wrong], vec![], 1), &[]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("secret \"wrong\"")
+            && stderr(&out).contains("not encrypted to this host's key"),
+        "{}",
+        stderr(&out)
+    );
+    assert_file(
+        &format!("{link}/rage"),
+        "from rage\n",
+        "root",
+        "root",
+        0o400,
+    );
 }
 
 #[test]

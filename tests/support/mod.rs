@@ -262,3 +262,13 @@ impl Fleet {
         }
     }
 }
+
+/// A program on PATH or in ~/.cargo/bin (where `scripts/test` installs rage).
+pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH")?).collect();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
+}

@@ -29,7 +29,7 @@ use rustix::fs::{fchmod, mkdirat, openat, renameat, statat, AtFlags, Mode, OFlag
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::identity::host::{self, HostKeyError};
+use crate::identity::host::{self, HostIdentity, HostKeyError};
 use crate::manifest::{self, Manifest, ManifestError, Scope, Secret, Template};
 use paths::{PathError, Trust};
 use users::{Accounts, AccountsError};
@@ -547,7 +547,7 @@ fn read_source(s: &Secret) -> Result<Vec<u8>, DeployError> {
     Ok(bytes)
 }
 
-fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<age::ssh::Identity>, HostKeyError> {
+fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<HostIdentity>, HostKeyError> {
     if !needed {
         return Ok(Vec::new());
     }
@@ -559,7 +559,7 @@ fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<age::ssh::Identity>, Host
 
 /// Decrypts with the host keys through the one shared age path
 /// ([`crate::crypto::decrypt`]), phrasing the failures for a host.
-fn decrypt(ct: &[u8], ids: &[age::ssh::Identity]) -> Result<Zeroizing<Vec<u8>>, String> {
+fn decrypt(ct: &[u8], ids: &[HostIdentity]) -> Result<Zeroizing<Vec<u8>>, String> {
     let ids: Vec<&dyn age::Identity> = ids.iter().map(|i| i as &dyn age::Identity).collect();
     crate::crypto::decrypt(ct, &ids).map_err(|e| match e {
         crate::crypto::DecryptFailure::NoMatchingIdentity => {
@@ -579,7 +579,7 @@ struct Built {
 fn build(
     items: &[Item],
     templates: &[&Template],
-    ids: &[age::ssh::Identity],
+    ids: &[HostIdentity],
     accounts: &Accounts,
     dir: Option<&OwnedFd>,
     prev: Option<&OwnedFd>,
