@@ -1073,8 +1073,13 @@ fn restarts_and_reloads_only_units_of_changed_secrets_once() {
             1,
         )
     };
-    h.deploy_ok(&m("a1", "nxs-alice", "0400"), &[]);
-    // First deploy: everything is new.
+    let out = h.deploy_ok(&m("a1", "nxs-alice", "0400"), &[]);
+    // First deploy: everything is new (said once, not as a list of names).
+    assert!(
+        stderr(&out).contains("every secret is new") && !stderr(&out).contains("changed:"),
+        "{}",
+        stderr(&out)
+    );
     let calls = h.systemctl_calls();
     assert_eq!(
         calls,
@@ -1097,6 +1102,11 @@ fn restarts_and_reloads_only_units_of_changed_secrets_once() {
             "try-restart --no-block -- x.service y.service",
             "try-reload-or-restart --no-block -- z.service r.service"
         ],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nixseal: changed: a b\n"),
         "{}",
         stderr(&out)
     );

@@ -88,7 +88,10 @@ fn report(r: &activate::DeployReport) {
             if r.mounted { ", ramfs mounted" } else { "" }
         );
     }
-    if !r.changed.is_empty() {
+    if r.previous.is_none() && r.generation.is_some() {
+        // A first deployment: every secret is new; no list of hundreds of names.
+        eprintln!("nixseal: no previous generation: every secret is new");
+    } else if !r.changed.is_empty() {
         eprintln!("nixseal: changed: {}", r.changed.join(" "));
     }
     if !r.restarted.is_empty() {
