@@ -1,6 +1,6 @@
 //! Fault points: in builds with the `fault-injection` feature, the process
 //! SIGKILLs itself when `NIXSEAL_FAULT` names the point it reaches. In normal
-//! builds [`point`] is an empty inline function and the variable is ignored.
+//! builds `point` is an empty inline function and the variable is ignored.
 
 /// Every fault point, in the order a deploy reaches them.
 pub const POINTS: &[&str] = &[

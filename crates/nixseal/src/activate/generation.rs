@@ -3,8 +3,10 @@
 //! Generation numbers come from the directory listing (the highest present,
 //! temporaries included, plus one), never from a counter file.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
     fchmod, fchown, fstat, openat, readlinkat, statat, unlinkat, AtFlags, Dir, FileType, Gid, Mode,
@@ -169,6 +171,89 @@ pub fn same_file<Fd: AsFd>(
         return false;
     }
     old.as_slice() == content
+}
+
+/// How long a replaced generation survives at least: a reader that resolved
+/// the symlink just before a switch may still be walking into the old
+/// generation. Only back-to-back deploys ever meet it.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(1);
+
+/// Removes leftover temporaries and generations beyond `keep` (0 keeps
+/// everything). Kept regardless: the active generation, `previous` (the one
+/// this run switched away from), and any generation replaced less than
+/// [`PRUNE_GRACE`] ago. A later run removes them.
+pub fn prune(
+    mount_fd: &OwnedFd,
+    keep: u32,
+    active: u64,
+    previous: Option<u64>,
+) -> io::Result<Vec<u64>> {
+    let entries = list(mount_fd)?;
+    let mut first = true;
+    let mut removed = Vec::new();
+    for e in &entries {
+        if let Entry::Tmp(n) = e {
+            remove_tree(mount_fd, &format!("{n}.tmp"))?;
+        }
+    }
+    if keep == 0 {
+        return Ok(removed);
+    }
+    let mut all: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Generation(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    all.sort_unstable();
+    // A generation was replaced when the next one was finished (its ctime:
+    // set by the chmod and rename that completed it). Looked up before
+    // anything is removed.
+    let finished: HashMap<u64, Option<SystemTime>> = all
+        .iter()
+        .map(|g| {
+            let t = statat(mount_fd, g.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .and_then(|st| {
+                    let secs = u64::try_from(st.st_ctime).ok()?;
+                    let nanos = u32::try_from(st.st_ctime_nsec).ok()?;
+                    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+                });
+            (*g, t)
+        })
+        .collect();
+    let now = SystemTime::now();
+    let recently_replaced = |g: u64| {
+        let Some(next) = all.iter().find(|h| **h > g) else {
+            return true;
+        };
+        // A clock that went backwards must not pin generations forever.
+        finished[next]
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age < PRUNE_GRACE)
+    };
+    let candidates: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|g| **g != active)
+        .skip(keep as usize - 1)
+        .copied()
+        .filter(|g| Some(*g) != previous)
+        .collect();
+    for g in candidates {
+        if recently_replaced(g) {
+            continue;
+        }
+        remove_tree(mount_fd, &g.to_string())?;
+        removed.push(g);
+        if first {
+            first = false;
+            super::fault::point("mid-prune");
+        }
+    }
+    removed.sort_unstable();
+    Ok(removed)
 }
 
 #[cfg(test)]

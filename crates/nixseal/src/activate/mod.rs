@@ -7,36 +7,40 @@
 //! Invariant: whenever the process dies, `symlink` points to one complete
 //! generation; every file is owned and moded before its plaintext is written;
 //! nothing under the mount point is reached through a symlink.
+//!
+//! Where each step lives: [`deploy`] here runs them in order and owns the
+//! errors; [`lock`], [`mount`] and [`paths`] (steps 2–3 and safe directory
+//! walking), `contents` (step 5: read, decrypt, write, render), [`switch`]
+//! and `place` (step 6), [`generation`] (numbering, creation, pruning: 7),
+//! [`units`] (step 8), [`users`] (accounts), [`fault`] (test-only kill points).
 
+mod contents;
 pub mod fault;
 pub mod generation;
 pub mod lock;
 pub mod mount;
 pub mod paths;
+mod place;
 pub mod switch;
 pub mod units;
 pub mod users;
 
-use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::collections::HashSet;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
-use rustix::fs::{fchmod, mkdirat, openat, renameat, statat, AtFlags, Mode, OFlags};
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use rustix::fs::{fchmod, mkdirat, renameat, Mode};
 
-use crate::identity::host::{self, HostIdentity, HostKeyError};
-use crate::manifest::{self, Manifest, ManifestError, Scope, Secret, Template};
+use crate::identity::host::HostKeyError;
+use crate::manifest::{self, Manifest, ManifestError, Scope, Template};
+use contents::{build, load_keys, read_source, Item};
 use paths::{PathError, Trust};
+use place::{place_paths, planned_placements, remove_stale, Metadata};
 use users::{Accounts, AccountsError};
 
-/// The per-generation record of placed custom paths (not a valid secret
-/// name, since names cannot start with `.`).
-pub const METADATA: &str = ".nixseal.json";
+pub use generation::PRUNE_GRACE;
+pub use place::METADATA;
 
 /// What `nixseal deploy` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -234,38 +238,6 @@ impl DeployError {
             | DeployError::Finish { .. } => ErrorClass::Failed,
         }
     }
-}
-
-/// One secret to decrypt.
-struct Item<'m> {
-    secret: &'m Secret,
-    install: bool,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    ciphertext: Vec<u8>,
-}
-
-/// What was decrypted for one item.
-struct Plain {
-    bytes: Zeroizing<Vec<u8>>,
-    changed: bool,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Metadata {
-    version: u32,
-    placed: Vec<Placed>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Placed {
-    path: String,
-    /// Symlink target in symlink mode; `None` for a copy.
-    #[serde(default)]
-    target: Option<String>,
 }
 
 /// Runs `nixseal deploy` for the manifest at `manifest_path`.
@@ -483,7 +455,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     report.changed = changed.iter().map(|i| i.secret.name.clone()).collect();
 
     // 7. Prune.
-    match prune(&mount_fd, m.keep_generations, n, previous) {
+    match generation::prune(&mount_fd, m.keep_generations, n, previous) {
         Ok(p) => report.pruned = p,
         Err(source) => failures.push(FinishFailure::Prune {
             mount_point: mount_point.clone(),
@@ -523,355 +495,5 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
             failures,
             report: Box::new(report),
         })
-    }
-}
-
-fn read_source(s: &Secret) -> Result<Vec<u8>, DeployError> {
-    let err = |reason: String| DeployError::Source {
-        secret: s.name.clone(),
-        path: PathBuf::from(&s.source),
-        reason,
-    };
-    let bytes = std::fs::read(&s.source).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            err("does not exist (rebuild the host; if the rekeyed file is missing, run `nix run .#renc`)".into())
-        } else {
-            err(e.to_string())
-        }
-    })?;
-    if !bytes.starts_with(b"age-encryption.org/v1\n") {
-        return Err(err(
-            "is not a binary age file (expected the `age-encryption.org/v1` header written by `nixseal renc`)".into(),
-        ));
-    }
-    Ok(bytes)
-}
-
-fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<HostIdentity>, HostKeyError> {
-    if !needed {
-        return Ok(Vec::new());
-    }
-    m.host_keys
-        .iter()
-        .map(|k| host::load(Path::new(&k.path)))
-        .collect()
-}
-
-/// Decrypts with the host keys through the one shared age path
-/// ([`crate::crypto::decrypt`]), phrasing the failures for a host.
-fn decrypt(ct: &[u8], ids: &[HostIdentity]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let ids: Vec<&dyn age::Identity> = ids.iter().map(|i| i as &dyn age::Identity).collect();
-    crate::crypto::decrypt(ct, &ids).map_err(|e| match e {
-        crate::crypto::DecryptFailure::NoMatchingIdentity => {
-            "not encrypted to this host's key (wrong host key, or stale rekey: run `nix run .#renc` and redeploy)".to_owned()
-        }
-        e => format!("cannot decrypt: {e}"),
-    })
-}
-
-struct Built {
-    /// Parallel to `items`.
-    secrets: Vec<Plain>,
-}
-
-/// Decrypts every item (in parallel) and renders every template; with `dir`,
-/// writes installed files there and compares them with `prev`.
-fn build(
-    items: &[Item],
-    templates: &[&Template],
-    ids: &[HostIdentity],
-    accounts: &Accounts,
-    dir: Option<&OwnedFd>,
-    prev: Option<&OwnedFd>,
-) -> Result<Built, DeployError> {
-    let first = AtomicBool::new(true);
-    let results: Vec<Result<Plain, SecretFailure>> = items
-        .par_iter()
-        .map(|it| {
-            let fail = |reason| SecretFailure {
-                what: "secret",
-                name: it.secret.name.clone(),
-                reason,
-            };
-            let bytes = decrypt(&it.ciphertext, ids).map_err(fail)?;
-            let mut changed = false;
-            if let (Some(dir), true) = (dir, it.install) {
-                generation::write_new_file(dir, &it.secret.name, it.uid, it.gid, it.mode, &bytes)
-                    .map_err(|e| fail(format!("cannot write: {e}")))?;
-                if first.swap(false, Ordering::Relaxed) {
-                    fault::point("mid-decrypt");
-                }
-                changed = !prev.is_some_and(|p| {
-                    generation::same_file(p, &it.secret.name, it.uid, it.gid, it.mode, &bytes)
-                });
-            }
-            Ok(Plain { bytes, changed })
-        })
-        .collect();
-    let mut failures = Vec::new();
-    let mut secrets = Vec::with_capacity(items.len());
-    for r in results {
-        match r {
-            Ok(p) => secrets.push(p),
-            Err(f) => failures.push(f),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(DeployError::Secrets { failures });
-    }
-    let by_name: HashMap<&str, &[u8]> = items
-        .iter()
-        .zip(&secrets)
-        .map(|(it, p)| (it.secret.name.as_str(), p.bytes.as_slice()))
-        .collect();
-    for t in templates {
-        let fail = |reason| SecretFailure {
-            what: "template",
-            name: t.name.clone(),
-            reason,
-        };
-        let out = render(&t.content, &by_name).map_err(|r| DeployError::Secrets {
-            failures: vec![fail(r)],
-        })?;
-        if let Some(dir) = dir {
-            let uid = accounts.uid(&t.owner).unwrap_or(u32::MAX);
-            let gid = accounts.gid(&t.group).unwrap_or(u32::MAX);
-            let mode = manifest::parse_mode(&t.mode).unwrap_or(0);
-            if uid == u32::MAX || gid == u32::MAX {
-                unreachable!("validated owner of template {} has no id", t.name);
-            }
-            generation::write_new_file(dir, &t.name, uid, gid, mode, &out).map_err(|e| {
-                DeployError::Secrets {
-                    failures: vec![fail(format!("cannot write: {e}"))],
-                }
-            })?;
-        }
-    }
-    Ok(Built { secrets })
-}
-
-/// Replaces `{{nixseal:NAME}}` placeholders with secret contents.
-pub fn render(content: &str, secrets: &HashMap<&str, &[u8]>) -> Result<Zeroizing<Vec<u8>>, String> {
-    let mut out = Zeroizing::new(Vec::with_capacity(content.len()));
-    let mut rest = content;
-    while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
-        out.extend_from_slice(&rest.as_bytes()[..i]);
-        let after = &rest[i + manifest::PLACEHOLDER_OPEN.len()..];
-        let end = after
-            .find(manifest::PLACEHOLDER_CLOSE)
-            .ok_or("unterminated placeholder")?;
-        let name = &after[..end];
-        let value = secrets
-            .get(name)
-            .ok_or_else(|| format!("placeholder names unknown secret {name:?}"))?;
-        out.extend_from_slice(value);
-        rest = &after[end + manifest::PLACEHOLDER_CLOSE.len()..];
-    }
-    out.extend_from_slice(rest.as_bytes());
-    Ok(out)
-}
-
-fn planned_placements(items: &[Item], templates: &[&Template], symlink: &str) -> Vec<Placed> {
-    let mut v = Vec::new();
-    for it in items.iter().filter(|i| i.install) {
-        let s = it.secret;
-        if !manifest::is_default_path(&s.path, symlink, &s.name) {
-            v.push(Placed {
-                path: s.path.clone(),
-                target: s.symlink.then(|| format!("{symlink}/{}", s.name)),
-            });
-        }
-    }
-    for t in templates {
-        if !manifest::is_default_path(&t.path, symlink, &t.name) {
-            v.push(Placed {
-                path: t.path.clone(),
-                target: Some(format!("{symlink}/{}", t.name)),
-            });
-        }
-    }
-    v
-}
-
-fn place_paths(
-    items: &[Item],
-    templates: &[&Template],
-    built: &Built,
-    symlink: &str,
-    failures: &mut Vec<FinishFailure>,
-) {
-    let mut place = |name: &str, path: &str, copy: Option<(&Item, &[u8])>| {
-        let (parent, base) = paths::split(path);
-        let r = paths::open_dir(parent, true, Trust::NotWorldWritable)
-            .map_err(|e| e.to_string())
-            .and_then(|dir| {
-                match copy {
-                    None => {
-                        switch::replace_symlink(&dir, base, &format!("{symlink}/{name}"), false)
-                    }
-                    Some((it, bytes)) => {
-                        switch::replace_copy(&dir, base, it.uid, it.gid, it.mode, bytes)
-                    }
-                }
-                .map_err(|e| e.to_string())
-            });
-        if let Err(reason) = r {
-            failures.push(FinishFailure::Place {
-                path: path.to_owned(),
-                name: name.to_owned(),
-                reason,
-            });
-        }
-    };
-    for (it, p) in items.iter().zip(&built.secrets) {
-        let s = it.secret;
-        if !it.install || manifest::is_default_path(&s.path, symlink, &s.name) {
-            continue;
-        }
-        let copy = (!s.symlink).then_some((it, p.bytes.as_slice()));
-        place(&s.name, &s.path, copy);
-    }
-    for t in templates {
-        if !manifest::is_default_path(&t.path, symlink, &t.name) {
-            place(&t.name, &t.path, None);
-        }
-    }
-}
-
-/// Removes custom paths the previous generation placed and this one does not.
-fn remove_stale(prev: &OwnedFd, placed: &[Placed], failures: &mut Vec<FinishFailure>) {
-    let Ok(fd) = openat(
-        prev,
-        METADATA,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return;
-    };
-    let mut text = Vec::new();
-    if std::fs::File::from(fd).read_to_end(&mut text).is_err() {
-        return;
-    }
-    let Ok(old) = serde_json::from_slice::<Metadata>(&text) else {
-        return;
-    };
-    let now: HashSet<&str> = placed.iter().map(|p| p.path.as_str()).collect();
-    for p in old.placed.iter().filter(|p| !now.contains(p.path.as_str())) {
-        if manifest::check_abs_path(&p.path).is_err() {
-            continue;
-        }
-        let (parent, base) = paths::split(&p.path);
-        let dir = match paths::open_dir(parent, false, Trust::NotWorldWritable) {
-            Ok(d) => d,
-            Err(_) => continue, // parent gone or unusable: nothing of ours to remove
-        };
-        if let Err(source) = switch::remove_placed(&dir, base, p.target.as_deref()) {
-            failures.push(FinishFailure::Stale {
-                path: p.path.clone(),
-                source,
-            });
-        }
-    }
-}
-
-/// How long a replaced generation survives at least: a reader that resolved
-/// the symlink just before a switch may still be walking into the old
-/// generation. Only back-to-back deploys ever meet it.
-pub const PRUNE_GRACE: Duration = Duration::from_secs(1);
-
-/// Removes leftover temporaries and generations beyond `keep` (0 keeps
-/// everything). Kept regardless: the active generation, `previous` (the one
-/// this run switched away from), and any generation replaced less than
-/// [`PRUNE_GRACE`] ago. A later run removes them.
-fn prune(
-    mount_fd: &OwnedFd,
-    keep: u32,
-    active: u64,
-    previous: Option<u64>,
-) -> io::Result<Vec<u64>> {
-    let entries = generation::list(mount_fd)?;
-    let mut first = true;
-    let mut removed = Vec::new();
-    for e in &entries {
-        if let generation::Entry::Tmp(n) = e {
-            generation::remove_tree(mount_fd, &format!("{n}.tmp"))?;
-        }
-    }
-    if keep == 0 {
-        return Ok(removed);
-    }
-    let mut all: Vec<u64> = entries
-        .iter()
-        .filter_map(|e| match e {
-            generation::Entry::Generation(n) => Some(*n),
-            _ => None,
-        })
-        .collect();
-    all.sort_unstable();
-    // A generation was replaced when the next one was finished (its ctime:
-    // set by the chmod and rename that completed it). Looked up before
-    // anything is removed.
-    let finished: HashMap<u64, Option<SystemTime>> = all
-        .iter()
-        .map(|g| {
-            let t = statat(mount_fd, g.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .ok()
-                .and_then(|st| {
-                    let secs = u64::try_from(st.st_ctime).ok()?;
-                    let nanos = u32::try_from(st.st_ctime_nsec).ok()?;
-                    Some(UNIX_EPOCH + Duration::new(secs, nanos))
-                });
-            (*g, t)
-        })
-        .collect();
-    let now = SystemTime::now();
-    let recently_replaced = |g: u64| {
-        let Some(next) = all.iter().find(|h| **h > g) else {
-            return true;
-        };
-        // A clock that went backwards must not pin generations forever.
-        finished[next]
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age < PRUNE_GRACE)
-    };
-    let candidates: Vec<u64> = all
-        .iter()
-        .rev()
-        .filter(|g| **g != active)
-        .skip(keep as usize - 1)
-        .copied()
-        .filter(|g| Some(*g) != previous)
-        .collect();
-    for g in candidates {
-        if recently_replaced(g) {
-            continue;
-        }
-        generation::remove_tree(mount_fd, &g.to_string())?;
-        removed.push(g);
-        if first {
-            first = false;
-            fault::point("mid-prune");
-        }
-    }
-    removed.sort_unstable();
-    Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_placeholders() {
-        let mut m: HashMap<&str, &[u8]> = HashMap::new();
-        m.insert("a", b"AAA");
-        m.insert("b", b"B\n");
-        let out = render("x={{nixseal:a}};y={{nixseal:b}}{{nixseal:a}}\n", &m).unwrap();
-        assert_eq!(out.as_slice(), b"x=AAA;y=B\nAAA\n");
-        assert!(render("{{nixseal:zz}}", &m).is_err());
-        assert_eq!(
-            render("plain {{x}}", &m).unwrap().as_slice(),
-            b"plain {{x}}"
-        );
     }
 }
