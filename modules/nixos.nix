@@ -28,7 +28,7 @@ let
   cfg = config.nixseal;
   osConfig = config;
   # `nixseal deploy --users` keeps neededForUsers secrets apart, under
-  # `<symlink>-for-users` (see forUsers in crates/nixseal/src/manifest.rs).
+  # `<symlink>-for-users` (see for_users in crates/nixseal/src/manifest/mod.rs).
   usersSymlink =
     let
       s = cfg.settings.symlink;

@@ -157,7 +157,10 @@ pub(super) fn build(
 }
 
 /// Replaces `{{nixseal:NAME}}` placeholders with secret contents.
-pub(super) fn render(content: &str, secrets: &HashMap<&str, &[u8]>) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(super) fn render(
+    content: &str,
+    secrets: &HashMap<&str, &[u8]>,
+) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut out = Zeroizing::new(Vec::with_capacity(content.len()));
     let mut rest = content;
     while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
