@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use base64::{prelude::BASE64_STANDARD, Engine};
 use sha2::{Digest, Sha256};
 
 /// The store directory all computed store paths live in.
@@ -188,7 +189,7 @@ impl NarHash {
 
     /// The SRI form `sha256-<base64>`, as `nix hash path` prints it.
     pub fn to_sri(&self) -> String {
-        format!("sha256-{}", base64_encode(&self.0))
+        format!("sha256-{}", BASE64_STANDARD.encode(self.0))
     }
 
     /// Nix's base32 form (52 characters), as `nix hash path --base32` prints it.
@@ -370,28 +371,6 @@ fn compress_hash(full: &[u8; 32]) -> [u8; 20] {
     let mut out = [0u8; 20];
     for (i, b) in full.iter().enumerate() {
         out[i % 20] ^= b;
-    }
-    out
-}
-
-/// Standard base64 with padding (RFC 4648), for SRI hashes.
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * k)) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
     }
     out
 }
@@ -597,17 +576,6 @@ mod tests {
             nix_base32_encode(&empty),
             "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
         );
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-        assert_eq!(base64_encode(b"fooba"), "Zm9vYmE=");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]
