@@ -668,27 +668,12 @@ fn sources_from_go_age_and_rage_deploy() {
         .collect();
     h.deploy_ok(&h.manifest(secrets, vec![], 1), &[]);
     let link = h.symlink();
-    assert_file(
-        &format!("{link}/go-age"),
-        "from Go age\n",
-        "root",
-        "root",
-        0o400,
-    );
-    assert_file(
-        &format!("{link}/rage"),
-        "from rage\n",
-        "root",
-        "root",
-        0o400,
-    );
-    assert_file(
-        &format!("{link}/go-age-many"),
-        "one of three stanzas\n",
-        "root",
-        "root",
-        0o400,
-    );
+    let root_file = |name: &str, content: &str| {
+        assert_file(&format!("{link}/{name}"), content, "root", "root", 0o400)
+    };
+    root_file("go-age", "from Go age\n");
+    root_file("rage", "from rage\n");
+    root_file("go-age-many", "one of three stanzas\n");
     assert!(
         file_state(&format!("{link}/rage-big")).0 == big,
         "200 kB from rage differ"
@@ -705,13 +690,7 @@ fn sources_from_go_age_and_rage_deploy() {
         "{}",
         stderr(&out)
     );
-    assert_file(
-        &format!("{link}/rage"),
-        "from rage\n",
-        "root",
-        "root",
-        0o400,
-    );
+    root_file("rage", "from rage\n");
 }
 
 #[test]
