@@ -7,9 +7,10 @@
 //! and then does per file only what the stanza needs: the two X25519
 //! multiplications, HKDF and the ChaCha20-Poly1305 unwrap (with age-core's
 //! own `hkdf`/`aead_decrypt` and x25519-dalek, the crates age itself uses).
-//! It unwraps exactly the stanzas `age::ssh::Identity` unwraps (tests compare
-//! the two on files from the age crate, Go `age` and `rage`); the age crate
-//! still parses the header, checks its MAC and decrypts the payload.
+//! It unwraps exactly the stanzas `age::ssh::Identity` unwraps (a unit test
+//! compares the two on genuine and damaged stanzas; tests/deploy.rs decrypts
+//! files made by Go `age` and `rage`); the age crate still parses the header,
+//! checks its MAC and decrypts the payload.
 
 use std::io;
 use std::path::{Path, PathBuf};
