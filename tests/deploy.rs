@@ -378,6 +378,8 @@ fn installs_content_owner_mode_templates_and_custom_paths() {
         vec![
             h.secret("db", "hunter2", "nxs-alice", "nxs-grp", "0400"),
             h.secret("root-only", "r00t", "root", "root", "0600"),
+            // No such accounts: decimal ids are taken as they are (as chown does).
+            h.secret("numeric", "for-a-container", "43210", "43211", "0400"),
             copy,
             linked,
         ],
@@ -386,6 +388,10 @@ fn installs_content_owner_mode_templates_and_custom_paths() {
     );
     let out = h.deploy_ok(&m, &[]);
     assert!(stderr(&out).contains("generation 1"), "{}", stderr(&out));
+    assert_eq!(
+        file_state(&format!("{}/numeric", h.symlink())),
+        (b"for-a-container".to_vec(), 43210, 43211, 0o400)
+    );
 
     let sl = h.symlink();
     assert_eq!(h.active(), format!("{}/1", h.mount_point()));
@@ -456,6 +462,7 @@ fn installs_content_owner_mode_templates_and_custom_paths() {
             "copied",
             "db",
             "linked",
+            "numeric",
             "root-only"
         ]
     );

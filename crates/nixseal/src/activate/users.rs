@@ -4,7 +4,9 @@
 //! secret can be owned by are declared in the configuration and written to
 //! these files by the `users` activation step, systemd-sysusers or userborn, so
 //! the files are the source of truth at activation time. A name that is not
-//! found is an error for the caller; it never falls back to uid 0.
+//! found is an error for the caller; it never falls back to uid 0. A decimal
+//! number that is not an account name is taken as the id itself, as `chown`
+//! does (files for a container's or another machine's uid).
 
 use std::collections::HashMap;
 use std::io;
@@ -63,15 +65,25 @@ impl Accounts {
         }
     }
 
-    /// The uid of a user name.
+    /// The uid of a user name, or of a decimal uid that is not a user name
+    /// (as `chown` reads an owner: a container's uid needs no account here).
     pub fn uid(&self, name: &str) -> Option<u32> {
-        self.users.get(name).copied()
+        self.users.get(name).copied().or_else(|| numeric_id(name))
     }
 
-    /// The gid of a group name.
+    /// The gid of a group name, or of a decimal gid that is not a group name.
     pub fn gid(&self, name: &str) -> Option<u32> {
-        self.groups.get(name).copied()
+        self.groups.get(name).copied().or_else(|| numeric_id(name))
     }
+}
+
+/// A plain decimal id (digits only, no sign), never `u32::MAX` (`(uid_t)-1`
+/// means "no change" to chown).
+fn numeric_id(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u32>().ok().filter(|id| *id != u32::MAX)
 }
 
 /// `name:password:id:...` lines; the id is the third field in both files.
@@ -118,6 +130,30 @@ mod tests {
         assert_eq!(a.uid("nobody-here"), None);
         assert_eq!(a.gid("wheel"), Some(1));
         assert_eq!(a.gid("postgres"), Some(71));
+    }
+
+    #[test]
+    fn numeric_ids_when_not_names() {
+        let a = Accounts::parse("root:x:0:0::/:/\n1000:x:5:5::/:/\n", "root:x:0:\n");
+        assert_eq!(a.uid("999"), Some(999));
+        assert_eq!(a.gid("0999"), Some(999));
+        assert_eq!(a.uid("0"), Some(0));
+        // A name made of digits is the account, not the number.
+        assert_eq!(a.uid("1000"), Some(5));
+        for bad in [
+            "",
+            "-1",
+            "+5",
+            " 5",
+            "5 ",
+            "1e3",
+            "0x10",
+            "4294967295",
+            "99999999999",
+        ] {
+            assert_eq!(a.uid(bad), None, "{bad:?}");
+            assert_eq!(a.gid(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub enum Problem {
         mode: String,
     },
     /// An owner does not exist on this host.
-    #[error("{what} {name:?}: user {user:?} does not exist on this host (not in /etc/passwd); create it or change the owner")]
+    #[error("{what} {name:?}: user {user:?} does not exist on this host (not in /etc/passwd); create it, change the owner, or give a numeric uid")]
     UnknownUser {
         /// `secret` or `template`.
         what: &'static str,
@@ -75,7 +75,7 @@ pub enum Problem {
         user: String,
     },
     /// A group does not exist on this host.
-    #[error("{what} {name:?}: group {group:?} does not exist on this host (not in /etc/group); create it or change the group")]
+    #[error("{what} {name:?}: group {group:?} does not exist on this host (not in /etc/group); create it, change the group, or give a numeric gid")]
     UnknownGroup {
         /// `secret` or `template`.
         what: &'static str,
