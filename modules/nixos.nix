@@ -85,7 +85,7 @@ let
           type = types.str;
           default = "root";
           example = "postgres";
-          description = "User that owns the decrypted file. Must exist on the host when `nixseal-activate.service` runs.";
+          description = "User that owns the decrypted file: a user that exists on the host when `nixseal-activate.service` runs, or a decimal uid (e.g. for a container's user; an account of that name wins, as with chown).";
         };
         group = mkOption {
           type = types.str;
@@ -96,7 +96,7 @@ let
             in
             if g == "" then "root" else g;
           defaultText = literalExpression ''config.users.users.''${owner}.group or "root"'';
-          description = "Group of the decrypted file: by default the owner's primary group when NixOS declares it, else root.";
+          description = "Group of the decrypted file (a group name or a decimal gid): by default the owner's primary group when NixOS declares it, else root.";
         };
         mode = mkOption {
           type = modeType;
