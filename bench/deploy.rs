@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde_json::json;
 
+#[path = "../tests/support/namespace.rs"]
+mod namespace;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nixseal");
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -47,15 +50,7 @@ fn main() {
         nix::unistd::Uid::effective().is_root(),
         "the deploy benchmark mounts a ramfs: run it as root"
     );
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
+    namespace::enter_private_mount_namespace();
 
     let dir = tempfile::Builder::new()
         .prefix("nxs-bench-")

@@ -97,18 +97,6 @@ fn gid(name: &str) -> u32 {
     id_of("/etc/group", name)
 }
 
-fn enter_private_namespace() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
-}
-
 fn fault_bin() -> PathBuf {
     static BIN_PATH: OnceLock<PathBuf> = OnceLock::new();
     BIN_PATH
@@ -144,7 +132,7 @@ struct Host {
 impl Host {
     fn new() -> Host {
         setup_accounts();
-        enter_private_namespace();
+        support::namespace::enter_private_mount_namespace();
         let dir = tempfile::Builder::new()
             .prefix("nxs-deploy-")
             .tempdir_in("/tmp")

@@ -2,6 +2,8 @@
 //! (Go `age-keygen`, `ssh-keygen`) and real ciphertexts (Go `age`).
 #![allow(dead_code)]
 
+pub mod namespace;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
