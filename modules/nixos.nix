@@ -406,7 +406,7 @@ in
       keepGenerations = mkOption {
         type = types.ints.unsigned;
         default = 1;
-        description = "Older generations kept besides the current one (they hold plaintext until removed).";
+        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present. 0 disables pruning (old plaintext stays in RAM until reboot).";
       };
       package = mkOption {
         type = types.package;
