@@ -697,6 +697,111 @@ fn help_documents_exit_codes() {
     assert_code(&o, 2);
 }
 
+/// A secret whose master file does not exist but which has a generator:
+/// renc runs the generator once, writes the master file (encrypted to the
+/// master key and the extraRecipients, checked with Go age) and rekeys it for
+/// every host in the same run; later runs never regenerate. A failing or
+/// silent generator is an error naming the file, the generator and its users,
+/// and writes nothing; the rest of the fleet is still rekeyed.
+#[test]
+fn generators_create_missing_master_files_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Fleet::new();
+    let extra_key = f.path("keys/extra.txt");
+    f.extra_recipients = vec![age_keygen(&extra_key)];
+    let runs = f.path("generator-runs");
+    let root = f.dir.path().to_owned();
+    let script = |name: &str, body: &str| {
+        let p = root.join(name);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho run >> {}\n{body}\n", runs.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let gen = script(
+        "gen-session.sh",
+        r#"printf 'session-%s' "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')""#,
+    );
+    f.generators.insert("session".into(), gen.clone());
+    for h in ["web1", "db1"] {
+        f.uses.get_mut(h).unwrap().push("session".into());
+    }
+    f.write_profile();
+    let master_file = f.path("secrets/session.age");
+    let run_count = || {
+        std::fs::read_to_string(&runs)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+
+    // Dry run: says what it would do, runs and writes nothing.
+    let o = f.run(&["renc", "--profile", "profile.json", "--dry-run"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "generate ./secrets/session.age with");
+    assert_stdout_has(&o, "web1/session (after generating its master file)");
+    assert_stdout_has(&o, "dry run: 1 to generate");
+    assert!(!master_file.exists() && run_count() == 0);
+
+    let o = f.renc();
+    assert_code(&o, 0);
+    assert_stderr_has(&o, "generated ./secrets/session.age");
+    assert_stderr_has(&o, "db1/session, web1/session");
+    assert_eq!(run_count(), 1);
+    let plain = age_decrypt(&master_file, &f.path("keys/master.txt"));
+    assert!(
+        plain.starts_with(b"session-") && plain.len() == 24,
+        "{plain:?}"
+    );
+    assert_eq!(age_decrypt(&master_file, &extra_key), plain);
+    for h in ["web1", "db1"] {
+        let out = f.output(h, "session");
+        assert_eq!(
+            age_decrypt(&out, &f.path(&format!("keys/{h}"))),
+            plain,
+            "{h}"
+        );
+    }
+    assert_code(&f.check(), 0);
+
+    // Never regenerated once the file exists.
+    let o = f.renc();
+    assert_code(&o, 0);
+    assert!(!stderr(&o).contains("generated"), "{}", stderr(&o));
+    assert_eq!(run_count(), 1);
+    assert_eq!(age_decrypt(&master_file, &f.path("keys/master.txt")), plain);
+
+    // A failing and a silent generator: errors, nothing written; the
+    // other hosts' secrets are still handled (tls changes and is rekeyed).
+    let failing = script("gen-failing.sh", "echo 'generator: no entropy' >&2; exit 3");
+    let silent = script("gen-silent.sh", "true");
+    f.generators.insert("broken".into(), failing.clone());
+    f.generators.insert("quiet".into(), silent.clone());
+    f.uses.get_mut("web1").unwrap().push("broken".into());
+    f.uses.get_mut("db1").unwrap().push("quiet".into());
+    f.set_secret("tls", b"new tls", false);
+    f.write_profile();
+    let o = f.renc();
+    assert_code(&o, 1);
+    assert_stderr_has(&o, "generator: no entropy");
+    assert_stderr_has(
+        &o,
+        &format!(
+            "the generator {} of ./secrets/broken.age failed",
+            failing.display()
+        ),
+    );
+    assert_stderr_has(&o, "(used by web1/broken)");
+    assert_stderr_has(&o, "./secrets/quiet.age printed nothing");
+    assert!(!f.path("secrets/broken.age").exists() && !f.path("secrets/quiet.age").exists());
+    assert_eq!(
+        age_decrypt(&f.output("web1", "tls"), &f.path("keys/web1")),
+        b"new tls"
+    );
+}
+
 /// rage (the Rust reference CLI) on both ends: sources made by `rage -r`, every
 /// rekeyed output opened by `rage -d -i <host ssh key>`. scripts/setup installs
 /// rage; the test says so loudly when it is missing instead of passing silently.

@@ -131,6 +131,8 @@ pub struct Fleet {
     pub uses: BTreeMap<String, Vec<String>>,
     pub identities: Vec<String>,
     pub extra_recipients: Vec<String>,
+    /// secret -> generator (absolute path), written into the profile.
+    pub generators: BTreeMap<String, PathBuf>,
 }
 
 impl Fleet {
@@ -148,6 +150,7 @@ impl Fleet {
             uses: BTreeMap::new(),
             identities: vec!["./keys/master.txt".into()],
             extra_recipients: vec![],
+            generators: BTreeMap::new(),
         };
         f.add_host("web1");
         f.add_host("db1");
@@ -189,10 +192,11 @@ impl Fleet {
                 let s: serde_json::Map<String, serde_json::Value> = secrets
                     .iter()
                     .map(|s| {
-                        (
-                            s.clone(),
-                            serde_json::json!({ "file": format!("./secrets/{s}.age") }),
-                        )
+                        let mut v = serde_json::json!({ "file": format!("./secrets/{s}.age") });
+                        if let Some(g) = self.generators.get(s) {
+                            v["generator"] = g.to_str().unwrap().into();
+                        }
+                        (s.clone(), v)
                     })
                     .collect();
                 (

@@ -100,8 +100,59 @@ fn load_identities(
     MasterIdentities::load(&paths, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
 }
 
-fn print_plan(plan: &Plan) {
-    for p in &plan.pairs {
+/// Parses and builds recipients given as strings (`extraRecipients`,
+/// `--recipient`), naming the first unusable one.
+fn extra_recipients(
+    list: &[String],
+) -> Result<Vec<Box<dyn nixseal::age::Recipient + Send>>, ExitCode> {
+    let mut parsed = Vec::new();
+    for r in list {
+        match identity::parse_recipient(r) {
+            Ok(p) => parsed.push(p),
+            Err(why) => {
+                return Err(ui::fail(
+                    BAD_INPUT,
+                    format_args!("recipient {r:?} is not usable: {why}"),
+                ))
+            }
+        }
+    }
+    let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(None));
+    identity::build_recipients(parsed, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
+}
+
+/// Runs the generators of missing master files (before planning, so the new
+/// files are rekeyed in the same run). Returns the number that failed.
+fn generate_missing(
+    profile: &Profile,
+    pending: &[nixseal::generate::Pending],
+    identities: &MasterIdentities,
+) -> Result<usize, ExitCode> {
+    let extra = extra_recipients(&profile.extra_recipients)?;
+    let mut recipients: Vec<&dyn nixseal::age::Recipient> =
+        extra.iter().map(|r| r.as_ref() as _).collect();
+    recipients.extend(identities.recipients());
+    let mut failed = 0;
+    for p in pending {
+        match nixseal::generate::generate(p, &profile.root, &recipients) {
+            Ok(()) => eprintln!(
+                "nixseal renc: generated {} with {} (used by {}); commit it",
+                p.file,
+                p.generator.display(),
+                p.used_by.join(", ")
+            ),
+            Err(e) => {
+                ui::error(format_args!("{e} (used by {})", p.used_by.join(", ")));
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Prints the pairs `show` selects (rekey or error) and every removal.
+fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
+    for p in plan.pairs.iter().filter(|p| show(p)) {
         match &p.state {
             PairState::Current => {}
             PairState::Stale(why) => println!("rekey  {}/{} ({why})", p.host, p.secret),
@@ -166,31 +217,66 @@ fn profile_and_plan(args: &ProfileArgs) -> Result<(Profile, Plan), ExitCode> {
 }
 
 pub fn renc(args: RencArgs) -> ExitCode {
-    let (profile, plan) = match profile_and_plan(&args.profile) {
-        Ok(v) => v,
+    let profile = match load_profile(&args.profile) {
+        Ok(p) => p,
         Err(c) => return c,
     };
+    // Missing master files with a generator are made first (needs the
+    // identities, for the master recipients), then everything is planned.
+    let pending = nixseal::generate::pending(&profile);
+    let mut identities = None;
+    let mut generate_failed = 0;
+    if !pending.is_empty() {
+        if args.dry_run {
+            for p in &pending {
+                println!("generate {} with {}", p.file, p.generator.display());
+            }
+        } else {
+            let ids = match load_identities(Some(&profile), &args.identity) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            generate_failed = match generate_missing(&profile, &pending, &ids) {
+                Ok(n) => n,
+                Err(c) => return c,
+            };
+            identities = Some(ids);
+        }
+    }
+    let plan = match rekey::plan(&profile) {
+        Ok(p) => p,
+        Err(e) => return ui::fail(BAD_INPUT, e),
+    };
+    warn_plan(&plan);
     if args.dry_run {
-        print_plan(&plan);
-        let stale = plan.stale().count();
-        let blocked = plan.blocked().count();
+        // A pair whose source a generator will make is rekeyed after it.
+        let later = |p: &rekey::Pair| pending.iter().any(|g| g.source == p.source);
+        for p in plan.pairs.iter().filter(|p| later(p)) {
+            println!(
+                "rekey  {}/{} (after generating its master file)",
+                p.host, p.secret
+            );
+        }
+        print_plan(&plan, |p| !later(p));
+        let generated = plan.pairs.iter().filter(|p| later(p)).count();
+        let stale = plan.stale().count() + generated;
+        let blocked = plan.blocked().count() - generated;
         println!(
-            "dry run: {stale} to rekey, {} to remove, {blocked} failing, {} current",
+            "dry run: {} to generate, {stale} to rekey, {} to remove, {blocked} failing, {} current",
+            pending.len(),
             plan.removals.len(),
             plan.pairs.len() - stale - blocked
         );
         return ExitCode::from(if blocked > 0 { FAILED } else { OK });
     }
-    // No identity is read unless something must be decrypted: a no-op run
-    // never prompts for a passphrase or touches a YubiKey.
-    let identities = if plan.needs_identity() {
+    // No identity is read unless something must be decrypted or generated:
+    // a no-op run never prompts for a passphrase or touches a YubiKey.
+    if identities.is_none() && plan.needs_identity() {
         match load_identities(Some(&profile), &args.identity) {
-            Ok(i) => Some(i),
+            Ok(i) => identities = Some(i),
             Err(c) => return c,
         }
-    } else {
-        None
-    };
+    }
     let mut present: Vec<PathBuf> = plan
         .pairs
         .iter()
@@ -239,7 +325,7 @@ pub fn renc(args: RencArgs) -> ExitCode {
             .join(format!("{secret}{}", rekey::OUTPUT_SUFFIX))
     }));
     warn_untracked(&profile, present);
-    if outcome.failed.is_empty() {
+    if outcome.failed.is_empty() && generate_failed == 0 {
         ExitCode::from(OK)
     } else {
         ExitCode::from(FAILED)
@@ -308,26 +394,13 @@ pub fn edit(args: EditArgs) -> ExitCode {
     } else {
         None
     };
-    let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(None));
-    let mut parsed = Vec::new();
-    let extra = profile
-        .as_ref()
-        .map(|p| p.extra_recipients.clone())
-        .unwrap_or_default();
-    for r in args.recipients.iter().chain(extra.iter()) {
-        match identity::parse_recipient(r) {
-            Ok(p) => parsed.push(p),
-            Err(why) => {
-                return ui::fail(
-                    BAD_INPUT,
-                    format_args!("recipient {r:?} is not usable: {why}"),
-                )
-            }
-        }
+    let mut extra = args.recipients.clone();
+    if let Some(p) = &profile {
+        extra.extend(p.extra_recipients.iter().cloned());
     }
-    let extra = match identity::build_recipients(parsed, prompt) {
+    let extra = match extra_recipients(&extra) {
         Ok(r) => r,
-        Err(e) => return ui::fail(BAD_INPUT, e),
+        Err(c) => return c,
     };
     let mut recipients: Vec<&dyn nixseal::age::Recipient> =
         extra.iter().map(|r| r.as_ref() as _).collect();

@@ -26,6 +26,21 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io:
     Ok(())
 }
 
+/// Like [`atomic_write`], but only creates: fails with `AlreadyExists` when
+/// `dir/name` exists (link(2) semantics, so a file that appeared meanwhile
+/// is never replaced).
+pub fn atomic_create(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.flush()?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.persist_noclobber(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Lowercase hex sha256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

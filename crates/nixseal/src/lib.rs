@@ -9,6 +9,7 @@ pub mod activate;
 pub mod crypto;
 pub mod edit;
 pub mod fsutil;
+pub mod generate;
 pub mod git;
 pub mod identity;
 pub mod manifest;

@@ -50,6 +50,10 @@ pub struct RawHost {
 pub struct RawSecret {
     /// The master ciphertext, relative to the flake root.
     pub file: String,
+    /// An executable (absolute: a store path from Nix) whose standard output
+    /// becomes the secret when `file` does not exist yet (`renc` runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
 }
 
 /// Why a profile was refused. Every variant names the profile file.
@@ -108,6 +112,28 @@ pub enum ProfileError {
         /// The value found.
         value: String,
     },
+    /// A generator is not an absolute path.
+    #[error("profile {path}: {field} {value:?} must be an absolute path to an executable (Nix gives a store path)")]
+    BadGenerator {
+        /// The profile file.
+        path: PathBuf,
+        /// Which field (e.g. `hosts.web1.secrets.db.generator`).
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// Two hosts give one master file different generators.
+    #[error("profile {path}: {file} has different generators in {first} and {second}; give the secret one generator")]
+    GeneratorConflict {
+        /// The profile file.
+        path: PathBuf,
+        /// The master file, as written.
+        file: String,
+        /// `host/secret` of one use.
+        first: String,
+        /// `host/secret` of the other.
+        second: String,
+    },
     /// An `extraRecipients` entry is not an age recipient.
     #[error(
         "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
@@ -131,6 +157,8 @@ pub struct SecretEntry {
     pub file: String,
     /// The source resolved against the flake root.
     pub source: PathBuf,
+    /// Run by `renc` to create `source` when it does not exist.
+    pub generator: Option<PathBuf>,
 }
 
 /// A validated host.
@@ -240,6 +268,8 @@ impl Profile {
             })?;
         }
         let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
+        // Each master file has at most one generator, whichever hosts use it.
+        let mut generators: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
         let mut hosts = BTreeMap::new();
         for (host, h) in raw.hosts {
             let name = HostName::new(host.clone()).map_err(name_err)?;
@@ -253,12 +283,42 @@ impl Profile {
             for (secret, s) in h.secrets {
                 let sname = SecretName::new(secret.clone()).map_err(name_err)?;
                 let source = rel(format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                let generator = match s.generator {
+                    None => None,
+                    Some(g) if Path::new(&g).is_absolute() => {
+                        let g = PathBuf::from(g);
+                        let here = format!("{host}/{secret}");
+                        match generators.get(&source) {
+                            Some((other, at)) if *other != g => {
+                                return Err(ProfileError::GeneratorConflict {
+                                    path: path.to_owned(),
+                                    file: s.file,
+                                    first: at.clone(),
+                                    second: here,
+                                })
+                            }
+                            Some(_) => {}
+                            None => {
+                                generators.insert(source.clone(), (g.clone(), here));
+                            }
+                        }
+                        Some(g)
+                    }
+                    Some(g) => {
+                        return Err(ProfileError::BadGenerator {
+                            path: path.to_owned(),
+                            field: format!("hosts.{host}.secrets.{secret}.generator"),
+                            value: g,
+                        })
+                    }
+                };
                 secrets.insert(
                     sname.clone(),
                     SecretEntry {
                         name: sname,
                         file: s.file,
                         source,
+                        generator,
                     },
                 );
             }
@@ -348,6 +408,60 @@ mod tests {
             assert!(e.contains(want), "{json}: {e}");
             assert!(e.contains("p.json"), "{e}");
         }
+    }
+
+    #[test]
+    fn generators_are_absolute_and_one_per_file() {
+        let two = |g1: &str, g2: &str| {
+            format!(
+                r#"{{"version":1,"rekeyedDir":"r","hosts":{{
+                  "a":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"s.age","generator":"{g1}"}}}}}},
+                  "b":{{"hostPubkey":"{KEY}","secrets":{{"t":{{"file":"./s.age","generator":"{g2}"}}}}}}}}}}"#
+            )
+        };
+        let p = parse(&two("/nix/store/x-gen", "/nix/store/x-gen")).unwrap();
+        let g = |h: &str| {
+            p.hosts
+                .values()
+                .find(|e| e.name.as_str() == h)
+                .unwrap()
+                .secrets
+                .values()
+                .next()
+                .unwrap()
+                .generator
+                .clone()
+        };
+        assert_eq!(g("a"), Some(PathBuf::from("/nix/store/x-gen")));
+        assert_eq!(g("b"), Some(PathBuf::from("/nix/store/x-gen")));
+        let e = parse(&two("/nix/store/x-gen", "/nix/store/y-gen"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.json")
+                && e.contains("different generators")
+                && e.contains("a/s")
+                && e.contains("b/t"),
+            "{e}"
+        );
+        let e = parse(&two("gen.sh", "gen.sh")).unwrap_err().to_string();
+        assert!(
+            e.contains("hosts.a.secrets.s.generator \"gen.sh\"") && e.contains("absolute"),
+            "{e}"
+        );
+        // No generator: none.
+        let p = parse(&with_host("h", KEY, "s", "s.age")).unwrap();
+        assert!(p
+            .hosts
+            .values()
+            .next()
+            .unwrap()
+            .secrets
+            .values()
+            .next()
+            .unwrap()
+            .generator
+            .is_none());
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! Secrets that generate themselves: a secret's `generator` (an executable
+//! from the Nix side) is run by `renc` when the secret's master file does not
+//! exist yet; its standard output, read into memory through a pipe, becomes
+//! the secret, encrypted to the master recipients like `edit` does. An
+//! existing master file is never regenerated (delete it to rotate).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use zeroize::Zeroizing;
+
+use crate::profile::Profile;
+use crate::{crypto, fsutil};
+
+/// A master file to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The master file as written in the profile (flake-relative).
+    pub file: String,
+    /// The master file, resolved.
+    pub source: PathBuf,
+    /// The executable to run.
+    pub generator: PathBuf,
+    /// `host/secret` entries that use it (for messages).
+    pub used_by: Vec<String>,
+}
+
+/// Why a secret could not be generated. Every variant names the master file
+/// and the generator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The generator could not be started or read.
+    #[error("cannot run the generator {} of {file}: {source}", generator.display())]
+    Run {
+        /// The master file.
+        file: String,
+        /// The generator.
+        generator: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The generator exited unsuccessfully.
+    #[error("the generator {} of {file} failed ({status}); nothing was written", generator.display())]
+    Failed {
+        /// The master file.
+        file: String,
+        /// The generator.
+        generator: PathBuf,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// The generator printed nothing.
+    #[error("the generator {} of {file} printed nothing; a secret cannot be empty (nothing was written)", generator.display())]
+    Empty {
+        /// The master file.
+        file: String,
+        /// The generator.
+        generator: PathBuf,
+    },
+    /// Encryption to the master recipients failed.
+    #[error("cannot encrypt the generated {file}: {source}")]
+    Encrypt {
+        /// The master file.
+        file: String,
+        /// Why.
+        #[source]
+        source: crypto::EncryptFailure,
+    },
+    /// The master file could not be written (or appeared meanwhile).
+    #[error("cannot write the generated {file}: {source}")]
+    Write {
+        /// The master file.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The master files that are missing and have a generator, one entry per
+/// file (several hosts may use it). No generator is run.
+pub fn pending(profile: &Profile) -> Vec<Pending> {
+    let mut by_source: BTreeMap<&Path, Pending> = BTreeMap::new();
+    for h in profile.hosts.values() {
+        for s in h.secrets.values() {
+            let Some(generator) = &s.generator else {
+                continue;
+            };
+            let missing = matches!(
+                std::fs::symlink_metadata(&s.source),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            );
+            if !missing {
+                continue;
+            }
+            by_source
+                .entry(&s.source)
+                .or_insert_with(|| Pending {
+                    file: s.file.clone(),
+                    source: s.source.clone(),
+                    generator: generator.clone(),
+                    used_by: Vec::new(),
+                })
+                .used_by
+                .push(format!("{}/{}", h.name, s.name));
+        }
+    }
+    by_source.into_values().collect()
+}
+
+/// Runs `p`'s generator (in `root`, stdin closed, stderr passed through) and
+/// writes its output, encrypted to `recipients`, as a new master file (mode
+/// 0644, like `edit`). The plaintext only ever lives in this process's memory.
+pub fn generate(
+    p: &Pending,
+    root: &Path,
+    recipients: &[&dyn age::Recipient],
+) -> Result<(), GenerateError> {
+    let run_err = |source| GenerateError::Run {
+        file: p.file.clone(),
+        generator: p.generator.clone(),
+        source,
+    };
+    let mut child = Command::new(&p.generator)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(run_err)?;
+    let mut out = Zeroizing::new(Vec::new());
+    let read = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_end(&mut out);
+    let status = child.wait().map_err(run_err)?;
+    read.map_err(run_err)?;
+    if !status.success() {
+        return Err(GenerateError::Failed {
+            file: p.file.clone(),
+            generator: p.generator.clone(),
+            status,
+        });
+    }
+    if out.is_empty() {
+        return Err(GenerateError::Empty {
+            file: p.file.clone(),
+            generator: p.generator.clone(),
+        });
+    }
+    let ct = crypto::encrypt(&out, recipients, false).map_err(|source| GenerateError::Encrypt {
+        file: p.file.clone(),
+        source,
+    })?;
+    let write_err = |source| GenerateError::Write {
+        file: p.file.clone(),
+        source,
+    };
+    let dir = match p.source.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(write_err)?;
+    let name = p
+        .source
+        .file_name()
+        .ok_or_else(|| write_err(std::io::Error::other("no file name")))?;
+    fsutil::atomic_create(&dir, &name.to_string_lossy(), &ct, 0o644).map_err(write_err)
+}
