@@ -115,7 +115,13 @@ let
       {
         hostPubkey = build.recipient;
         secrets = mapAttrs' (
-          _: s: nameValuePair s.name { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
+          _: s:
+          nameValuePair s.name (
+            { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
+            # The generator's store path: the profile (and so the renc app)
+            # depends on it, so `nix run .#renc` builds it first.
+            // lib.optionalAttrs (s.generator != null) { generator = "${s.generator}"; }
+          )
         ) node.config.nixseal.secrets;
       };
 

@@ -131,6 +131,21 @@ let
             value inside the flake, such as `./secrets/db.age`.
           '';
         };
+        generator = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = literalExpression ''pkgs.writeShellScript "gen-session-key" "''${pkgs.openssl}/bin/openssl rand -hex 32"'';
+          description = ''
+            An executable that prints a new value of this secret on its standard
+            output. When {option}`file` does not exist yet, `nix run .#renc` runs
+            it (on the operator's machine, in the flake root, stdin closed),
+            encrypts its output to the master identities and `extraRecipients`,
+            writes {option}`file` and rekeys it in the same run. An existing file
+            is never regenerated: delete it to rotate. A script in the flake
+            (`./gen.sh`, executable), a `pkgs.writeShellScript` or
+            `lib.getExe pkg` all work.
+          '';
+        };
         symlink = mkOption {
           type = types.bool;
           default = true;
@@ -225,7 +240,10 @@ let
       where = "nixseal: secret `${s.name}` of host `${host}`";
     in
     if !builtins.pathExists s.file then
-      "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); create it with `nix run .#edit -- ${inFlake s.file}` and `git add` it."
+      if s.generator != null then
+        "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); run `nix run .#renc` (it runs the secret's generator and rekeys), then `git add ${inFlake s.file} ${inFlake cfg.settings.rekeyedDir}`."
+      else
+        "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); create it with `nix run .#edit -- ${inFlake s.file}` and `git add` it."
     else if !builtins.pathExists out then
       "${where}: the rekeyed file ${inFlake out} is missing or not tracked by git; ${fix}."
     else if !builtins.pathExists cacheFile then

@@ -744,6 +744,13 @@ fn generators_create_missing_master_files_once() {
     assert_stdout_has(&o, "web1/session (after generating its master file)");
     assert_stdout_has(&o, "dry run: 1 to generate");
     assert!(!master_file.exists() && run_count() == 0);
+    let o = f.check();
+    assert_code(&o, 1);
+    assert_stdout_has(
+        &o,
+        "web1/session: its master file secrets/session.age does not exist yet and has a generator; run `nix run .#renc`",
+    );
+    assert_eq!(run_count(), 0);
 
     let o = f.renc();
     assert_code(&o, 0);

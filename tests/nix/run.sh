@@ -594,6 +594,43 @@ else
   skip "flow: renc, check, edit, stale check" "needs nixseal renc/check/edit"
 fi
 
+# A secret with a generator and no master file: eval names renc as the fix;
+# the profile carries the generator's store path; `nix run .#renc` runs it
+# once, writes the master file and rekeys it; a second renc does nothing.
+t_flow_generator() {
+  rm -rf "$W/gen" && mkdir -p "$W/gen"
+  setup_world "$W/gen" "$BIN"
+  cd "$W/gen/fleet"
+  printf '#!/bin/sh\necho run >>"$NIXSEAL_GEN_RUNS"\nprintf "generated-%%s" "$(od -An -N6 -tx1 /dev/urandom | tr -d " \\n")"\n' >gen-session.sh
+  chmod +x gen-session.sh
+  sed -i 's|^  nixseal.secrets = {|  nixseal.secrets = {\n    session-key = {\n      file = ../secrets/session-key.age;\n      generator = ../gen-session.sh;\n    };|' hosts/web2.nix
+  git add -A
+  contains "$(problems web2)" "secrets/session-key.age does not exist" "run \`nix run .#renc\` (it runs the secret's generator"
+  local gen
+  gen=$(jq -r '.hosts.web2.secrets."session-key".generator' "$(profile)")
+  case "$gen" in /nix/store/*) ;; *) fail "profile generator is $gen" ;; esac
+  [ -x "$gen" ] && cmp -s "$gen" gen-session.sh || fail "profile generator $gen is not gen-session.sh"
+  [ "$(jq -r '.hosts.web2.secrets."db-password" | has("generator")' "$(profile)")" = false ]
+  export NIXSEAL_GEN_RUNS="$W/gen/runs"
+  nix run .#renc
+  [ "$(wc -l <"$NIXSEAL_GEN_RUNS")" = 1 ] || fail "generator ran $(wc -l <"$NIXSEAL_GEN_RUNS") times"
+  local plain
+  plain=$(age -d -i keys/master.age secrets/session-key.age)
+  case "$plain" in generated-????????????) ;; *) fail "generated master file holds $plain" ;; esac
+  [ "$(age -d -i "$W/gen/hostkeys/web2/ssh_host_ed25519_key" secrets/rekeyed/web2/session-key.age)" = "$plain" ]
+  [ ! -e secrets/rekeyed/web1/session-key.age ]
+  git add secrets
+  [ "$(problems web2)" = '[]' ]
+  nix run .#renc
+  [ "$(wc -l <"$NIXSEAL_GEN_RUNS")" = 1 ] || fail "generator ran again"
+  [ "$(age -d -i keys/master.age secrets/session-key.age)" = "$plain" ]
+}
+if supports renc --profile; then
+  t "flow: a secret's generator makes its missing master file once (nix run .#renc)" t_flow_generator
+else
+  skip "flow: generator" "needs nixseal renc"
+fi
+
 # Deploy web1 on this machine in a private mount namespace (with web1's host
 # key at the manifest's path), after the renc flow above.
 t_flow_deploy() {

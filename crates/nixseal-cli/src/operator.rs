@@ -349,6 +349,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
         return ExitCode::from(OK);
     }
     let hint = fix_hint(&args.profile.profile);
+    let pending = nixseal::generate::pending(&profile);
     let mut n = 0;
     for p in &plan.pairs {
         match &p.state {
@@ -356,6 +357,15 @@ pub fn check(args: CheckArgs) -> ExitCode {
             PairState::Stale(why) => {
                 n += 1;
                 println!("{}/{}: {why}; {hint}", p.host, p.secret);
+            }
+            PairState::Blocked(_) if pending.iter().any(|g| g.source == p.source) => {
+                n += 1;
+                println!(
+                    "{}/{}: its master file {} does not exist yet and has a generator; {hint} (it generates and rekeys it)",
+                    p.host,
+                    p.secret,
+                    p.source.display()
+                );
             }
             PairState::Blocked(e) => {
                 n += 1;
