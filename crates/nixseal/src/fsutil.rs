@@ -15,6 +15,14 @@ pub const TEMP_PREFIX: &str = ".nixseal-tmp-";
 /// A symlink at the target is replaced, never followed (rename(2) semantics);
 /// callers that must refuse symlinks check before.
 pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    filled_temp(dir, bytes, mode)?
+        .persist(dir.join(name))
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A temp file in `dir` (removed if dropped) holding `bytes`, moded `mode`.
+fn filled_temp(dir: &Path, bytes: &[u8], mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
@@ -22,22 +30,16 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io:
     tmp.flush()?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// Like [`atomic_write`], but only creates: fails with `AlreadyExists` when
 /// `dir/name` exists (link(2) semantics, so a file that appeared meanwhile
 /// is never replaced).
 pub fn atomic_create(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.flush()?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.persist_noclobber(dir.join(name)).map_err(|e| e.error)?;
+    filled_temp(dir, bytes, mode)?
+        .persist_noclobber(dir.join(name))
+        .map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -419,21 +419,14 @@ mod tests {
                   "b":{{"hostPubkey":"{KEY}","secrets":{{"t":{{"file":"./s.age","generator":"{g2}"}}}}}}}}}}"#
             )
         };
-        let p = parse(&two("/nix/store/x-gen", "/nix/store/x-gen")).unwrap();
-        let g = |h: &str| {
-            p.hosts
-                .values()
-                .find(|e| e.name.as_str() == h)
-                .unwrap()
-                .secrets
-                .values()
-                .next()
-                .unwrap()
-                .generator
-                .clone()
+        // The generator of host `h`'s only secret.
+        let g = |p: &Profile, h: &str| {
+            let host = p.hosts.values().find(|e| e.name.as_str() == h).unwrap();
+            host.secrets.values().next().unwrap().generator.clone()
         };
-        assert_eq!(g("a"), Some(PathBuf::from("/nix/store/x-gen")));
-        assert_eq!(g("b"), Some(PathBuf::from("/nix/store/x-gen")));
+        let p = parse(&two("/nix/store/x-gen", "/nix/store/x-gen")).unwrap();
+        assert_eq!(g(&p, "a"), Some(PathBuf::from("/nix/store/x-gen")));
+        assert_eq!(g(&p, "b"), Some(PathBuf::from("/nix/store/x-gen")));
         let e = parse(&two("/nix/store/x-gen", "/nix/store/y-gen"))
             .unwrap_err()
             .to_string();
@@ -451,17 +444,7 @@ mod tests {
         );
         // No generator: none.
         let p = parse(&with_host("h", KEY, "s", "s.age")).unwrap();
-        assert!(p
-            .hosts
-            .values()
-            .next()
-            .unwrap()
-            .secrets
-            .values()
-            .next()
-            .unwrap()
-            .generator
-            .is_none());
+        assert_eq!(g(&p, "h"), None);
     }
 
     #[test]
