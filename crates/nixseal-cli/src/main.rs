@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Rekey every host's secrets to its ssh-ed25519 host key (only what changed).
+    /// Rekey every host's secrets to its ssh-ed25519 host key (only what changed); first generate missing master files that have a generator.
     #[command(after_help = EXIT_CODES)]
     Renc(operator::RencArgs),
     /// Exit 1 listing every rekeyed output that is missing or stale; needs no identity.

@@ -46,7 +46,7 @@ pub struct RencArgs {
     /// Encrypt with this many threads (default: one per core).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
-    /// Show what would be rekeyed or removed, change nothing, read no identity.
+    /// Show what would be generated, rekeyed or removed; change nothing, run no generator, read no identity.
     #[arg(long)]
     dry_run: bool,
 }
