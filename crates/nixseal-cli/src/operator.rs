@@ -150,6 +150,15 @@ fn generate_missing(
     Ok(failed)
 }
 
+/// Whether a pair is blocked only because its master file does not exist yet
+/// and a generator will make it.
+fn awaits_generation(p: &rekey::Pair, pending: &[nixseal::generate::Pending]) -> bool {
+    matches!(
+        p.state,
+        PairState::Blocked(rekey::PairError::SourceUnreadable { .. })
+    ) && pending.iter().any(|g| g.source == p.source)
+}
+
 /// Prints the pairs `show` selects (rekey or error) and every removal.
 fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
     for p in plan.pairs.iter().filter(|p| show(p)) {
@@ -250,7 +259,7 @@ pub fn renc(args: RencArgs) -> ExitCode {
     warn_plan(&plan);
     if args.dry_run {
         // A pair whose source a generator will make is rekeyed after it.
-        let later = |p: &rekey::Pair| pending.iter().any(|g| g.source == p.source);
+        let later = |p: &rekey::Pair| awaits_generation(p, &pending);
         for p in plan.pairs.iter().filter(|p| later(p)) {
             println!(
                 "rekey  {}/{} (after generating its master file)",
@@ -358,7 +367,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 n += 1;
                 println!("{}/{}: {why}; {hint}", p.host, p.secret);
             }
-            PairState::Blocked(_) if pending.iter().any(|g| g.source == p.source) => {
+            PairState::Blocked(_) if awaits_generation(p, &pending) => {
                 n += 1;
                 println!(
                     "{}/{}: its master file {} does not exist yet and has a generator; {hint} (it generates and rekeys it)",
