@@ -34,8 +34,8 @@ fn filled_temp(dir: &Path, bytes: &[u8], mode: u32) -> std::io::Result<tempfile:
 }
 
 /// Like [`atomic_write`], but only creates: fails with `AlreadyExists` when
-/// `dir/name` exists (rename with RENAME_NOREPLACE, or link(2): a file that appeared meanwhile
-/// is never replaced).
+/// `dir/name` exists (rename with RENAME_NOREPLACE, or link(2) where that is
+/// missing), so a file that appeared meanwhile is never replaced.
 pub fn atomic_create(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     filled_temp(dir, bytes, mode)?
         .persist_noclobber(dir.join(name))
