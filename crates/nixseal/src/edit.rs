@@ -199,19 +199,12 @@ pub fn edit(
         path: path.to_owned(),
         source,
     })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
     let write_err = |source| EditError::Write {
         path: path.to_owned(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(write_err)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| write_err(std::io::Error::other("no file name")))?;
-    fsutil::atomic_write(&dir, &name.to_string_lossy(), &ct, mode).map_err(write_err)?;
+    let (dir, name) = fsutil::prepare_parent(path).map_err(write_err)?;
+    fsutil::atomic_write(&dir, &name, &ct, mode).map_err(write_err)?;
     Ok(if old.is_some() {
         EditOutcome::Updated
     } else {

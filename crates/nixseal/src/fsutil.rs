@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Prefix of every temporary file nixseal creates next to an output; leftovers
 /// (after a crash) are recognised by it and removed by the next run.
@@ -19,6 +19,21 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io:
         .persist(dir.join(name))
         .map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Where a file at `path` is written: its directory (created if missing;
+/// `.` for a bare name) and its file name, for [`atomic_write`] and
+/// [`atomic_create`].
+pub fn prepare_parent(path: &Path) -> std::io::Result<(PathBuf, String)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    Ok((dir, name.to_string_lossy().into_owned()))
 }
 
 /// A temp file in `dir` (removed if dropped) holding `bytes`, moded `mode`.

@@ -161,14 +161,6 @@ pub fn generate(
         file: p.file.clone(),
         source,
     };
-    let dir = match p.source.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(write_err)?;
-    let name = p
-        .source
-        .file_name()
-        .ok_or_else(|| write_err(std::io::Error::other("no file name")))?;
-    fsutil::atomic_create(&dir, &name.to_string_lossy(), &ct, 0o644).map_err(write_err)
+    let (dir, name) = fsutil::prepare_parent(&p.source).map_err(write_err)?;
+    fsutil::atomic_create(&dir, &name, &ct, 0o644).map_err(write_err)
 }
