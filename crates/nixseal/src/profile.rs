@@ -284,34 +284,32 @@ impl Profile {
                 let sname = SecretName::new(secret.clone()).map_err(name_err)?;
                 let source = rel(format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
                 let generator = match s.generator {
-                    None => None,
-                    Some(g) if Path::new(&g).is_absolute() => {
-                        let g = PathBuf::from(g);
-                        let here = format!("{host}/{secret}");
-                        match generators.get(&source) {
-                            Some((other, at)) if *other != g => {
-                                return Err(ProfileError::GeneratorConflict {
-                                    path: path.to_owned(),
-                                    file: s.file,
-                                    first: at.clone(),
-                                    second: here,
-                                })
-                            }
-                            Some(_) => {}
-                            None => {
-                                generators.insert(source.clone(), (g.clone(), here));
-                            }
-                        }
-                        Some(g)
-                    }
-                    Some(g) => {
+                    Some(g) if !Path::new(&g).is_absolute() => {
                         return Err(ProfileError::BadGenerator {
                             path: path.to_owned(),
                             field: format!("hosts.{host}.secrets.{secret}.generator"),
                             value: g,
                         })
                     }
+                    g => g.map(PathBuf::from),
                 };
+                if let Some(g) = &generator {
+                    let here = format!("{host}/{secret}");
+                    match generators.get(&source) {
+                        Some((other, at)) if other != g => {
+                            return Err(ProfileError::GeneratorConflict {
+                                path: path.to_owned(),
+                                file: s.file,
+                                first: at.clone(),
+                                second: here,
+                            })
+                        }
+                        Some(_) => {}
+                        None => {
+                            generators.insert(source.clone(), (g.clone(), here));
+                        }
+                    }
+                }
                 secrets.insert(
                     sname.clone(),
                     SecretEntry {
