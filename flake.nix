@@ -26,6 +26,8 @@
               ./Cargo.toml
               ./Cargo.lock
               ./crates
+              # A workspace member: cargo refuses to load the workspace without it.
+              ./bench
             ];
           };
           cargoLock.lockFile = ./Cargo.lock;
