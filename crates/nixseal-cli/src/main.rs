@@ -51,6 +51,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything can hold plaintext: no core dump may write it to disk.
+    if let Err(e) = nixseal::hardening::no_core_dumps() {
+        return ui::fail(
+            ui::ENVIRONMENT,
+            format_args!("cannot disable core dumps ({e}); refusing to handle secrets"),
+        );
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -1,8 +1,146 @@
-//! Small filesystem helpers shared by the operator side.
+//! Small filesystem helpers shared by both sides: bounded reads of regular
+//! files, and the operator side's atomic writes.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+/// The largest age file, plaintext, profile, manifest or rekey cache nixseal
+/// reads (64 MiB). A secret bigger than that is not a secret but a disk
+/// image; a file that claims to be bigger (a sparse file, a device) is
+/// refused before anything is allocated.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// The largest identity file or host private key nixseal reads (1 MiB).
+pub const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// Reads a whole regular file of at most `limit` bytes, following a symlink
+/// at `path` (as `std::fs::read` does) but refusing anything that is not a
+/// regular file — a FIFO (which would block), a device (`/dev/zero` would
+/// never end), a socket or a directory — and any file larger than `limit`
+/// (checked with `fstat` before reading, so a sparse 100 GB file allocates
+/// nothing). The buffer is allocated once at the file's size and wiped on
+/// drop, so it may hold plaintext. Errors carry no path: callers add it.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    read_opened(path, limit, false)
+}
+
+/// Like [`read_regular`], but a symlink at `path` itself is refused (ELOOP),
+/// never followed.
+pub fn read_regular_nofollow(path: &Path, limit: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    read_opened(path, limit, true)
+}
+
+fn read_opened(path: &Path, limit: u64, nofollow: bool) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    if nofollow {
+        flags |= rustix::fs::OFlags::NOFOLLOW;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {}, not a regular file", kind_name(ft)),
+        ));
+    }
+    read_bounded(&mut file, meta.len(), limit)
+}
+
+/// Reads exactly `size` bytes (the size fstat gave) and checks that nothing
+/// follows; refuses `size > limit` before allocating.
+fn read_bounded(
+    file: &mut std::fs::File,
+    size: u64,
+    limit: u64,
+) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    if size > limit {
+        return Err(too_large(size, limit));
+    }
+    let mut buf = Zeroizing::new(vec![0u8; size as usize]);
+    file.read_exact(&mut buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            std::io::Error::new(e.kind(), "the file shrank while it was read")
+        } else {
+            e
+        }
+    })?;
+    let mut probe = Zeroizing::new([0u8; 1]);
+    if file.read(&mut probe[..])? != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file grew while it was read",
+        ));
+    }
+    Ok(buf)
+}
+
+fn too_large(size: u64, limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "it is {size} bytes, more than the {limit} bytes nixseal reads (a sparse file, or not a secret?)"
+        ),
+    )
+}
+
+/// Reads at most `limit` bytes from a stream (stdin, a pipe, a generator's
+/// output) into a wiped buffer; more than `limit` is an error, not a
+/// truncation. The buffer grows by doubling into fresh wiped buffers, so no
+/// freed allocation keeps a copy of the bytes.
+pub fn read_stream(mut r: impl Read, limit: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; 8192]);
+    let mut len = 0usize;
+    loop {
+        if len == buf.len() {
+            if len as u64 > limit {
+                return Err(too_large(len as u64, limit));
+            }
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len() * 2]);
+            bigger[..len].copy_from_slice(&buf[..len]);
+            buf = bigger;
+        }
+        match r.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if len as u64 > limit {
+        return Err(too_large(len as u64, limit));
+    }
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    out.copy_from_slice(&buf[..len]);
+    Ok(out)
+}
+
+/// A human name for a non-regular file type ("a FIFO", "a directory", …).
+pub fn kind_name(ft: std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
 
 /// Prefix of every temporary file nixseal creates next to an output; leftovers
 /// (after a crash) are recognised by it and removed by the next run.
@@ -86,6 +224,60 @@ mod tests {
             2,
             "no temp left"
         );
+    }
+
+    #[test]
+    fn reads_only_bounded_regular_files() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"hello").unwrap();
+        assert_eq!(&read_regular(&f, 5).unwrap()[..], b"hello");
+        let e = read_regular(&f, 4).unwrap_err().to_string();
+        assert!(e.contains("5 bytes, more than the 4"), "{e}");
+        // A sparse file far larger than the limit allocates nothing.
+        let sparse = d.path().join("sparse");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(100 << 30)
+            .unwrap();
+        let e = read_regular(&sparse, MAX_FILE).unwrap_err().to_string();
+        assert!(e.contains("107374182400 bytes"), "{e}");
+        // A directory, a device and a FIFO (which would block) are refused.
+        let e = read_regular(d.path(), MAX_FILE).unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+        let e = read_regular(Path::new("/dev/zero"), MAX_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a character device"), "{e}");
+        let fifo = d.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let e = read_regular(&fifo, MAX_FILE).unwrap_err().to_string();
+        assert!(e.contains("a FIFO"), "{e}");
+        // Symlinks: followed by read_regular, refused by the nofollow form.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert_eq!(&read_regular(&link, 5).unwrap()[..], b"hello");
+        let e = read_regular_nofollow(&link, 5).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
+    }
+
+    #[test]
+    fn streams_are_bounded_too() {
+        let big = vec![7u8; 20000];
+        assert_eq!(&read_stream(&big[..], 20000).unwrap()[..], &big[..]);
+        let e = read_stream(&big[..], 19999).unwrap_err().to_string();
+        assert!(e.contains("more than the 19999 bytes"), "{e}");
+        assert!(read_stream(std::io::empty(), 10).unwrap().is_empty());
+        // Endless input stops at the limit instead of filling memory.
+        assert!(read_stream(std::io::repeat(1), 1 << 16).is_err());
     }
 
     #[test]

@@ -26,13 +26,44 @@ pub enum NameError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// The name is longer than store path names and file names allow.
+    #[error("{kind} name {name:?} is {} bytes long, more than the {max} nixseal allows (it becomes part of the store path name `<host>-<secret>.age`, at most 211 characters); use a shorter name", name.len())]
+    TooLong {
+        /// "host" or "secret".
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Longest host name, in bytes. Each rekeyed file becomes the store path
+/// name `<host>-<secret>.age`, and Nix allows at most 211 characters there:
+/// 96 + 1 + [`SECRET_NAME_MAX`] + 4 = 211. (96 leaves room for a home
+/// target such as `<host>-<user>`.) Keep in sync with `nameType` in
+/// modules/nixos.nix.
+pub const HOST_NAME_MAX: usize = 96;
+
+/// Longest secret (or template) name, in bytes; see [`HOST_NAME_MAX`]. Far
+/// below the 255 bytes a file name may have, with room for every suffix
+/// nixseal adds (`.age`, temporary names).
+pub const SECRET_NAME_MAX: usize = 110;
+
+/// The longest name of a kind ("host" or anything else: secret, template).
+pub fn max_len(kind: &str) -> usize {
+    if kind == "host" {
+        HOST_NAME_MAX
+    } else {
+        SECRET_NAME_MAX
+    }
 }
 
 /// Checks that `name` is usable as a single path component.
 ///
 /// Refused: empty names, `/`, `\0`, any `..`, a leading `.` (hidden files and
-/// `.`/`..`), control characters, and anything outside `[A-Za-z0-9_.+=-]` (the
-/// characters of Nix store path names).
+/// `.`/`..`), control characters, anything outside `[A-Za-z0-9_.+=-]` (the
+/// characters of Nix store path names), and names longer than [`max_len`].
 pub fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
     let invalid = |why| {
         Err(NameError::Invalid {
@@ -66,6 +97,13 @@ pub fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
         .all(|c| c.is_ascii_alphanumeric() || "-_.+=".contains(c))
     {
         return invalid("contains a character Nix store names do not allow");
+    }
+    if name.len() > max_len(kind) {
+        return Err(NameError::TooLong {
+            kind,
+            name: name.to_owned(),
+            max: max_len(kind),
+        });
     }
     Ok(())
 }
@@ -131,6 +169,20 @@ mod tests {
         ] {
             assert!(validate("secret", n).is_err(), "{n:?} must be refused");
         }
+    }
+
+    #[test]
+    fn long_names_are_refused_by_kind() {
+        assert!(validate("host", &"h".repeat(HOST_NAME_MAX)).is_ok());
+        assert!(validate("secret", &"s".repeat(SECRET_NAME_MAX)).is_ok());
+        let e = validate("host", &"h".repeat(HOST_NAME_MAX + 1)).unwrap_err();
+        assert!(matches!(e, NameError::TooLong { max: 96, .. }), "{e}");
+        let e = validate("secret", &"s".repeat(SECRET_NAME_MAX + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("111 bytes long") && e.contains("110"), "{e}");
+        // The longest store name still fits Nix's 211 characters.
+        assert_eq!(HOST_NAME_MAX + 1 + SECRET_NAME_MAX + ".age".len(), 211);
     }
 
     #[test]

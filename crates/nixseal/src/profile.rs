@@ -28,8 +28,8 @@ pub struct RawProfile {
     pub extra_recipients: Vec<String>,
     /// Where rekeyed files go, relative to the flake root.
     pub rekeyed_dir: String,
-    /// Every host and the secrets it uses.
-    #[serde(default)]
+    /// Every host and the secrets it uses (a host named twice is an error).
+    #[serde(default, deserialize_with = "crate::json::unique_map")]
     pub hosts: BTreeMap<String, RawHost>,
 }
 
@@ -39,8 +39,8 @@ pub struct RawProfile {
 pub struct RawHost {
     /// The host's `ssh-ed25519` public key.
     pub host_pubkey: String,
-    /// The secrets this host uses.
-    #[serde(default)]
+    /// The secrets this host uses (a secret named twice is an error).
+    #[serde(default, deserialize_with = "crate::json::unique_map")]
     pub secrets: BTreeMap<String, RawSecret>,
 }
 
@@ -443,6 +443,26 @@ mod tests {
         // No generator: none.
         let p = parse(&with_host("h", KEY, "s", "s.age")).unwrap();
         assert_eq!(g(&p, "h"), None);
+    }
+
+    #[test]
+    fn a_host_or_secret_named_twice_is_an_error() {
+        let twice_host = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"h":{{"hostPubkey":"{KEY}"}},"h":{{"hostPubkey":"{KEY}"}}}}}}"#
+        );
+        let e = parse(&twice_host).unwrap_err().to_string();
+        assert!(
+            e.contains("p.json") && e.contains("duplicate key \"h\""),
+            "{e}"
+        );
+        let twice_secret = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"h":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"a"}},"s":{{"file":"b"}}}}}}}}}}"#
+        );
+        let e = parse(&twice_secret).unwrap_err().to_string();
+        assert!(e.contains("duplicate key \"s\""), "{e}");
+        let twice_field = r#"{"version":1,"rekeyedDir":"r","rekeyedDir":"s"}"#;
+        let e = parse(twice_field).unwrap_err().to_string();
+        assert!(e.contains("duplicate field `rekeyedDir`"), "{e}");
     }
 
     #[test]

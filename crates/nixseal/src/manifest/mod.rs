@@ -184,10 +184,10 @@ impl Manifest {
         };
         // A valid manifest parses in one pass (1000 secrets: a JSON tree
         // first would double the parsing at every boot).
-        if let Ok(m) = serde_json::from_slice::<Self>(bytes) {
-            if m.version == VERSION {
-                return Ok(m);
-            }
+        let direct = serde_json::from_slice::<Self>(bytes);
+        match direct {
+            Ok(m) if m.version == VERSION => return Ok(m),
+            _ => {}
         }
         // Anything else: check the version first so that a future manifest
         // is reported as such, not as "unknown field".
@@ -208,7 +208,16 @@ impl Manifest {
             }
             _ => {}
         }
-        serde_json::from_value(value).map_err(json)
+        // Only for the error message: a document that failed the direct parse
+        // must never be accepted through the tree (serde_json's `Value` keeps
+        // the last of two equal keys, hiding a repeated field).
+        Err(match direct {
+            Err(e) => json(e),
+            Ok(m) => ManifestError::Version {
+                path: path.to_owned(),
+                found: m.version.to_string(),
+            },
+        })
     }
 
     /// The ramfs of `deploy --users`: `/run/nixseal.d` → `/run/nixseal-for-users.d`.
@@ -311,4 +320,32 @@ pub fn placeholders(content: &str) -> Result<Vec<&str>, Unterminated> {
         rest = &after[end + PLACEHOLDER_CLOSE.len()..];
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = r#"{"version":1,"hostKeys":[],"mountPoint":"/run/a.d","symlink":"/run/a","keepGenerations":1}"#;
+
+    #[test]
+    fn a_repeated_field_is_refused_not_last_one_wins() {
+        assert!(Manifest::parse(Path::new("m.json"), M.as_bytes()).is_ok());
+        let twice = M.replace(
+            r#""symlink":"/run/a""#,
+            r#""symlink":"/run/a","symlink":"/etc""#,
+        );
+        let e = Manifest::parse(Path::new("m.json"), twice.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.json") && e.contains("duplicate field `symlink`"),
+            "{e}"
+        );
+        let v2 = M.replace(r#""version":1"#, r#""version":2"#);
+        let e = Manifest::parse(Path::new("m.json"), v2.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has version 2"), "{e}");
+    }
 }

@@ -20,7 +20,8 @@ pub const CACHE_VERSION: u64 = 1;
 pub struct HostCache {
     /// Always 1.
     pub version: u64,
-    /// By secret name.
+    /// By secret name (a secret named twice makes the cache invalid).
+    #[serde(deserialize_with = "crate::json::unique_map")]
     pub outputs: BTreeMap<String, CacheEntry>,
 }
 
