@@ -243,7 +243,18 @@ impl Host {
     }
     fn write_manifest(&self, v: &Value) -> PathBuf {
         let p = self.p(&format!("manifest-{}.json", self.next()));
-        fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        let mut v = v.clone();
+        if std::env::var_os("NIXSEAL_TEST_OLD_SCHEMA").is_some() {
+            // For NIXSEAL_TEST_DEPLOY_BIN builds from before these fields
+            // existed (docs/testing.md).
+            if let Some(o) = v.as_object_mut() {
+                o.remove("stateDir");
+            }
+            for s in v["secrets"].as_array_mut().into_iter().flatten() {
+                s.as_object_mut().unwrap().remove("allowPlaintextOnDisk");
+            }
+        }
+        fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
         p
     }
     fn manifest(&self, secrets: Vec<Value>, templates: Vec<Value>, keep: u32) -> PathBuf {
@@ -1648,6 +1659,146 @@ fn bad_input_is_refused_before_touching_anything() {
             "/persist/nxs/ssh_host_ed25519_key does not exist".into(),
         ),
     ];
+    // Issue 10.1 and 10.10: system directories, and names or paths that do
+    // not fit the file system once nixseal adds its own suffixes.
+    let etc = h.s("etc");
+    let long = |n: usize| "x".repeat(n);
+    let more: Vec<(&str, Edit, i32, String)> = vec![
+        (
+            "mountPoint /run",
+            Box::new(|v| v["mountPoint"] = "/run".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "mountPoint /etc",
+            Box::new(|v| v["mountPoint"] = "/etc".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "mountPoint /var/lib",
+            Box::new(|v| v["mountPoint"] = "/var/lib".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "symlink /etc",
+            Box::new(|v| v["symlink"] = "/etc".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "symlink /",
+            Box::new(|v| v["symlink"] = "/".into()),
+            2,
+            "is the root directory".into(),
+        ),
+        (
+            "stateDir /var/lib",
+            Box::new(|v| v["stateDir"] = "/var/lib".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "stateDir relative",
+            Box::new(|v| v["stateDir"] = "var/lib/x".into()),
+            2,
+            "is not an absolute path".into(),
+        ),
+        (
+            "custom path in /proc",
+            Box::new(|v| v["secrets"][0]["path"] = "/proc/nxs".into()),
+            2,
+            "kernel file system".into(),
+        ),
+        (
+            "custom path /home",
+            Box::new(|v| v["secrets"][0]["path"] = "/home".into()),
+            2,
+            "is a system directory".into(),
+        ),
+        (
+            "stateDir inside the mount point",
+            Box::new(|v| {
+                v["stateDir"] = format!("{}/state", v["mountPoint"].as_str().unwrap()).into()
+            }),
+            2,
+            "inside one another".into(),
+        ),
+        (
+            "custom path inside stateDir",
+            Box::new(|v| {
+                v["secrets"][0]["path"] = format!("{}/x", v["stateDir"].as_str().unwrap()).into()
+            }),
+            2,
+            "overlap".into(),
+        ),
+        (
+            "custom path whose temporary name is too long",
+            Box::new({
+                let p = format!("{etc}/{}", long(245));
+                move |v| v["secrets"][0]["path"] = p.clone().into()
+            }),
+            2,
+            "exceeds the 255 bytes a file name may have".into(),
+        ),
+        (
+            "custom path with a 256-byte component",
+            Box::new({
+                let p = format!("{etc}/{}/x", long(256));
+                move |v| v["secrets"][0]["path"] = p.clone().into()
+            }),
+            2,
+            "has a component of 256 bytes".into(),
+        ),
+        (
+            "custom path longer than PATH_MAX",
+            Box::new({
+                let p = format!("{etc}{}", format!("/{}", long(200)).repeat(21));
+                move |v| v["secrets"][0]["path"] = p.clone().into()
+            }),
+            2,
+            "exceeds PATH_MAX".into(),
+        ),
+        (
+            "symlink too long with its temporary name",
+            Box::new({
+                let p = format!("{etc}/{}", long(240));
+                move |v| v["symlink"] = p.clone().into()
+            }),
+            2,
+            "exceeds the 255 bytes".into(),
+        ),
+        (
+            "mount point too long with -for-users and .lock",
+            Box::new({
+                let p = format!("{etc}/{}", long(245));
+                move |v| v["mountPoint"] = p.clone().into()
+            }),
+            2,
+            "exceeds the 255 bytes".into(),
+        ),
+        (
+            "secret name of 111 bytes",
+            Box::new({
+                let n = long(111);
+                move |v| v["secrets"][0]["name"] = n.clone().into()
+            }),
+            2,
+            "is 111 bytes long".into(),
+        ),
+        (
+            "template name of 111 bytes",
+            Box::new({
+                let n = long(111);
+                move |v| v["templates"][0]["name"] = n.clone().into()
+            }),
+            2,
+            "template name".into(),
+        ),
+    ];
+    let cases: Vec<_> = cases.into_iter().chain(more).collect();
     for (what, edit, want, needle) in &cases {
         let mut v = good.clone();
         edit(&mut v);
@@ -2756,4 +2907,280 @@ fn a_running_deploy_is_not_dumpable_and_locks_its_memory() {
         .unwrap_or_else(|| panic!("no VmLck in {probe}"));
     assert!(locked > 0, "no memory locked: {probe}");
     umount("/run");
+}
+
+// ------------------------------------------------------------------ fuzz
+
+/// What must not change when a deploy fails: where the symlink points, and
+/// every file reachable through it or at a custom path (content, owner,
+/// group, mode).
+type Snapshot = (String, Vec<(String, Vec<u8>, u32, u32, u32)>);
+
+/// Whether every path `m` makes the binary write lies strictly under
+/// `prefix` (normalised: no `.`/`..`/empty component), so that running the
+/// binary on a fuzzed manifest can only touch the test's own tmpfs.
+fn writes_only_under(m: &nixseal::manifest::Manifest, prefix: &str) -> bool {
+    let under = |p: &str| {
+        p.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|r| {
+                !r.is_empty()
+                    && !r.contains('\0')
+                    && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            })
+    };
+    let scope_paths = [
+        m.mount_point.clone(),
+        m.symlink.clone(),
+        m.users_mount_point(),
+        m.users_symlink(),
+        m.state_dir().to_owned(),
+    ];
+    scope_paths
+        .iter()
+        .all(|p| under(p) && under(paths_parent(p)))
+        && m.secrets.iter().all(|s| under(&s.path))
+        && m.templates.iter().all(|t| under(&t.path))
+}
+
+fn paths_parent(p: &str) -> &str {
+    &p[..p.rfind('/').unwrap_or(0)]
+}
+
+/// Runs `work` on another thread and fails if it takes longer than `limit`
+/// (an in-process hang), naming the phase.
+fn within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            t.join().unwrap();
+            v
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no result within {limit:?} (a hang)")
+        }
+        Err(_) => match t.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!(),
+        },
+    }
+}
+
+/// A bounded, seeded mutational fuzz of what deploy reads: the manifest
+/// (every case through `Manifest::parse` + `validate` in-process; a share
+/// through the binary, when every path it could write lies under this
+/// test's private tmpfs) and the age sources (every case through the host
+/// identity in-process; a share through the binary). Asserted: no panic, no
+/// hang, only the documented exit codes 0–3, and after an error the
+/// previous generation and symlink — and every file — unchanged.
+/// `NIXSEAL_FUZZ_CASES` / `NIXSEAL_FUZZ_SEED` run more (docs/testing.md).
+#[test]
+fn fuzz_manifest_and_age_sources() {
+    use nixseal::manifest::{Manifest, Scope};
+    use support::mutate::{self, Rng};
+    let h = Host::new();
+    let n = mutate::cases(10_000);
+    let seed = mutate::seed(0x6e78_735f_6675_7a7a);
+    let bin_runs = (n / 20).max(1);
+    let started = std::time::Instant::now();
+
+    // Everything the binary may write lives on this tmpfs.
+    let fz = h.s("fz");
+    fs::create_dir(&fz).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        fz.as_str(),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .unwrap();
+    let custom_dir = format!("{fz}/etc");
+    let mut c = h.secret("copied", "copied-plain", "nxs-alice", "nxs-grp", "0400");
+    c["path"] = format!("{custom_dir}/copied").into();
+    c["symlink"] = false.into();
+    let mut l = h.secret("linked", "linked-plain", "root", "root", "0400");
+    l["path"] = format!("{custom_dir}/linked").into();
+    let mut u = h.secret("users-pw", "$6$x", "root", "root", "0400");
+    u["neededForUsers"] = true.into();
+    u["path"] = format!("{fz}/run/nixseal-for-users/users-pw").into();
+    let mut plain = h.secret("plain", "plain-text", "nxs-bob", "nxs-other", "0440");
+    plain["restartUnits"] = json!(["x.service"]);
+    let mut t = h.template(
+        "t",
+        "A={{nixseal:plain}} B={{nixseal:copied}}\n",
+        "root",
+        "root",
+        "0400",
+    );
+    t["path"] = format!("{custom_dir}/t").into();
+    let mut base = h.manifest_value(vec![plain.clone(), c, l, u], vec![t], 2);
+    base["mountPoint"] = format!("{fz}/run/nixseal.d").into();
+    base["symlink"] = format!("{fz}/run/nixseal").into();
+    base["stateDir"] = format!("{fz}/var/lib/nixseal").into();
+    let base_bytes = serde_json::to_vec_pretty(&base).unwrap();
+    let base_path = h.write_manifest(&base);
+    let sl = format!("{fz}/run/nixseal");
+    let deploy_base = |h: &Host| {
+        let out = h.deploy_within(&base_path, &[], Duration::from_secs(60));
+        assert!(out.status.success(), "baseline: {}", stderr(&out));
+    };
+    deploy_base(&h);
+    let snap = |_: &Host| -> Snapshot {
+        let active = fs::read_link(&sl).unwrap().to_str().unwrap().to_owned();
+        (active, snapshot_dirs(&[&sl, &custom_dir]))
+    };
+    let mut before = snap(&h);
+
+    // 1. Manifests in-process: parse + validate (both scopes) + warnings.
+    let accounts = nixseal::activate::users::Accounts::load_system().unwrap();
+    let parsed = {
+        let (bytes, accounts) = (base_bytes.clone(), accounts.clone());
+        within(
+            "manifest parse/validate",
+            Duration::from_secs(120),
+            move || {
+                let mut ok = 0usize;
+                for i in 0..n {
+                    let mut rng = Rng::new(seed.wrapping_add(i as u64));
+                    let case = mutate::mutate(&mut rng, &bytes);
+                    let r = std::panic::catch_unwind(|| {
+                        let p = Path::new("fuzzed.json");
+                        let m = Manifest::parse(p, &case).ok()?;
+                        let valid = m.validate(p, &accounts, Scope::Main).is_ok();
+                        let _ = m.validate(p, &accounts, Scope::Users);
+                        let _ = m.warnings(Scope::Main);
+                        valid.then_some(())
+                    });
+                    match r {
+                        Ok(valid) => ok += usize::from(valid.is_some()),
+                        Err(_) => panic!(
+                            "manifest case {i} (seed {seed}) panicked: {}",
+                            String::from_utf8_lossy(&case)
+                        ),
+                    }
+                }
+                ok
+            },
+        )
+    };
+
+    // 2. Manifests through the binary.
+    let (mut ran, mut skipped) = (0, 0);
+    for i in 0..bin_runs {
+        let mut rng = Rng::new(seed.wrapping_add(1 << 32).wrapping_add(i as u64));
+        let case = mutate::mutate(&mut rng, &base_bytes);
+        match Manifest::parse(Path::new("x"), &case) {
+            Ok(m) if !writes_only_under(&m, &fz) => {
+                skipped += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let p = h.p(&format!("fuzz-{i}.json"));
+        fs::write(&p, &case).unwrap();
+        let args: &[&str] = match rng.below(4) {
+            0 => &["--users"],
+            1 => &["--dry-run"],
+            2 => &["--no-restart"],
+            _ => &[],
+        };
+        let out = h.deploy_within(&p, args, Duration::from_secs(60));
+        ran += 1;
+        let code = out.status.code();
+        let ctx = || {
+            format!(
+                "manifest case {i} (seed {seed}, {args:?}): {:?}\n{}\n--- input:\n{}",
+                out.status,
+                stderr(&out),
+                String::from_utf8_lossy(&case)
+            )
+        };
+        assert!(matches!(code, Some(0..=3)), "undocumented exit: {}", ctx());
+        let switched = code == Some(0) || stderr(&out).contains("is active, but");
+        if switched {
+            deploy_base(&h);
+            before = snap(&h);
+        } else {
+            assert_eq!(snap(&h), before, "state changed after an error: {}", ctx());
+        }
+    }
+
+    // 3. Age sources: in-process through the host identity, then a share
+    // through the binary.
+    let src = base["secrets"][0]["source"].as_str().unwrap().to_owned();
+    let good_age = fs::read(&src).unwrap();
+    let key = h.key.clone();
+    {
+        let good_age = good_age.clone();
+        within("age decrypt", Duration::from_secs(120), move || {
+            let id = nixseal::identity::host::load(&key).unwrap();
+            for i in 0..n {
+                let mut rng = Rng::new(seed.wrapping_add(2 << 32).wrapping_add(i as u64));
+                let case = mutate::mutate(&mut rng, &good_age);
+                let r = std::panic::catch_unwind(|| {
+                    let _ = nixseal::crypto::decrypt(&case, &[&id as &dyn nixseal::age::Identity]);
+                });
+                assert!(r.is_ok(), "age case {i} (seed {seed}) panicked");
+            }
+        });
+    }
+    for i in 0..bin_runs {
+        let mut rng = Rng::new(seed.wrapping_add(3 << 32).wrapping_add(i as u64));
+        let case = mutate::mutate(&mut rng, &good_age);
+        let fsrc = h.p(&format!("src/fuzz-{i}.age"));
+        fs::write(&fsrc, &case).unwrap();
+        let mut v = base.clone();
+        v["secrets"][0]["source"] = fsrc.to_str().unwrap().into();
+        let p = h.write_manifest(&v);
+        let out = h.deploy_within(&p, &[], Duration::from_secs(60));
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0..=3)),
+            "age case {i} (seed {seed}): {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        if code == Some(0) {
+            deploy_base(&h);
+            before = snap(&h);
+        } else {
+            assert_eq!(
+                snap(&h),
+                before,
+                "age case {i} (seed {seed}) changed state: {}",
+                stderr(&out)
+            );
+        }
+    }
+    eprintln!(
+        "fuzz: {n} manifests in-process ({parsed} valid), {ran} through the binary ({skipped} skipped: a path outside the sandbox), {n} age files in-process, {bin_runs} through the binary; seed {seed}; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn snapshot_dirs(dirs: &[&str]) -> Vec<(String, Vec<u8>, u32, u32, u32)> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        let mut names: Vec<String> = match fs::read_dir(dir) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect(),
+            Err(_) => continue,
+        };
+        names.sort();
+        for e in names {
+            let p = format!("{dir}/{e}");
+            let (c, u, g, m) = file_state(&p);
+            files.push((p, c, u, g, m));
+        }
+    }
+    files
 }

@@ -376,8 +376,10 @@ pub(super) fn clean_temps(records: &[Placed]) {
 
 /// What became of a path that left the configuration.
 pub(super) enum Departed {
-    /// Removed (or already gone).
+    /// Removed.
     Removed,
+    /// Nothing was there any more.
+    Gone,
     /// Something else is there now: left alone, record dropped.
     LeftAlone(There),
     /// Removing failed: the record is kept for the next deploy.
@@ -390,11 +392,24 @@ pub(super) fn remove_departed(record: &Placed, failures: &mut Vec<FinishFailure>
     let (parent, base) = paths::split(&record.path);
     let dir = match paths::open_dir(parent, false, Trust::NotWorldWritable) {
         Ok(d) => d,
-        // The directory is gone or unusable: nothing of ours is reachable.
-        Err(_) => return Departed::Removed,
+        // The directory is gone: so is what nixseal put in it.
+        Err(paths::PathError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Departed::Gone
+        }
+        // Unusable now (a symlink, writable by others): keep the record
+        // and say so; the next deploy tries again.
+        Err(e) => {
+            failures.push(FinishFailure::Stale {
+                path: record.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            });
+            return Departed::Failed;
+        }
     };
     match switch::remove_if_ours(&dir, base, &|t| ours(Some(record), None, t)) {
-        Ok(There::Absent) => Departed::Removed,
+        Ok(There::Absent) => Departed::Gone,
         Ok(t) if ours(Some(record), None, &t) => Departed::Removed,
         Ok(t) => Departed::LeftAlone(t),
         Err(source) => {
