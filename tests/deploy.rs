@@ -2576,6 +2576,32 @@ fn state_goes_to_var_lib_nixseal_by_default() {
     assert_eq!(code(&out), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("is unusable"), "{}", stderr(&out));
     umount("/var/lib");
+
+    // A damaged record stops a deploy before anything is mounted.
+    let h2 = Host::new();
+    let sd = h2.state_dir();
+    fs::create_dir_all(&sd).unwrap();
+    let name = nixseal::activate::state::file_name(&h2.mount_point());
+    fs::write(
+        format!("{sd}/{name}"),
+        r#"{"version":1,"mountPoint":"/elsewhere"}"#,
+    )
+    .unwrap();
+    let out = h2.deploy(
+        &h2.manifest(vec![h2.secret("s", "x", "root", "root", "0400")], vec![], 1),
+        &[],
+    );
+    assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to mount point"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        mount_line(&h2.mount_point()).is_empty(),
+        "mounted despite the error"
+    );
+    assert!(!h2.p("run/nixseal").exists());
 }
 
 /// Issue 10.6: a restart is never lost — neither to a kill after the

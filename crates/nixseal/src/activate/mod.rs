@@ -391,6 +391,10 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     let _lock = lock::acquire(&mount_point)?;
     fault::point("after-lock");
 
+    // The records of earlier deploys (custom paths, restarts owed): a
+    // damaged record stops the deploy before anything is mounted.
+    let (mut store, old_state) = state::Store::open(m.state_dir(), &mount_point)?;
+
     // 3. Mount point and the symlink's directory.
     let (mount_fd, state) = mount::ensure(&mount_point)?;
     report.mounted = state == mount::MountState::Mounted;
@@ -403,9 +407,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     })?;
     check_stable_link(&link_dir, link_base, &symlink, &mount_point)?;
 
-    // The records of earlier deploys (custom paths, restarts owed), and
-    // what a crash may have left next to the paths they name.
-    let (mut store, old_state) = state::Store::open(m.state_dir(), &mount_point)?;
+    // What a crash may have left next to the paths the records name.
     place::clean_temps(&old_state.placed);
     fault::point("after-mount");
 

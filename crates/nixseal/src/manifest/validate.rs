@@ -909,6 +909,101 @@ mod tests {
     }
 
     #[test]
+    fn world_accessible_modes_warn() {
+        let mut m = good();
+        assert_eq!(m.warnings(Scope::Main), vec![]);
+        m.secrets[0].mode = "0444".into();
+        m.templates[0].mode = "0602".into();
+        let w: Vec<String> = m
+            .warnings(Scope::Main)
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("secret \"db-password\" has mode \"0444\"")
+                && w[0].contains("can read it"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("template \"app.env\"") && w[1].contains("can write it"),
+            "{w:?}"
+        );
+        // The users run installs only neededForUsers secrets, no templates.
+        assert_eq!(m.warnings(Scope::Users), vec![]);
+        for (mode, warns) in [
+            ("0004", true),
+            ("0001", true),
+            ("0777", true),
+            ("0440", false),
+            ("0070", false),
+        ] {
+            m.secrets[0].mode = mode.into();
+            m.templates[0].mode = "0400".into();
+            assert_eq!(!m.warnings(Scope::Main).is_empty(), warns, "{mode}");
+        }
+    }
+
+    #[test]
+    fn locations_system_dirs_and_lengths() {
+        let e = Extra {
+            last: TEMP_EXTRA,
+            total: TEMP_EXTRA,
+        };
+        assert!(check_location("/etc/app/pw", e).is_ok());
+        for bad in [
+            "/",
+            "/run",
+            "/etc",
+            "/var/lib",
+            "/home",
+            "/proc/1",
+            "/sys/x",
+            "/dev/shm/x",
+        ] {
+            assert!(check_location(bad, e).is_err(), "{bad}");
+        }
+        let ok = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA));
+        assert!(check_location(&ok, e).is_ok());
+        let long = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA + 1));
+        assert!(check_location(&long, e).unwrap_err().contains("255 bytes"));
+        let comp = format!("/etc/{}/x", "x".repeat(NAME_MAX + 1));
+        assert!(check_location(&comp, e)
+            .unwrap_err()
+            .contains("component of 256 bytes"));
+        let deep = "/a".repeat(PATH_MAX / 2);
+        assert!(check_location(&deep, e).unwrap_err().contains("PATH_MAX"));
+    }
+
+    #[test]
+    fn nixseal_own_names_are_reserved() {
+        let collide = |m: &Manifest| {
+            problems(m, Scope::Main)
+                .iter()
+                .any(|p| p.to_string().contains("collide"))
+        };
+        let mut m = good();
+        assert!(!collide(&m));
+        m.secrets[0].path = "/run/.nixseal.d.lock".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/run/.nixseal-for-users.d.lock".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/run/.nixseal.nixseal-new".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/etc/a".into();
+        m.templates[0].path = "/etc/.a.nixseal-tmp".into();
+        assert!(collide(&m));
+        m.templates[0].path = "/run/nixseal/app.env".into();
+        m.state_dir = Some("/run/.nixseal.d.lock".into());
+        assert!(collide(&m));
+        m.state_dir = Some("/var/lib/nixseal".into());
+        m.secrets[0].path = "/var/lib/nixseal/x".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("overlap")));
+    }
+
+    #[test]
     fn template_placeholders() {
         assert_eq!(
             placeholders("a{{nixseal:x}}b{{nixseal:y}}").unwrap(),
