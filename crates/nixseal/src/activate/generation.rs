@@ -201,7 +201,9 @@ pub fn same_file<Fd: AsFd>(
         return false;
     }
     let mut f = std::fs::File::from(fd);
-    let mut chunk = Zeroizing::new([0u8; 8192]);
+    // No bigger than the secret: most are a few bytes, and the buffer is
+    // wiped when dropped.
+    let mut chunk = Zeroizing::new(vec![0u8; (content.len() + 1).min(8192)]);
     let mut at = 0;
     loop {
         let n = match f.read(&mut chunk[..]) {
