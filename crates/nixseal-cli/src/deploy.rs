@@ -11,7 +11,8 @@ use crate::ui;
 /// Exit codes of `nixseal deploy` (also in docs/deploy.md).
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 a secret (or a step after the switch) failed, \
 the previous generation is kept if the switch did not happen; 2 bad manifest or usage, nothing \
-touched; 3 environment (mount point, lock, host key, /etc/passwd).";
+touched; 3 environment (mount point, lock, host key, /etc/passwd, state directory, an existing \
+file where the symlink goes), nothing switched.";
 
 /// Decrypt this host's secrets from its manifest into a new generation and switch to it.
 #[derive(Debug, Args)]
@@ -39,8 +40,16 @@ pub fn run(args: DeployArgs) -> ExitCode {
         no_restart: args.no_restart,
         users: args.users,
     };
+    // Plaintext in this process's memory stays out of swap where the kernel
+    // lets us lock it (root has CAP_IPC_LOCK); see docs/threat-model.md.
+    if let Err(e) = activate::lock_memory() {
+        eprintln!("nixseal: warning: cannot lock memory ({e}); decrypted secrets may be swapped out while deploy runs");
+    }
     match activate::deploy(&args.manifest, &opts) {
         Ok(r) => {
+            for w in &r.warnings {
+                eprintln!("nixseal: warning: {w}");
+            }
             if args.dry_run {
                 eprintln!(
                     "nixseal: dry run: {} secret(s) decrypt and {} template(s) render; nothing written",
@@ -53,6 +62,9 @@ pub fn run(args: DeployArgs) -> ExitCode {
         }
         Err(e) => {
             if let DeployError::Finish { report: r, .. } = &e {
+                for w in &r.warnings {
+                    eprintln!("nixseal: warning: {w}");
+                }
                 report(r);
             }
             eprintln!("nixseal deploy: error: {e}");
@@ -60,9 +72,13 @@ pub fn run(args: DeployArgs) -> ExitCode {
                 DeployError::Manifest(_) | DeployError::Source { .. } => {
                     Some("nothing was touched; fix the configuration and rebuild")
                 }
-                DeployError::Secrets { .. } | DeployError::Generation { .. } => {
-                    Some("the previous generation is still active")
-                }
+                DeployError::Secrets { .. }
+                | DeployError::Generation { .. }
+                | DeployError::Placement { .. }
+                | DeployError::Occupied { .. }
+                | DeployError::Mount(_)
+                | DeployError::Lock(_)
+                | DeployError::State(_) => Some("the previous generation is still active"),
                 _ => None,
             };
             if let Some(h) = hint {
@@ -93,6 +109,15 @@ fn report(r: &activate::DeployReport) {
         eprintln!("nixseal: no previous generation: every secret is new");
     } else if !r.changed.is_empty() {
         eprintln!("nixseal: changed: {}", r.changed.join(" "));
+    }
+    for p in &r.removed {
+        eprintln!("nixseal: removed {p} (no longer configured)");
+    }
+    for p in &r.left_alone {
+        eprintln!("nixseal: warning: left alone (no longer configured, but not what nixseal placed there): {p}");
+    }
+    if !r.owed.is_empty() {
+        eprintln!("nixseal: owed by an earlier deploy: {}", r.owed.join(" "));
     }
     if !r.restarted.is_empty() {
         eprintln!("nixseal: restarted: {}", r.restarted.join(" "));

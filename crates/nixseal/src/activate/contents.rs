@@ -38,19 +38,24 @@ pub(super) fn read_source(s: &Secret) -> Result<Vec<u8>, DeployError> {
         path: PathBuf::from(&s.source),
         reason,
     };
-    let bytes = std::fs::read(&s.source).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            err("does not exist (rebuild the host; if the rekeyed file is missing, run `nix run .#renc`)".into())
-        } else {
-            err(e.to_string())
-        }
-    })?;
+    // A regular file of bounded size only: a FIFO, a device or a sparse
+    // giant is refused before anything is read or allocated.
+    let bytes = crate::fsutil::read_regular(Path::new(&s.source), crate::fsutil::MAX_FILE)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                err("does not exist (rebuild the host; if the rekeyed file is missing, run `nix run .#renc`)".into())
+            } else {
+                err(e.to_string())
+            }
+        })?;
     if !bytes.starts_with(b"age-encryption.org/v1\n") {
         return Err(err(
             "is not a binary age file (expected the `age-encryption.org/v1` header written by `nixseal renc`)".into(),
         ));
     }
-    Ok(bytes)
+    // Ciphertext is not secret: take the buffer out rather than copy it.
+    let mut bytes = bytes;
+    Ok(std::mem::take(&mut *bytes))
 }
 
 pub(super) fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<HostIdentity>, HostKeyError> {
@@ -161,7 +166,30 @@ pub(super) fn render(
     content: &str,
     secrets: &HashMap<&str, &[u8]>,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
-    let mut out = Zeroizing::new(Vec::with_capacity(content.len()));
+    // Sized first and allocated once: growing the buffer would leave
+    // unwiped copies of the plaintext in freed memory.
+    let mut len = 0usize;
+    let mut rest = content;
+    while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
+        let after = &rest[i + manifest::PLACEHOLDER_OPEN.len()..];
+        let end = after
+            .find(manifest::PLACEHOLDER_CLOSE)
+            .ok_or("unterminated placeholder")?;
+        let name = &after[..end];
+        let value = secrets
+            .get(name)
+            .ok_or_else(|| format!("placeholder names unknown secret {name:?}"))?;
+        len += i + value.len();
+        rest = &after[end + manifest::PLACEHOLDER_CLOSE.len()..];
+    }
+    len += rest.len();
+    if len as u64 > crate::fsutil::MAX_FILE {
+        return Err(format!(
+            "renders to {len} bytes, more than the {} bytes nixseal writes",
+            crate::fsutil::MAX_FILE
+        ));
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(len));
     let mut rest = content;
     while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
         out.extend_from_slice(&rest.as_bytes()[..i]);
@@ -177,6 +205,7 @@ pub(super) fn render(
         rest = &after[end + manifest::PLACEHOLDER_CLOSE.len()..];
     }
     out.extend_from_slice(rest.as_bytes());
+    debug_assert_eq!(out.len(), len);
     Ok(out)
 }
 

@@ -11,12 +11,15 @@ pub const POINTS: &[&str] = &[
     "after-tmp-created",
     "mid-decrypt",
     "after-tmp-complete",
+    "after-record",
+    "after-copies",
     "after-rename",
     "after-temp-symlink",
     "after-switch",
     "after-paths",
     "mid-prune",
     "after-prune",
+    "after-units",
 ];
 
 /// The environment variable naming the fault point to die at.

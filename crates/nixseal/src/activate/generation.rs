@@ -1,10 +1,16 @@
 //! Generation directories `<mountPoint>/<n>` and their temporaries `<n>.tmp`.
 //!
 //! Generation numbers come from the directory listing (the highest present,
-//! temporaries included, plus one), never from a counter file.
+//! temporaries included, plus one), never from a counter file. Only names
+//! nixseal creates count: a decimal number without a leading zero of at most
+//! [`GENERATION_MAX`] (12 digits — at ten deploys a second, 3000 years). A
+//! foreign or absurd name such as `18446744073709551615` is another entry,
+//! left alone; it never steers, wraps or blocks the numbering. If the highest
+//! generation already is [`GENERATION_MAX`] (someone made it by hand), the
+//! lowest free number is used instead, so a deploy is never blocked.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +18,10 @@ use rustix::fs::{
     fchmod, fchown, fstat, openat, readlinkat, statat, unlinkat, AtFlags, Dir, FileType, Gid, Mode,
     OFlags, Uid,
 };
+use zeroize::Zeroizing;
+
+/// The highest generation number nixseal creates or recognises.
+pub const GENERATION_MAX: u64 = 999_999_999_999;
 
 /// An entry of the mount point's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +37,13 @@ pub enum Entry {
 /// Classifies a name in the mount point's root.
 pub fn classify(name: &str) -> Entry {
     let num = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0'))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+        (!s.is_empty()
+            && s.len() <= 12
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !s.starts_with('0'))
+        .then(|| s.parse::<u64>().ok())
+        .flatten()
+        .filter(|n| (1..=GENERATION_MAX).contains(n))
     };
     if let Some(n) = num(name) {
         return Entry::Generation(n);
@@ -54,17 +68,25 @@ pub fn list(dir: &OwnedFd) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// The next generation number.
+/// The next generation number: one more than the highest in use, or — only
+/// when that would pass [`GENERATION_MAX`] — the lowest free one.
 pub fn next_number(entries: &[Entry]) -> u64 {
-    entries
+    let used: std::collections::HashSet<u64> = entries
         .iter()
         .filter_map(|e| match e {
             Entry::Generation(n) | Entry::Tmp(n) => Some(*n),
             Entry::Other(_) => None,
         })
-        .max()
-        .unwrap_or(0)
-        + 1
+        .collect();
+    let max = used.iter().copied().max().unwrap_or(0);
+    match max.checked_add(1) {
+        Some(n) if n <= GENERATION_MAX => n,
+        // At most `used.len()` numbers are taken, so one of the first
+        // `used.len() + 1` is free.
+        _ => (1..=GENERATION_MAX)
+            .find(|n| !used.contains(n))
+            .unwrap_or(1),
+    }
 }
 
 /// The generation `symlink` points to, if it is `<mount_point>/<n>`.
@@ -125,6 +147,20 @@ pub fn write_new_file<Fd: AsFd>(
     mode: u32,
     content: &[u8],
 ) -> io::Result<()> {
+    let mut f = create_file(dir, name, uid, gid, mode)?;
+    f.write_all(content)?;
+    Ok(())
+}
+
+/// Creates `dir/name` exclusively (never through a symlink) with no access
+/// for anyone, then sets its owner and mode: ready for plaintext.
+pub fn create_file<Fd: AsFd>(
+    dir: Fd,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> io::Result<std::fs::File> {
     let fd = openat(
         dir,
         name,
@@ -133,12 +169,12 @@ pub fn write_new_file<Fd: AsFd>(
     )?;
     fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
     fchmod(&fd, Mode::from_raw_mode(mode))?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(content)?;
-    Ok(())
+    Ok(std::fs::File::from(fd))
 }
 
 /// A previous file: owner, group, mode and whether its bytes equal `content`.
+/// Compared in small wiped chunks: no copy of the old plaintext outlives the
+/// call, and a file that grows meanwhile is simply "changed".
 pub fn same_file<Fd: AsFd>(
     dir: Fd,
     name: &str,
@@ -147,11 +183,10 @@ pub fn same_file<Fd: AsFd>(
     mode: u32,
     content: &[u8],
 ) -> bool {
-    use std::io::Read;
     let Ok(fd) = openat(
         dir,
         name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
         return false;
@@ -165,12 +200,25 @@ pub fn same_file<Fd: AsFd>(
     {
         return false;
     }
-    let mut old = zeroize::Zeroizing::new(Vec::with_capacity(content.len()));
     let mut f = std::fs::File::from(fd);
-    if f.read_to_end(&mut old).is_err() {
-        return false;
+    // No bigger than the secret: most are a few bytes, and the buffer is
+    // wiped when dropped.
+    let mut chunk = Zeroizing::new(vec![0u8; (content.len() + 1).min(8192)]);
+    let mut at = 0;
+    loop {
+        let n = match f.read(&mut chunk[..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        if n == 0 {
+            return at == content.len();
+        }
+        if at + n > content.len() || chunk[..n] != content[at..at + n] {
+            return false;
+        }
+        at += n;
     }
-    old.as_slice() == content
 }
 
 /// How long a replaced generation survives at least: a reader that resolved
@@ -263,6 +311,29 @@ mod tests {
     #[test]
     fn classifies_names() {
         assert_eq!(classify("12"), Entry::Generation(12));
+        // Absurd numbers are not generations: they never wrap the counter.
+        for absurd in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "1000000000000",
+            "0",
+            "0.tmp",
+        ] {
+            assert_eq!(classify(absurd), Entry::Other(absurd.into()), "{absurd}");
+        }
+        assert_eq!(classify("999999999999"), Entry::Generation(GENERATION_MAX));
+        assert_eq!(
+            next_number(&[
+                Entry::Generation(GENERATION_MAX),
+                Entry::Generation(1),
+                Entry::Tmp(2)
+            ]),
+            3
+        );
+        assert_eq!(
+            next_number(&[Entry::Other("18446744073709551615".into())]),
+            1
+        );
         assert_eq!(classify("12.tmp"), Entry::Tmp(12));
         assert_eq!(classify("012"), Entry::Other("012".into()));
         assert_eq!(classify(".tmp"), Entry::Other(".tmp".into()));

@@ -3,6 +3,14 @@
 //! Held for the whole run; a second deploy blocks until the first finishes,
 //! then runs. The kernel drops the lock when the process dies (kill -9
 //! included), so there is no stale lock to clean up.
+//!
+//! Nobody but root can take or plant it: its directory must be root-only
+//! (not writable by others, not even with the sticky bit, so no one can
+//! create the name first), and the file itself is root's with mode 0600 —
+//! `flock` works on any descriptor, so a file others could open would let
+//! them hold the lock forever. A lock file that is not exactly that is
+//! refused, never used. Manifest validation keeps every path nixseal writes
+//! away from the lock (see `manifest::lock_path`).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -35,11 +43,13 @@ pub enum LockError {
         #[source]
         source: io::Error,
     },
-    /// Something other than a root-owned regular file is at the lock path.
-    #[error("lock file {path} is not a root-owned regular file; remove it")]
+    /// Something other than a root-owned 0600 regular file is at the lock path.
+    #[error("lock file {path} is {what}, not a regular file only root can open (owner root, mode 0600); another user could hold the lock — remove it (`rm {path}`) and deploy again")]
     NotAFile {
         /// The lock file.
         path: String,
+        /// What is there.
+        what: String,
     },
 }
 
@@ -53,12 +63,7 @@ pub struct DeployLock {
 
 /// The lock file path guarding `mount_point`.
 pub fn lock_path(mount_point: &str) -> String {
-    let (parent, base) = paths::split(mount_point);
-    if parent == "/" {
-        format!("/.{base}.lock")
-    } else {
-        format!("{parent}/.{base}.lock")
-    }
+    crate::manifest::lock_path(mount_point)
 }
 
 /// Takes the lock for `mount_point`, waiting for a running deploy to finish.
@@ -80,13 +85,20 @@ pub fn acquire(mount_point: &str) -> Result<DeployLock, LockError> {
     let fd = openat(
         &pfd,
         format!(".{base}.lock").as_str(),
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(io("open"))?;
     let st = fstat(&fd).map_err(io("stat"))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != 0 {
-        return Err(LockError::NotAFile { path });
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let mode = st.st_mode & 0o7777;
+    if ft != FileType::RegularFile || st.st_uid != 0 || mode & 0o077 != 0 {
+        let what = if ft != FileType::RegularFile {
+            "not a regular file".to_owned()
+        } else {
+            format!("owned by uid {} with mode {mode:04o}", st.st_uid)
+        };
+        return Err(LockError::NotAFile { path, what });
     }
     flock(&fd, FlockOperation::LockExclusive).map_err(io("lock"))?;
     Ok(DeployLock { _fd: fd, path })

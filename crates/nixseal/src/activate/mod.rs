@@ -6,13 +6,17 @@
 //!
 //! Invariant: whenever the process dies, `symlink` points to one complete
 //! generation; every file is owned and moded before its plaintext is written;
-//! nothing under the mount point is reached through a symlink.
+//! nothing under the mount point is reached through a symlink; nothing
+//! outside the ramfs that nixseal did not create is replaced or deleted; and
+//! what must survive a crash or a reboot (custom paths placed, restarts
+//! owed) is recorded in the state directory before it is needed.
 //!
 //! Where each step lives: [`deploy`] here runs them in order and owns the
 //! errors; [`lock`], [`mount`] and [`paths`] (steps 2–3 and safe directory
 //! walking), `contents` (step 5: read, decrypt, write, render), [`switch`]
-//! and `place` (step 6), [`generation`] (numbering, creation, pruning: 7),
-//! [`units`] (step 8), [`users`] (accounts), [`fault`] (test-only kill points).
+//! and `place` (step 6), [`state`] (the persistent records), [`generation`]
+//! (numbering, creation, pruning: 7), [`units`] (step 8), [`users`]
+//! (accounts), [`fault`] (test-only kill points).
 
 mod contents;
 pub mod fault;
@@ -21,11 +25,12 @@ pub mod lock;
 pub mod mount;
 pub mod paths;
 mod place;
+pub mod state;
 pub mod switch;
 pub mod units;
 pub mod users;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -33,14 +38,41 @@ use rayon::prelude::*;
 use rustix::fs::{fchmod, mkdirat, renameat, Mode};
 
 use crate::identity::host::HostKeyError;
-use crate::manifest::{self, Manifest, ManifestError, Scope, Template};
+use crate::manifest::{self, Manifest, ManifestError, Scope, Template, Warning};
 use contents::{build, load_keys, read_source, Item};
 use paths::{PathError, Trust};
-use place::{place_paths, planned_placements, remove_stale, Metadata};
+use place::Departed;
+use state::{Placed, State, StateError};
+use switch::There;
 use users::{Accounts, AccountsError};
 
 pub use generation::PRUNE_GRACE;
 pub use place::METADATA;
+
+/// Keeps this process's memory out of swap (`mlockall` with
+/// `MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT`: pages are locked as they are
+/// touched, nothing is pre-faulted). Deploy holds every secret of the host in
+/// memory for a moment; the ramfs is never swapped, and with this neither are
+/// the buffers. Only done with `CAP_IPC_LOCK` (root has it) or an unlimited
+/// `RLIMIT_MEMLOCK`: under a finite limit, `MCL_FUTURE` would make later
+/// allocations fail. Otherwise an error says why; the caller decides whether
+/// that is fatal (the CLI warns and goes on).
+pub fn lock_memory() -> io::Result<()> {
+    use rustix::mm::{mlockall, MlockAllFlags};
+    use rustix::process::{getrlimit, Resource};
+    use rustix::thread::{capabilities, CapabilitySet};
+    let capable = capabilities(None)
+        .map(|c| c.effective.contains(CapabilitySet::IPC_LOCK))
+        .unwrap_or(false);
+    if !capable && getrlimit(Resource::Memlock).current.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "no CAP_IPC_LOCK and a finite RLIMIT_MEMLOCK",
+        ));
+    }
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .map_err(Into::into)
+}
 
 /// What `nixseal deploy` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +112,16 @@ pub struct DeployReport {
     pub pruned: Vec<u64>,
     /// Whether this nixseal mounted the ramfs in this run.
     pub mounted: bool,
+    /// Things done as asked that the operator should know about.
+    pub warnings: Vec<Warning>,
+    /// Custom paths of earlier deploys, no longer configured, removed.
+    pub removed: Vec<String>,
+    /// Custom paths of earlier deploys that now hold something nixseal did
+    /// not put there: left alone (`path: what`).
+    pub left_alone: Vec<String>,
+    /// Units restarted or reloaded although their secrets did not change
+    /// now: an earlier deploy owed them (killed, or systemctl failed).
+    pub owed: Vec<String>,
 }
 
 /// How a deploy error maps to the documented exit codes.
@@ -137,9 +179,12 @@ pub enum FinishFailure {
         #[source]
         source: io::Error,
     },
-    /// systemctl failed.
-    #[error(transparent)]
+    /// systemctl failed; the units are retried by the next deploy.
+    #[error("{0} (the next deploy tries again)")]
     Units(#[from] units::UnitsError),
+    /// The final records could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Why a deploy failed.
@@ -180,6 +225,24 @@ pub enum DeployError {
     /// A host key could not be loaded.
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    /// The state directory or file is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Something nixseal did not create is where the stable symlink goes.
+    #[error("symlink {path} holds {what}, which nixseal did not create; nixseal never replaces it — move it away, or choose another symlink")]
+    Occupied {
+        /// The symlink path.
+        path: String,
+        /// What is there.
+        what: String,
+    },
+    /// Custom paths that cannot be placed; found before the switch, so the
+    /// previous generation is still active.
+    #[error("{} cannot be placed; nothing was switched, previous generation kept:{}", count(failures.len(), "custom path"), bullets(failures))]
+    Placement {
+        /// Every failure.
+        failures: Vec<SecretFailure>,
+    },
     /// One or more secrets failed; the temporary generation was removed and
     /// the previous generation is still active.
     #[error("{} failed; previous generation kept:{}", count(failures.len(), "secret"), bullets(failures))]
@@ -232,8 +295,11 @@ impl DeployError {
             | DeployError::Lock(_)
             | DeployError::Mount(_)
             | DeployError::Location { .. }
-            | DeployError::HostKey(_) => ErrorClass::Environment,
+            | DeployError::HostKey(_)
+            | DeployError::State(_)
+            | DeployError::Occupied { .. } => ErrorClass::Environment,
             DeployError::Secrets { .. }
+            | DeployError::Placement { .. }
             | DeployError::Generation { .. }
             | DeployError::Finish { .. } => ErrorClass::Failed,
         }
@@ -307,6 +373,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         symlink: symlink.clone(),
         secrets: items.iter().filter(|i| i.install).count(),
         templates: templates.len(),
+        warnings: m.warnings(scope),
         ..DeployReport::default()
     };
 
@@ -324,6 +391,10 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     let _lock = lock::acquire(&mount_point)?;
     fault::point("after-lock");
 
+    // The records of earlier deploys (custom paths, restarts owed): a
+    // damaged record stops the deploy before anything is mounted.
+    let (mut store, old_state) = state::Store::open(m.state_dir(), &mount_point)?;
+
     // 3. Mount point and the symlink's directory.
     let (mount_fd, state) = mount::ensure(&mount_point)?;
     report.mounted = state == mount::MountState::Mounted;
@@ -334,6 +405,10 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
             source,
         }
     })?;
+    check_stable_link(&link_dir, link_base, &symlink, &mount_point)?;
+
+    // What a crash may have left next to the paths the records name.
+    place::clean_temps(&old_state.placed);
     fault::point("after-mount");
 
     // 5. Build <n>.tmp.
@@ -369,13 +444,20 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     let tmp_path = format!("{mount_point}/{tmp_name}");
     mkdirat(&mount_fd, tmp_name.as_str(), Mode::from_raw_mode(0o700))
         .map_err(gen_err("create", &tmp_path))?;
-    let tmp_fd = paths::open_dir_at(&mount_fd, &tmp_name, &tmp_path).map_err(|e| {
-        DeployError::Generation {
-            op: "open",
-            path: tmp_path.clone(),
-            source: io::Error::other(e.to_string()),
+    let remove_tmp = || {
+        let _ = generation::remove_tree(&mount_fd, &tmp_name);
+    };
+    let tmp_fd = match paths::open_dir_at(&mount_fd, &tmp_name, &tmp_path) {
+        Ok(fd) => fd,
+        Err(e) => {
+            remove_tmp();
+            return Err(DeployError::Generation {
+                op: "open",
+                path: tmp_path.clone(),
+                source: io::Error::other(e.to_string()),
+            });
         }
-    })?;
+    };
     fault::point("after-tmp-created");
     let prev_fd = previous.and_then(|p| {
         let name = p.to_string();
@@ -391,42 +473,149 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
             Some(&tmp_fd),
             prev_fd.as_ref(),
         )?;
-        let placed = planned_placements(&items, &templates, &symlink);
-        let meta = serde_json::to_vec(&Metadata {
-            version: 1,
-            placed: placed.clone(),
-        })
+        Ok::<_, DeployError>(built)
+    })();
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            drop(tmp_fd);
+            remove_tmp();
+            return Err(e);
+        }
+    };
+    let mut plans = place::plans(&items, &templates, &built, &symlink);
+    let finished = serde_json::to_vec(&place::metadata(&plans))
         .map_err(|e| io::Error::other(e.to_string()))
         .and_then(|json| generation::write_new_file(&tmp_fd, METADATA, 0, 0, 0o600, &json))
         .map_err(|source| DeployError::Generation {
             op: "write",
             path: format!("{tmp_path}/{METADATA}"),
             source,
+        })
+        .and_then(|()| {
+            fchmod(&tmp_fd, Mode::from_raw_mode(0o751)).map_err(gen_err("chmod", &tmp_path))
         });
-        meta?;
-        fchmod(&tmp_fd, Mode::from_raw_mode(0o751)).map_err(gen_err("chmod", &tmp_path))?;
-        Ok::<_, DeployError>((built, placed))
-    })();
-    let (built, placed) = match built {
-        Ok(b) => b,
-        Err(e) => {
-            drop(tmp_fd);
-            let _ = generation::remove_tree(&mount_fd, &tmp_name);
-            return Err(e);
-        }
-    };
     drop(tmp_fd);
+    if let Err(e) = finished {
+        remove_tmp();
+        return Err(e);
+    }
     fault::point("after-tmp-complete");
 
-    // 6. Rename, switch, place.
+    // 6a. Before switching: every custom path must be placeable.
+    let records: HashMap<&str, &Placed> = old_state
+        .placed
+        .iter()
+        .map(|r| (r.path.as_str(), r))
+        .collect();
+    let failures = place::precheck(&mut plans, &records);
+    if !failures.is_empty() {
+        remove_tmp();
+        return Err(DeployError::Placement { failures });
+    }
+
+    // Changes are known from the build (compared with the previous
+    // generation); restarts owed by earlier deploys are added, as long as
+    // a secret of this manifest still names the unit.
+    let changed: Vec<&Item> = items
+        .iter()
+        .zip(&built.secrets)
+        .filter(|(it, p)| it.install && p.changed)
+        .map(|(it, _)| it)
+        .collect();
+    report.changed = changed.iter().map(|i| i.secret.name.clone()).collect();
+    let listed: HashSet<&str> = items
+        .iter()
+        .filter(|i| i.install)
+        .flat_map(|i| i.secret.restart_units.iter().chain(&i.secret.reload_units))
+        .map(String::as_str)
+        .collect();
+    let owed = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|u| listed.contains(u.as_str()))
+            .cloned()
+            .collect()
+    };
+    let (owed_restart, owed_reload) = (
+        owed(&old_state.pending_restart),
+        owed(&old_state.pending_reload),
+    );
+    let (restart, reload) = units::plan(
+        owed_restart
+            .iter()
+            .chain(changed.iter().flat_map(|i| &i.secret.restart_units)),
+        owed_reload
+            .iter()
+            .chain(changed.iter().flat_map(|i| &i.secret.reload_units)),
+    );
+    let skip = if restart.is_empty() && reload.is_empty() {
+        None
+    } else if opts.no_restart {
+        Some("--no-restart")
+    } else if !units::systemd_running() {
+        Some("systemd is not running")
+    } else if units::early_boot() {
+        Some("the system is still booting")
+    } else {
+        None
+    };
+    let (pending_restart, pending_reload) = match skip {
+        None => (restart.clone(), reload.clone()),
+        // Units that have not started yet read the new generation when
+        // they start: nothing is owed any more.
+        Some("the system is still booting") => (Vec::new(), Vec::new()),
+        Some(_) => (owed_restart.clone(), owed_reload.clone()),
+    };
+
+    // 6b. Record, before the switch, everything that may exist after it:
+    // the custom paths (with the copies about to be written) and the
+    // restarts owed.
+    let intent = |plans: &[place::Plan]| State {
+        version: state::VERSION,
+        mount_point: mount_point.clone(),
+        placed: {
+            let planned: HashSet<&str> = plans.iter().map(|p| p.path).collect();
+            let mut v: Vec<Placed> = old_state
+                .placed
+                .iter()
+                .filter(|r| !planned.contains(r.path.as_str()))
+                .cloned()
+                .collect();
+            v.extend(plans.iter().map(|p| p.record(records.get(p.path).copied())));
+            v
+        },
+        pending_restart: pending_restart.clone(),
+        pending_reload: pending_reload.clone(),
+    };
+    if let Err(e) = store.save(&intent(&plans)) {
+        remove_tmp();
+        return Err(e.into());
+    }
+    fault::point("after-record");
+    let failures = place::write_copies(&mut plans);
+    let recorded = if failures.is_empty() {
+        store.save(&intent(&plans)).map_err(DeployError::from)
+    } else {
+        Err(DeployError::Placement { failures })
+    };
+    if let Err(e) = recorded {
+        place::remove_copy_temps(&plans);
+        remove_tmp();
+        return Err(e);
+    }
+    fault::point("after-copies");
+
+    // 6c. Rename, switch, place.
     let gen_name = n.to_string();
     let gen_path = format!("{mount_point}/{gen_name}");
     if let Err(e) = renameat(&mount_fd, tmp_name.as_str(), &mount_fd, gen_name.as_str()) {
-        let _ = generation::remove_tree(&mount_fd, &tmp_name);
+        place::remove_copy_temps(&plans);
+        remove_tmp();
         return Err(gen_err("rename to", &gen_path)(e));
     }
     fault::point("after-rename");
     if let Err(source) = switch::replace_symlink(&link_dir, link_base, &gen_path, true) {
+        place::remove_copy_temps(&plans);
         let _ = generation::remove_tree(&mount_fd, &gen_name);
         return Err(DeployError::Generation {
             op: "switch symlink",
@@ -438,21 +627,24 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     report.generation = Some(n);
 
     let mut failures = Vec::new();
-    place_paths(&items, &templates, &built, &symlink, &mut failures);
-    if let Some(prev) = &prev_fd {
-        remove_stale(prev, &placed, &mut failures);
+    place::place(&mut plans, &records, &mut failures);
+    // Paths earlier deploys placed that are no longer configured.
+    let planned: HashSet<&str> = plans.iter().map(|p| p.path).collect();
+    let mut kept = Vec::new();
+    for r in old_state
+        .placed
+        .iter()
+        .filter(|r| !planned.contains(r.path.as_str()))
+    {
+        match place::remove_departed(r, &mut failures) {
+            Departed::Removed => report.removed.push(r.path.clone()),
+            Departed::Gone => {}
+            Departed::LeftAlone(t) => report.left_alone.push(format!("{}: {t}", r.path)),
+            Departed::Failed => kept.push(r.clone()),
+        }
     }
     drop(prev_fd);
     fault::point("after-paths");
-
-    // Changes are known from the build (compared with the previous generation).
-    let changed: Vec<&Item> = items
-        .iter()
-        .zip(&built.secrets)
-        .filter(|(it, p)| it.install && p.changed)
-        .map(|(it, _)| it)
-        .collect();
-    report.changed = changed.iter().map(|i| i.secret.name.clone()).collect();
 
     // 7. Prune.
     match generation::prune(&mount_fd, m.keep_generations, n, previous) {
@@ -465,26 +657,53 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     fault::point("after-prune");
 
     // 8. Units.
-    let (restart, reload) = units::plan(
-        changed.iter().flat_map(|i| &i.secret.restart_units),
-        changed.iter().flat_map(|i| &i.secret.reload_units),
-    );
-    if restart.is_empty() && reload.is_empty() {
-    } else if opts.no_restart {
-        report.units_skipped = Some("--no-restart");
-    } else if !units::systemd_running() {
-        report.units_skipped = Some("systemd is not running");
-    } else if units::early_boot() {
-        report.units_skipped = Some("the system is still booting");
-    } else {
+    let (mut still_restart, mut still_reload) = (pending_restart, pending_reload);
+    if let Some(why) = skip {
+        report.units_skipped = Some(why);
+    } else if !restart.is_empty() || !reload.is_empty() {
+        let now: HashSet<&str> = changed
+            .iter()
+            .flat_map(|i| i.secret.restart_units.iter().chain(&i.secret.reload_units))
+            .map(String::as_str)
+            .collect();
+        report.owed = restart
+            .iter()
+            .chain(&reload)
+            .filter(|u| !now.contains(u.as_str()))
+            .cloned()
+            .collect();
         match units::systemctl("try-restart", &restart) {
-            Ok(()) => report.restarted = restart,
+            Ok(()) => {
+                report.restarted = restart;
+                still_restart.clear();
+            }
             Err(e) => failures.push(e.into()),
         }
         match units::systemctl("try-reload-or-restart", &reload) {
-            Ok(()) => report.reloaded = reload,
+            Ok(()) => {
+                report.reloaded = reload;
+                still_reload.clear();
+            }
             Err(e) => failures.push(e.into()),
         }
+    }
+    fault::point("after-units");
+
+    // The records as they are now.
+    let mut placed: Vec<Placed> = plans
+        .iter()
+        .map(|p| p.final_record(records.get(p.path).copied()))
+        .collect();
+    placed.extend(kept);
+    let last = State {
+        version: state::VERSION,
+        mount_point: mount_point.clone(),
+        placed,
+        pending_restart: still_restart,
+        pending_reload: still_reload,
+    };
+    if let Err(e) = store.save(&last) {
+        failures.push(FinishFailure::State(e));
     }
 
     if failures.is_empty() {
@@ -494,6 +713,46 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
             generation: n,
             failures,
             report: Box::new(report),
+        })
+    }
+}
+
+/// The stable symlink may only replace nothing or a symlink nixseal made: one
+/// into `mount_point`, or into another ramfs nixseal mounted (the mount
+/// point was changed).
+fn check_stable_link(
+    dir: &rustix::fd::OwnedFd,
+    base: &str,
+    symlink: &str,
+    mount_point: &str,
+) -> Result<(), DeployError> {
+    let there = switch::look(dir, base).map_err(|e| DeployError::Location {
+        symlink: symlink.to_owned(),
+        source: PathError::Io {
+            op: "stat",
+            path: symlink.to_owned(),
+            source: e,
+        },
+    })?;
+    let ours = match &there {
+        There::Absent => true,
+        There::Symlink(t) => {
+            let (tp, tb) = paths::split(t);
+            t.strip_prefix(mount_point)
+                .is_some_and(|r| r.starts_with('/'))
+                || (t.starts_with('/')
+                    && manifest::check_abs_path(t).is_ok()
+                    && matches!(generation::classify(tb), generation::Entry::Generation(_))
+                    && mount::is_ours(tp))
+        }
+        _ => false,
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(DeployError::Occupied {
+            path: symlink.to_owned(),
+            what: there.to_string(),
         })
     }
 }

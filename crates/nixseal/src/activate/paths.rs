@@ -48,13 +48,21 @@ pub enum PathError {
 }
 
 /// How strictly the directories on the way are checked.
+///
+/// Directories on the way may be sticky and world-writable (such as /tmp):
+/// the sticky bit keeps others from renaming the root-owned entry below it.
+/// The last directory — the one nixseal creates entries in — never may:
+/// anyone could create names in it first (the lock, a temporary name, the
+/// path itself), so it must be writable by nobody but the trusted owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
     /// Every directory must be root-owned and not writable by others (sticky
-    /// directories such as /tmp excepted): used for the mount point and symlink.
+    /// directories on the way excepted, never the last one): used for the
+    /// mount point, the symlink, the lock and the state directory.
     RootOnly,
-    /// Only world-writable non-sticky directories are refused: used for
-    /// custom paths, which may live in a service's own directory.
+    /// World-writable directories are refused as the last directory (sticky
+    /// or not) and on the way (unless sticky): used for custom paths, which
+    /// may live in a service's own directory.
     NotWorldWritable,
 }
 
@@ -137,7 +145,40 @@ pub fn open_dir(p: &str, create: bool, trust: Trust) -> Result<OwnedFd, PathErro
         check_dir(&next, &full, trust)?;
         fd = next;
     }
+    let last = if full.is_empty() { "/" } else { &full };
+    check_last_dir(&fd, last, trust)?;
     Ok(fd)
+}
+
+/// The directory nixseal creates entries in: not even a sticky bit makes a
+/// world-writable (or, for [`Trust::RootOnly`], a non-root) directory safe.
+pub fn check_last_dir(fd: &OwnedFd, path: &str, trust: Trust) -> Result<(), PathError> {
+    let st = fstat(fd).map_err(|e| PathError::Io {
+        op: "stat",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let mode = st.st_mode & 0o7777;
+    let unsafe_ = |why: String| {
+        Err(PathError::Unsafe {
+            path: path.to_owned(),
+            why,
+        })
+    };
+    if mode & 0o002 != 0 {
+        return unsafe_(format!(
+            "mode {mode:04o}; the sticky bit does not keep others from creating names nixseal uses"
+        ));
+    }
+    if trust == Trust::RootOnly {
+        if st.st_uid != 0 {
+            return unsafe_(format!("owned by uid {}", st.st_uid));
+        }
+        if mode & 0o020 != 0 && st.st_gid != 0 {
+            return unsafe_(format!("group-writable by gid {}", st.st_gid));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses directories in which someone other than root could replace entries.

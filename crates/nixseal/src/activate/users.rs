@@ -47,11 +47,15 @@ impl Accounts {
 
     /// Reads the given passwd and group files.
     pub fn load(passwd: &Path, group: &Path) -> Result<Self, AccountsError> {
+        // Regular files of bounded size only (a FIFO or device here would
+        // hang or exhaust memory at every boot).
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| AccountsError::Read {
-                path: p.to_owned(),
-                source,
-            })
+            crate::fsutil::read_regular(p, crate::fsutil::MAX_FILE)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|source| AccountsError::Read {
+                    path: p.to_owned(),
+                    source,
+                })
         };
         Ok(Self::parse(&read(passwd)?, &read(group)?))
     }

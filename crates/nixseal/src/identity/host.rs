@@ -160,19 +160,24 @@ pub enum HostKeyError {
 }
 
 /// Loads an unencrypted OpenSSH ed25519 private key as an age identity.
+///
+/// The key may be a symlink (e.g. into /persist); what it names must be a
+/// regular file of at most [`crate::fsutil::MAX_KEY_FILE`] bytes — a FIFO,
+/// a device or a sparse giant is refused before anything is read.
 pub fn load(path: &Path) -> Result<HostIdentity, HostKeyError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            HostKeyError::Missing {
-                path: path.to_owned(),
+    let bytes =
+        crate::fsutil::read_regular(path, crate::fsutil::MAX_KEY_FILE).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                HostKeyError::Missing {
+                    path: path.to_owned(),
+                }
+            } else {
+                HostKeyError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                }
             }
-        } else {
-            HostKeyError::Unreadable {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?);
+        })?;
     parse(path, &bytes)
 }
 

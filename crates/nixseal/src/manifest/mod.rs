@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod validate;
-pub use validate::Problem;
+pub use validate::{Problem, Warning};
 
 /// The only manifest version this build understands.
 pub const VERSION: u64 = 1;
@@ -21,6 +21,25 @@ pub const VERSION: u64 = 1;
 pub const PLACEHOLDER_OPEN: &str = "{{nixseal:";
 /// Where a placeholder ends.
 pub const PLACEHOLDER_CLOSE: &str = "}}";
+
+/// Where nixseal keeps its persistent records unless `stateDir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nixseal";
+
+/// The suffixes of the temporary names nixseal creates next to a path it
+/// places (`.<name><suffix>`): a fresh symlink, a fresh copy.
+pub const TEMP_SUFFIXES: [&str; 2] = [".nixseal-new", ".nixseal-tmp"];
+
+/// The temporary name next to `base` for a suffix of [`TEMP_SUFFIXES`].
+pub fn temp_name(base: &str, suffix: &str) -> String {
+    format!(".{base}{suffix}")
+}
+
+/// The lock file guarding `mount_point`: `<parent>/.<name>.lock`.
+pub fn lock_path(mount_point: &str) -> String {
+    let i = mount_point.rfind('/').unwrap_or(0);
+    let (parent, base) = (&mount_point[..i], &mount_point[i + 1..]);
+    format!("{parent}/.{base}.lock")
+}
 
 /// A host manifest, version 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +55,11 @@ pub struct Manifest {
     pub symlink: String,
     /// Generations kept, the active one included; 0 disables pruning.
     pub keep_generations: u32,
+    /// Root-only directory for nixseal's records that must survive a reboot
+    /// (custom paths it placed, restarts still owed); [`DEFAULT_STATE_DIR`]
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
     /// Secrets to decrypt.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -83,6 +107,12 @@ pub struct Secret {
     /// Installed by `deploy --users`, before user accounts exist.
     #[serde(default)]
     pub needed_for_users: bool,
+    /// Copy mode only: allow the copy at `path` to live on a persistent file
+    /// system (plaintext on disk until the secret leaves the configuration).
+    /// Without it, a copy is placed only on a memory file system (tmpfs,
+    /// ramfs). See docs/threat-model.md.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext_on_disk: bool,
 }
 
 fn default_true() -> bool {
@@ -168,12 +198,22 @@ impl fmt::Display for Bullets<'_> {
 
 impl Manifest {
     /// Reads and parses a manifest file (no validation beyond the schema).
+    /// Only a regular file of at most [`crate::fsutil::MAX_FILE`] bytes is
+    /// read: a FIFO, a device or a sparse giant is refused before reading.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            crate::fsutil::read_regular(path, crate::fsutil::MAX_FILE).map_err(|source| {
+                ManifestError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         Self::parse(path, &bytes)
+    }
+
+    /// The state directory (`stateDir`, or [`DEFAULT_STATE_DIR`]).
+    pub fn state_dir(&self) -> &str {
+        self.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR)
     }
 
     /// Parses manifest bytes; `path` is only used in errors.

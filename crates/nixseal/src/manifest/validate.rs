@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::{
-    check_abs_path, check_normal_abs, is_default_path, parse_mode, path_within, placeholders,
-    Manifest, ManifestError, Scope, Secret, Unterminated,
+    check_abs_path, check_normal_abs, is_default_path, lock_path, parse_mode, path_within,
+    placeholders, temp_name, Manifest, ManifestError, Scope, Secret, Unterminated, TEMP_SUFFIXES,
 };
 use crate::activate::users::Accounts;
 use crate::name::{self, NameError};
@@ -117,6 +117,17 @@ pub enum Problem {
         /// The unit.
         unit: String,
     },
+    /// A path nixseal would write that is a system directory, lies in a
+    /// kernel file system, or is too long for the file system.
+    #[error("{field} {path:?} {why}")]
+    Location {
+        /// Which field, e.g. `mountPoint`.
+        field: String,
+        /// The value.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A `neededForUsers` secret whose path points into the main symlink.
     #[error("secret {secret:?} is neededForUsers, so it is installed under {expected:?}, but its path is {path:?}; set path to {expected:?}/{secret} or outside both symlinks")]
     UsersPath {
@@ -129,7 +140,182 @@ pub enum Problem {
     },
 }
 
+/// Something deploy does as asked but the operator should know about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Warning {
+    /// A mode with permissions for "other": every user on the host may read
+    /// (or write) the plaintext.
+    #[error("{what} {name:?} has mode {mode:?}: every user on this host can {access} it; if that is not intended, give it an owner or group and a mode without permissions for others (e.g. \"0440\")")]
+    WorldAccessible {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The mode as written.
+        mode: String,
+        /// `read`, `write`, `read and write`, or `execute`.
+        access: &'static str,
+    },
+}
+
+/// Paths under these are kernel file systems: nixseal never writes there.
+const KERNEL_FS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Directories of the system itself: nixseal never mounts its ramfs over
+/// one, replaces one by its symlink, keeps its state in one, or places a
+/// secret at one.
+const SYSTEM_DIRS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/efi",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/opt",
+    "/persist",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/etc/nixos",
+    "/etc/ssh",
+    "/etc/systemd",
+    "/etc/static",
+    "/nix/var",
+    "/run/booted-system",
+    "/run/current-system",
+    "/run/keys",
+    "/run/lock",
+    "/run/systemd",
+    "/run/udev",
+    "/run/user",
+    "/run/wrappers",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var/cache",
+    "/var/db",
+    "/var/empty",
+    "/var/lib",
+    "/var/lock",
+    "/var/log",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+];
+
+/// Longest file name (NAME_MAX) and path (PATH_MAX, with its NUL) on Linux.
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4096;
+
+/// Bytes nixseal adds to a path's last component / to the whole path.
+#[derive(Clone, Copy)]
+struct Extra {
+    last: usize,
+    total: usize,
+}
+
+/// A temporary name `.<base>.nixseal-new` adds 13 bytes.
+const TEMP_EXTRA: usize = 1 + 12;
+/// `-for-users` (the `--users` locations derived from the manifest's).
+const USERS_EXTRA: usize = 10;
+/// The longest state file name plus its temporary name (see activate::state).
+const STATE_FILE_EXTRA: usize = 1 + 86 + TEMP_EXTRA;
+
+/// Refuses a path nixseal writes that is a system directory, is inside a
+/// kernel file system, or does not fit NAME_MAX/PATH_MAX with what nixseal
+/// adds to it.
+fn check_location(p: &str, extra: Extra) -> Result<(), String> {
+    if SYSTEM_DIRS.contains(&p) {
+        return Err("is a system directory; nixseal never mounts over, replaces or writes into it (use a directory of its own, e.g. under /run or /var/lib)".into());
+    }
+    if KERNEL_FS.iter().any(|k| p == *k || path_within(p, k)) {
+        return Err("is inside a kernel file system (/proc, /sys, /dev)".into());
+    }
+    let comps: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+    if let Some(c) = comps.iter().find(|c| c.len() > NAME_MAX) {
+        return Err(format!(
+            "has a component of {} bytes; file names are at most {NAME_MAX} bytes",
+            c.len()
+        ));
+    }
+    if let Some(last) = comps.last() {
+        if last.len() + extra.last > NAME_MAX {
+            return Err(format!(
+                "has a last component of {} bytes; with the {} bytes nixseal adds for its own names next to it (temporary names, lock, `-for-users`) it exceeds the {NAME_MAX} bytes a file name may have — use a shorter name",
+                last.len(),
+                extra.last
+            ));
+        }
+    }
+    if p.len() + extra.total >= PATH_MAX {
+        return Err(format!(
+            "is {} bytes long; with the {} bytes nixseal adds below or next to it, it exceeds PATH_MAX ({PATH_MAX} bytes) — use a shorter path",
+            p.len(),
+            extra.total
+        ));
+    }
+    Ok(())
+}
+
+fn check_read_path(p: &str) -> Result<(), String> {
+    check_location(p, Extra { last: 0, total: 0 }).or_else(|e| {
+        // Read-only paths may be anywhere but must fit the file system.
+        if e.starts_with("is a system") || e.starts_with("is inside a kernel") {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
 impl Manifest {
+    /// What deploy will warn about for the entries it installs in `scope`
+    /// (world-accessible modes; see docs/deploy.md for why these warn
+    /// rather than fail).
+    pub fn warnings(&self, scope: Scope) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let mut check = |what, name: &str, mode: &str| {
+            let Some(bits) = parse_mode(mode) else { return };
+            let access = match (bits & 0o004 != 0, bits & 0o002 != 0) {
+                (true, true) => "read and write",
+                (true, false) => "read",
+                (false, true) => "write",
+                (false, false) if bits & 0o001 != 0 => "execute",
+                _ => return,
+            };
+            out.push(Warning::WorldAccessible {
+                what,
+                name: name.to_owned(),
+                mode: mode.to_owned(),
+                access,
+            });
+        };
+        for s in &self.secrets {
+            if s.needed_for_users == (scope == Scope::Users) {
+                check("secret", &s.name, &s.mode);
+            }
+        }
+        if scope == Scope::Main {
+            for t in &self.templates {
+                check("template", &t.name, &t.mode);
+            }
+        }
+        out
+    }
+
     /// Checks everything that can be checked without touching the host.
     ///
     /// Owners and groups are checked for the entries the `scope` installs
@@ -177,9 +363,62 @@ impl Manifest {
                 fixed.push((field.into(), value.clone()));
             }
         }
+        for (field, value, extra) in [
+            (
+                "mountPoint",
+                &self.mount_point,
+                // `-for-users` and `.lock`; below: `/<12 digits>.tmp/<name>`.
+                Extra {
+                    last: USERS_EXTRA + 6,
+                    total: USERS_EXTRA + 1 + 16 + 1 + crate::name::SECRET_NAME_MAX,
+                },
+            ),
+            (
+                "symlink",
+                &self.symlink,
+                Extra {
+                    last: USERS_EXTRA + TEMP_EXTRA,
+                    total: USERS_EXTRA + 1 + crate::name::SECRET_NAME_MAX + TEMP_EXTRA,
+                },
+            ),
+        ] {
+            if check_abs_path(value).is_ok() {
+                if let Err(why) = check_location(value, extra) {
+                    p.push(Problem::Location {
+                        field: field.into(),
+                        path: value.clone(),
+                        why,
+                    });
+                }
+            }
+        }
         if fixed.len() == 2 {
             fixed.push(("users mount point (derived)".into(), users_mp.clone()));
             fixed.push(("users symlink (derived)".into(), users_sl.clone()));
+        }
+        let state_dir = self.state_dir().to_owned();
+        match check_abs_path(&state_dir) {
+            Err(why) => p.push(Problem::Path {
+                field: "stateDir".into(),
+                path: state_dir.clone(),
+                why,
+            }),
+            Ok(()) => {
+                match check_location(
+                    &state_dir,
+                    Extra {
+                        last: 0,
+                        total: STATE_FILE_EXTRA,
+                    },
+                ) {
+                    Err(why) => p.push(Problem::Location {
+                        field: "stateDir".into(),
+                        path: state_dir.clone(),
+                        why,
+                    }),
+                    Ok(()) => fixed.push(("stateDir".into(), state_dir.clone())),
+                }
+            }
         }
         conflicts(&fixed, p, true);
 
@@ -187,6 +426,12 @@ impl Manifest {
         for k in &self.host_keys {
             if let Err(why) = check_abs_path(&k.path) {
                 p.push(Problem::Path {
+                    field: "hostKeys: path".into(),
+                    path: k.path.clone(),
+                    why,
+                });
+            } else if let Err(why) = check_read_path(&k.path) {
+                p.push(Problem::Location {
                     field: "hostKeys: path".into(),
                     path: k.path.clone(),
                     why,
@@ -233,6 +478,12 @@ impl Manifest {
             let field = format!("secret {:?}: source", s.name);
             if let Err(why) = check_source(&s.source) {
                 p.push(Problem::Path {
+                    field,
+                    path: s.source.clone(),
+                    why,
+                });
+            } else if let Err(why) = check_read_path(&s.source) {
+                p.push(Problem::Location {
                     field,
                     path: s.source.clone(),
                     why,
@@ -314,6 +565,49 @@ impl Manifest {
             }
         }
 
+        // Names nixseal itself uses: the locks and the temporary names next
+        // to the symlinks and custom paths. No path may be one of them.
+        let mut reserved: Vec<(String, String)> = Vec::new();
+        if check_abs_path(&self.mount_point).is_ok() && self.mount_point != "/" {
+            reserved.push((
+                "the lock of mountPoint".into(),
+                lock_path(&self.mount_point),
+            ));
+            reserved.push((
+                "the lock of the users mount point".into(),
+                lock_path(&users_mp),
+            ));
+        }
+        let mut beside: Vec<(String, String)> = custom.clone();
+        if check_abs_path(&self.symlink).is_ok() && self.symlink != "/" {
+            beside.push(("symlink".into(), self.symlink.clone()));
+            beside.push(("users symlink (derived)".into(), users_sl.clone()));
+        }
+        for (f, v) in &beside {
+            let i = v.rfind('/').unwrap_or(0);
+            for suffix in TEMP_SUFFIXES {
+                reserved.push((
+                    format!("the temporary name of {f}"),
+                    format!("{}/{}", &v[..i], temp_name(&v[i + 1..], suffix)),
+                ));
+            }
+        }
+        let mut written: Vec<(String, String)> = custom.clone();
+        written.extend(fixed.iter().cloned());
+        for (wf, wp) in &written {
+            for (rf, rp) in &reserved {
+                if wp == rp || path_within(rp, wp) {
+                    p.push(Problem::PathConflict {
+                        first: wf.clone(),
+                        first_path: wp.clone(),
+                        second: rf.clone(),
+                        second_path: rp.clone(),
+                        why: "collide (nixseal creates that name itself; choose another path)",
+                    });
+                }
+            }
+        }
+
         let decrypts = match scope {
             Scope::Main => !self.secrets.is_empty(),
             Scope::Users => self.secrets.iter().any(|s| s.needed_for_users),
@@ -376,6 +670,20 @@ impl Manifest {
             self.symlink.clone()
         };
         if !is_default_path(path, &link, name) {
+            if let Err(why) = check_location(
+                path,
+                Extra {
+                    last: TEMP_EXTRA,
+                    total: TEMP_EXTRA,
+                },
+            ) {
+                p.push(Problem::Location {
+                    field,
+                    path: path.to_owned(),
+                    why,
+                });
+                return;
+            }
             custom.push((field, path.to_owned()));
         }
     }
@@ -598,6 +906,101 @@ mod tests {
         assert_eq!(problems(&m, Scope::Users), vec![]);
         assert_eq!(problems(&m, Scope::Main), vec![]);
         assert_eq!(m.users_mount_point(), "/run/nixseal-for-users.d");
+    }
+
+    #[test]
+    fn world_accessible_modes_warn() {
+        let mut m = good();
+        assert_eq!(m.warnings(Scope::Main), vec![]);
+        m.secrets[0].mode = "0444".into();
+        m.templates[0].mode = "0602".into();
+        let w: Vec<String> = m
+            .warnings(Scope::Main)
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("secret \"db-password\" has mode \"0444\"")
+                && w[0].contains("can read it"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("template \"app.env\"") && w[1].contains("can write it"),
+            "{w:?}"
+        );
+        // The users run installs only neededForUsers secrets, no templates.
+        assert_eq!(m.warnings(Scope::Users), vec![]);
+        for (mode, warns) in [
+            ("0004", true),
+            ("0001", true),
+            ("0777", true),
+            ("0440", false),
+            ("0070", false),
+        ] {
+            m.secrets[0].mode = mode.into();
+            m.templates[0].mode = "0400".into();
+            assert_eq!(!m.warnings(Scope::Main).is_empty(), warns, "{mode}");
+        }
+    }
+
+    #[test]
+    fn locations_system_dirs_and_lengths() {
+        let e = Extra {
+            last: TEMP_EXTRA,
+            total: TEMP_EXTRA,
+        };
+        assert!(check_location("/etc/app/pw", e).is_ok());
+        for bad in [
+            "/",
+            "/run",
+            "/etc",
+            "/var/lib",
+            "/home",
+            "/proc/1",
+            "/sys/x",
+            "/dev/shm/x",
+        ] {
+            assert!(check_location(bad, e).is_err(), "{bad}");
+        }
+        let ok = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA));
+        assert!(check_location(&ok, e).is_ok());
+        let long = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA + 1));
+        assert!(check_location(&long, e).unwrap_err().contains("255 bytes"));
+        let comp = format!("/etc/{}/x", "x".repeat(NAME_MAX + 1));
+        assert!(check_location(&comp, e)
+            .unwrap_err()
+            .contains("component of 256 bytes"));
+        let deep = "/a".repeat(PATH_MAX / 2);
+        assert!(check_location(&deep, e).unwrap_err().contains("PATH_MAX"));
+    }
+
+    #[test]
+    fn nixseal_own_names_are_reserved() {
+        let collide = |m: &Manifest| {
+            problems(m, Scope::Main)
+                .iter()
+                .any(|p| p.to_string().contains("collide"))
+        };
+        let mut m = good();
+        assert!(!collide(&m));
+        m.secrets[0].path = "/run/.nixseal.d.lock".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/run/.nixseal-for-users.d.lock".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/run/.nixseal.nixseal-new".into();
+        assert!(collide(&m));
+        m.secrets[0].path = "/etc/a".into();
+        m.templates[0].path = "/etc/.a.nixseal-tmp".into();
+        assert!(collide(&m));
+        m.templates[0].path = "/run/nixseal/app.env".into();
+        m.state_dir = Some("/run/.nixseal.d.lock".into());
+        assert!(collide(&m));
+        m.state_dir = Some("/var/lib/nixseal".into());
+        m.secrets[0].path = "/var/lib/nixseal/x".into();
+        assert!(problems(&m, Scope::Main)
+            .iter()
+            .any(|p| p.to_string().contains("overlap")));
     }
 
     #[test]
