@@ -50,7 +50,7 @@ skip() { skipped+=("$1: $2"); echo "skip  $1 ($2)"; }
 # Helpers used inside tests.
 fail() { echo "$*" >&2; return 1; }
 contains() { # TEXT NEEDLE...
-  local text=$1
+  local text=$1 n
   shift
   for n in "$@"; do
     grep -qF -- "$n" <<<"$text" || fail "expected to find: $n
@@ -82,7 +82,7 @@ eval_host() { # NIX-MODULE-EXPR ATTR-PATH-EXPR -> JSON
 }
 
 echo "setting up the fixture fleet in $W"
-setup_world "$W" "$BIN" || { echo "setup failed" >&2; exit 1; }
+setup_world "$W" || { echo "setup failed" >&2; exit 1; }
 
 # ---------------------------------------------------------------- static
 t_lock_pins() {
@@ -116,7 +116,7 @@ t_flake_outputs() {
     pkg = f.packages.x86_64-linux.default.name;
     same = f.packages.x86_64-linux.default == f.packages.x86_64-linux.nixseal;
     module = f.nixosModules ? default;
-    flakeModule = builtins.isFunction f.flakeModules.default;
+    flakeModule = f.flakeModules.default._class;
     overlay = (f.overlays.default f.inputs.nixpkgs.legacyPackages.x86_64-linux { }).nixseal.name;
     mkApps = builtins.isFunction f.lib.mkApps;
     checks = builtins.attrNames f.checks.x86_64-linux;
@@ -126,12 +126,39 @@ t_flake_outputs() {
   echo "$names"
   [ "$(jq -r .pkg <<<"$names")" = nixseal-0.1.0 ]
   [ "$(jq -r .overlay <<<"$names")" = nixseal-0.1.0 ]
-  [ "$(jq -c '[.same,.module,.flakeModule,.mkApps,.aarch64,.devShell]' <<<"$names")" = '[true,true,true,true,true,true]' ]
-  # The package is the cargo-built binary (stand-in buildRustPackage).
-  nix build --impure --expr "(builtins.getFlake \"git+file://$F\").inputs.nixseal.packages.x86_64-linux.nixseal" -o "$W/pkg"
-  cmp "$W/pkg/bin/nixseal" "$BIN"
+  [ "$(jq -r .flakeModule <<<"$names")" = flake ]
+  [ "$(jq -c '[.same,.module,.mkApps,.aarch64,.devShell]' <<<"$names")" = '[true,true,true,true,true]' ]
 }
 t "nixseal's flake evaluates: package, overlay, nixosModules, flakeModules, lib.mkApps" t_flake_outputs
+
+# Issue 11.1: the package builds from exactly the source the flake gives
+# cargo (the stand-in buildRustPackage compiles `src`).
+t_package_src() {
+  local pkg="(builtins.getFlake \"git+file://$F\").inputs.nixseal.packages.x86_64-linux.nixseal"
+  nix build --impure --expr "$pkg" -o "$W/pkg"
+  "$W/pkg/bin/nixseal" --version
+  [ "$("$W/pkg/bin/nixseal" --version)" = "$("$BIN" --version)" ]
+  # cargo compiled it from the flake's source (the log of its build).
+  contains "$(nix log "$(nix eval --impure --raw --expr "($pkg).drvPath")")" "Compiling nixseal-cli" "/source/crates/nixseal-cli"
+  # The same flake with a fileset that lacks a workspace member, or
+  # Cargo.lock: the build fails as it does on real nixpkgs.
+  local c=$W/nixseal-fileset out
+  build_copy() {
+    nix build "path:$c#packages.x86_64-linux.nixseal" --no-link \
+      --override-input nixpkgs "path:$W/standin-nixpkgs" --override-input flake-parts "path:$SHARED_NIX/flake-parts"
+  }
+  rm -rf "$c" && cp -r "$W/nixseal" "$c"
+  build_copy
+  grep -q '^ *\./bench$' "$c/flake.nix"
+  sed -i '/^ *\.\/bench$/d' "$c/flake.nix"
+  out=$(fails build_copy)
+  contains "$out" "failed to load manifest for workspace member" "bench/Cargo.toml"
+  cp "$W/nixseal/flake.nix" "$c/flake.nix"
+  sed -i '/^ *\.\/Cargo\.lock$/d' "$c/flake.nix"
+  out=$(fails build_copy)
+  contains "$out" "Missing Cargo.lock from src"
+}
+t "the package builds from the flake's own source: cargo fails without bench/ or Cargo.lock in the fileset" t_package_src
 
 # ---------------------------------------------------------------- before renc
 t_missing() {
@@ -187,22 +214,24 @@ t_plain_same() {
     [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(nix eval --raw ".#plainApps.$SYSTEM.$a.program")" ] ||
       fail "plain-Nix $a differs from the flake-parts one"
   done
-  # ...and in a flake without flake-parts at all: the very same store paths.
+  # ...and in a flake without flake-parts at all: the same profile and
+  # checks (the apps differ only in the flake.nix they must run next to, and
+  # the flake source deploy evaluates).
   local P=$W/fleet-plain
   # Its outputs use no flake-parts (the input exists only for nixseal's own flake).
   if sed -n '/outputs =/,$p' "$P/flake.nix" | grep flake-parts; then fail "the plain fleet uses flake-parts"; fi
-  for a in renc check edit status deploy; do
-    [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(cd "$P" && nix eval --raw ".#apps.$SYSTEM.$a.program")" ] ||
-      fail "the plain fleet's $a differs"
-  done
+  [ "$(profile)" = "$(cd "$P" && profile)" ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = "$(cd "$P" && nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" ]
   [ "$(nix eval --raw ".#checks.$SYSTEM.nixseal-rekeyed.drvPath")" = "$(cd "$P" && nix eval --raw ".#checks.$SYSTEM.nixseal-rekeyed.drvPath")" ]
+  [ "$(nix eval --raw ".#nixseal-deploy.web1.drvPath")" = "$(cd "$P" && nix eval --raw ".#nixseal-deploy.web1.drvPath")" ]
   local out
   out=$(cd "$P" && fails nix run .#deploy)
   contains "$out" "usage: nix run .#deploy" "hosts: web1 web2"
-  if supports check --profile; then # not rekeyed yet: check lists web1's secrets
-    contains "$(cd "$P" && fails nix run .#check)" "web1/db-password"
-  fi
+  # Not rekeyed yet: check lists web1's secrets.
+  contains "$(cd "$P" && fails nix run .#check)" "web1/db-password"
   contains "$(cd / && fails nix run "$P#renc")" "run this from the root of your flake"
+  # Each fleet's apps refuse the other's directory (another flake.nix).
+  contains "$(cd "$P" && fails nix run "$F#renc")" "run this from the root of your flake"
 }
 t "plain-Nix lib.mkFleet/mkApps (also in a flake without flake-parts) gives the same apps" t_plain_same
 
@@ -265,10 +294,16 @@ t_apps_shellcheck() {
   for a in renc check edit status deploy; do
     shellcheck "$(app_program "$a")"
   done
-  # The deploy app for a host with problems is a branch that prints them.
+  # Each host's deploy script, also one that prints its problems.
+  for a in web1 web2; do
+    shellcheck "$(nix build --no-link ".#nixseal-deploy.$a" --json | jq -r '.[0].outputs.out')/bin/nixseal-deploy-$a"
+  done
   printf 'x' | fleet_secret "$F" secrets/db-password.age
   git add secrets/db-password.age
-  shellcheck "$(app_program deploy)"
+  local d
+  d=$(nix build --no-link .#nixseal-deploy.web1 --json | jq -r '.[0].outputs.out')/bin/nixseal-deploy-web1
+  shellcheck "$d"
+  contains "$(fails "$d")" "web1/db-password.age is stale"
   git checkout -q HEAD -- secrets/db-password.age
 }
 t "generated app scripts pass shellcheck (as writeShellApplication requires)" t_apps_shellcheck
@@ -309,17 +344,28 @@ t_units() {
   local m
   m=$(manifest web1)
   [ "$(jq -c .restartTriggers <<<"$s")" = "[\"$m\"]" ]
-  [ "$(jq -r .serviceConfig.ExecStart <<<"$s")" = "$(nix eval --raw .#nixosConfigurations.web1.config.nixseal.settings.package.outPath)/bin/nixseal deploy --manifest $m" ]
+  local exe
+  exe="$(nix eval --raw .#nixosConfigurations.web1.config.nixseal.settings.package.outPath)/bin/nixseal"
+  [ "$(jq -c .serviceConfig.ExecStart <<<"$s")" = "[\"$exe deploy --manifest $m\"]" ]
   # web1 has no sysusers/userborn: neededForUsers runs as an activation
-  # script that the `users` step depends on.
+  # script that the `users` step depends on, and comes first in the script.
   [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services --apply 'builtins.hasAttr "nixseal-activate-users"')" = false ]
   [ "$(nix eval --json .#nixosConfigurations.web1.config.system.activationScripts.users.deps)" = '["nixsealForUsers"]' ]
   contains "$(nix eval --raw .#nixosConfigurations.web1.config.system.activationScripts.nixsealForUsers.text)" "deploy --manifest $m --users"
-  # web2 (sysusers) has no neededForUsers secret: no early unit, no script.
-  [ "$(nix eval --json .#nixosConfigurations.web2.config.systemd.services --apply 'builtins.attrNames')" = '["nixseal-activate"]' ]
-  [ "$(nix eval --json .#nixosConfigurations.web2.config.system.activationScripts --apply 'builtins.attrNames')" = '[]' ]
-  # A host without secrets gets nothing.
-  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services --apply 'builtins.attrNames')" = '[]' ]
+  local script
+  script=$(nix eval --raw .#nixosConfigurations.web1.config.system.activationScripts.script)
+  grep -n "snippet" <<<"$script"
+  [ "$(grep -n 'snippet nixsealForUsers:' <<<"$script" | cut -d: -f1)" -lt "$(grep -n 'snippet users:' <<<"$script" | cut -d: -f1)" ]
+  [ "$(grep -n 'snippet specialfs:' <<<"$script" | cut -d: -f1)" -lt "$(grep -n 'snippet nixsealForUsers:' <<<"$script" | cut -d: -f1)" ]
+  # web2 (sysusers) has no neededForUsers secret: its early unit only runs to
+  # remove a generation an earlier configuration left (see t_empty), and the
+  # `users` snippet stays "" as NixOS requires.
+  [ "$(nix eval --json .#nixosConfigurations.web2.config.systemd.services --apply 'builtins.attrNames')" = '["nixseal-activate","nixseal-activate-users"]' ]
+  [ "$(nix eval --json .#nixosConfigurations.web2.config.systemd.services.nixseal-activate-users.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal-for-users"' ]
+  [ "$(nix eval --json .#nixosConfigurations.web2.config.system.activationScripts --apply 'a: [ (a ? nixsealForUsers) a.users ]')" = '[false,""]' ]
+  # A host without secrets: the unit runs only when a generation is left.
+  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services --apply 'builtins.attrNames')" = '["nixseal-activate"]' ]
+  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
 }
 t "nixseal-activate: ordering, triggers, RequiresMountsFor; early users step" t_units
 
@@ -391,23 +437,71 @@ t_tampered() {
 }
 t "rekeyed file not matching its cache entry is refused" t_tampered
 
-t_bad_key() {
+# Issue 11.5 / 10.9: host keys are read at evaluation as the operator side
+# reads them; a bad key is named as such (not "stale"), and only its host is
+# affected.
+t_host_keys() {
   cp hosts/web2.nix "$W/web2.nix"
-  sed -i "s|hostPubkey = .*|hostPubkey = \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 root@web2\";|" hosts/web2.nix
-  local p
-  p=$(problems web2)
-  contains "$p" 'nixseal.settings.hostPubkey of host `web2` is not an ssh-ed25519 key (got `ssh-rsa`)' 'ssh-keyscan -t ed25519'
-  p=$(fails nix build .#nixosConfigurations.web2.config.system.build.toplevel)
-  contains "$p" 'Failed assertions' 'not an ssh-ed25519 key'
-  p=$(fails nix eval --raw ".#apps.$SYSTEM.renc.program")
-  contains "$p" 'is not an ssh-ed25519 key'
-  # Another ed25519 key: the rekeys were made for the old one.
-  sed -i "s|hostPubkey = .*|hostPubkey = \"$(cat "$W/hostkeys/web1/ssh_host_ed25519_key.pub")\";|" hosts/web2.nix
-  contains "$(problems web2)" 'it was encrypted to another host key than nixseal.settings.hostPubkey'
-  cp "$W/web2.nix" hosts/web2.nix
+  trap 'cp "$W/web2.nix" hosts/web2.nix; git rm -q --cached -f hosts/web2.pub 2>/dev/null; rm -f hosts/web2.pub' EXIT
+  setkey() { sed -i "s|hostPubkey = .*|hostPubkey = $1;|" hosts/web2.nix; }
+  local good b64 p
+  good=$(cut -d' ' -f1,2 "$W/hostkeys/web2/ssh_host_ed25519_key.pub")
+  b64=${good#ssh-ed25519 }
+  bad_key() { # KEY-EXPR WHY...
+    local expr=$1
+    shift
+    setkey "$expr"
+    echo "hostPubkey = $expr"
+    p=$(problems web2)
+    contains "$p" 'nixseal.settings.hostPubkey of host `web2`' "$@"
+    if grep -q stale <<<"$p"; then fail "a bad key is reported as stale: $p"; fi
+  }
+  bad_key '"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 root@web2"' 'is not an ssh-ed25519 key (got `ssh-rsa`)' 'ssh-keyscan -t ed25519'
+  contains "$(fails nix build .#nixosConfigurations.web2.config.system.build.toplevel)" 'Failed assertions' 'not an ssh-ed25519 key'
+  # The profile still carries every other host; this one with hostPubkey ""
+  # so that renc and check report it.
+  [ "$(jq -c '[.hosts.web1.hostPubkey, .hosts.web2.hostPubkey, (.hosts.web2.secrets | keys)]' "$(profile)")" = "[\"$(cut -d' ' -f1,2 "$W/hostkeys/web1/ssh_host_ed25519_key.pub")\",\"\",[\"api-token\",\"db-password\"]]" ]
+  [ "$(problems web1)" = '[]' ]
+  bad_key "\"ssh-ed25519 ${b64:0:20}!${b64:21} root@web2\"" 'is not valid base64'
+  bad_key "\"ssh-ed25519 ${b64%?}\"" 'is not valid base64'
+  bad_key "\"ssh-ed25519 ${b64:0:40}=${b64:41}\"" 'is not valid base64'
+  bad_key '"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA=="' 'does not decode to an ssh-ed25519 public key (19 bytes'
+  bad_key '"ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"' 'does not decode to an ssh-ed25519 public key'
+  bad_key '"ssh-ed25519"' 'has no key after `ssh-ed25519`'
+  # Non-canonical base64 (padding bits set) is refused: "IB==" is the byte
+  # of "IA==" with a stray bit.
+  bad_key '"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB=="' 'is not valid base64'
+  # Small order: every encoding (both sign bits, non-canonical y too).
+  local count=0
+  while IFS= read -r k; do
+    bad_key "\"$k root@web2\"" 'is an ed25519 point of small order'
+    count=$((count + 1))
+  done < <(python3 "$here/lib/ed25519-small-order.py" keys)
+  [ "$count" = 14 ]
+  # A .pub file in the flake works like the key line; a missing one is named.
+  cp "$W/hostkeys/web2/ssh_host_ed25519_key.pub" hosts/web2.pub
+  setkey ./web2.pub
+  contains "$(problems web2)" 'is the file hosts/web2.pub, which does not exist (or is not tracked by git)'
+  git add hosts/web2.pub
   [ "$(problems web2)" = '[]' ]
+  [ "$(jq -r .hosts.web2.hostPubkey "$(profile)")" = "$good" ]
+  # Another (valid) ed25519 key: the rekeys were made for the old one; and
+  # two hosts with one key get a warning.
+  setkey "\"$(cat "$W/hostkeys/web1/ssh_host_ed25519_key.pub")\""
+  contains "$(problems web2)" 'it was encrypted to another host key than nixseal.settings.hostPubkey'
+  contains "$(nix eval --raw ".#apps.$SYSTEM.renc.program" 2>&1 >/dev/null)" 'warning: nixseal: hosts web1, web2 have the same nixseal.settings.hostPubkey'
 }
-t "bad hostPubkey (not ssh-ed25519) and changed host key" t_bad_key
+t "host keys: a .pub path works; bad base64, length, type and small-order keys are named (not stale); the profile keeps the other hosts; a shared key warns" t_host_keys
+
+t_small_order_list() {
+  # The list the module refuses is exactly the small-order encodings,
+  # computed again here from the curve's arithmetic.
+  diff <(python3 "$here/lib/ed25519-small-order.py" ys | sort) \
+    <(nix-instantiate --eval --strict --json "$NIXSEAL_REPO/modules/lib/ed25519-small-order.nix" | jq -r '.[]' | sort)
+  # A normal key passes the same parser.
+  [ "$(nix-instantiate --eval --strict --json -E "(import $NIXSEAL_REPO/modules/lib/host-key.nix { lib = import $SHARED_NIX/nixpkgs-lib/lib; }).parse \"$(cat "$W/hostkeys/web1/ssh_host_ed25519_key.pub")\"" | jq -r .problem)" = null ]
+}
+t "the small-order ed25519 list equals the torsion points computed from the curve" t_small_order_list
 
 # ---------------------------------------------------------------- option types
 t_options() {
@@ -425,23 +519,156 @@ t_options() {
   contains "$out" "not starting with \`.\`"
   out=$(fails eval_host "[ $base { nixseal.secrets.\".hidden\".file = /dev/null; } ]" 'os.config.nixseal.secrets.".hidden".name')
   contains "$out" "nixseal.secrets.\".hidden\".name"
-  # Defaults: hostKeys from openssh's ed25519 keys; group from the owner's user.
-  [ "$(eval_host "[ $base { services.openssh.hostKeys = [ { type = \"rsa\"; path = \"/persist/rsa\"; } { type = \"ed25519\"; path = \"/persist/ssh/ed\"; } ]; } ]" 'os.config.nixseal.settings.hostKeys')" = '[{"path":"/persist/ssh/ed","type":"ed25519"}]' ]
+  # Defaults: hostKeys from openssh's ed25519 keys when openssh runs (it
+  # makes them then; as sops-nix and agenix), else none; group from the
+  # owner's user.
+  [ "$(eval_host "[ $base { services.openssh.enable = true; services.openssh.hostKeys = [ { type = \"rsa\"; path = \"/persist/rsa\"; } { type = \"ed25519\"; path = \"/persist/ssh/ed\"; } ]; } ]" 'os.config.nixseal.settings.hostKeys')" = '[{"path":"/persist/ssh/ed","type":"ed25519"}]' ]
+  [ "$(eval_host "[ $base { services.openssh.enable = true; } ]" 'os.config.nixseal.settings.hostKeys')" = '[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}]' ]
+  [ "$(eval_host "[ $base ]" 'os.config.nixseal.settings.hostKeys')" = '[]' ]
+  contains "$(eval_host "[ $base ]" 'os.config.nixseal.build.problems')" 'has no nixseal.settings.hostKeys; enable services.openssh'
   [ "$(eval_host "[ $base { users.users.pg.group = \"postgres\"; nixseal.secrets.s.owner = \"pg\"; } ]" 'os.config.nixseal.secrets.s.group')" = '"postgres"' ]
   [ "$(eval_host "[ $base { nixseal.secrets.s.owner = \"nobody2\"; } ]" 'os.config.nixseal.secrets.s.group')" = '"root"' ]
   [ "$(eval_host "[ $base { nixseal.secrets.s.name = \"db.key\"; } ]" 'os.config.nixseal.placeholder.s')" = '"{{nixseal:db.key}}"' ]
   # Problems reported as assertions: neededForUsers not owned by root,
   # duplicate paths, no hostPubkey / rekeyedDir, no ed25519 host key.
   out=$(eval_host "[ $base { nixseal.secrets.s.neededForUsers = true; nixseal.secrets.s.owner = \"nobody\"; nixseal.secrets.t = { file = /dev/null; path = \"/run/nixseal-for-users/s\"; }; nixseal.secrets.u = { file = /dev/null; neededForUsers = true; path = \"/run/nixseal/u\"; }; services.openssh.hostKeys = [ ]; } ]" 'map (a: a.message) os.config.assertions')
-  contains "$out" 'has neededForUsers = true' 'must be \"root\" (got nobody:root)' 'uses the secret or template path `/run/nixseal-for-users/s` more than once' \
+  contains "$out" 'has neededForUsers = true' 'must be \"root\" (got nobody:nogroup)' 'uses the secret or template path `/run/nixseal-for-users/s` more than once' \
     'secret `u` of host `h` has neededForUsers = true, but its path /run/nixseal/u is inside /run/nixseal' \
     'no nixseal.settings.rekeyedDir' 'no nixseal.settings.hostKeys'
   out=$(eval_host '[ { networking.hostName = "h"; nixseal.secrets.s.file = /dev/null; } ]' 'map (a: a.message) os.config.assertions')
   contains "$out" 'has secrets but no nixseal.settings.hostPubkey' 'ssh-keyscan -t ed25519'
-  # No secrets, no templates: the module adds nothing.
-  [ "$(eval_host '[ { networking.hostName = "h"; } ]' 'builtins.attrNames os.config.systemd.services')" = '[]' ]
 }
 t "option types refuse store/relative paths, bad modes and names; defaults; assertions" t_options
+
+# Issue 10.10: the same name limits as crates/nixseal/src/name.rs (host 96
+# bytes, secret and template 110), in Nix and in Rust.
+t_name_limits() {
+  local h96 h97 s110 s111 out
+  h96=$(printf 'h%.0s' $(seq 96)); h97=${h96}h
+  s110=$(printf 's%.0s' $(seq 110)); s111=${s110}s
+  local base='{ networking.hostName = "h"; }'
+  [ "$(eval_host "[ $base { nixseal.settings.hostName = \"$h96\"; } ]" 'os.config.nixseal.settings.hostName')" = "\"$h96\"" ]
+  contains "$(fails eval_host "[ $base { nixseal.settings.hostName = \"$h97\"; } ]" 'os.config.nixseal.settings.hostName')" 'host name of at most 96 bytes'
+  [ "$(eval_host "[ $base { nixseal.secrets.\"$s110\".file = /dev/null; } ]" "os.config.nixseal.secrets.\"$s110\".name")" = "\"$s110\"" ]
+  contains "$(fails eval_host "[ $base { nixseal.secrets.\"$s111\".file = /dev/null; } ]" "os.config.nixseal.secrets.\"$s111\".name")" 'secret name of at most 110 bytes'
+  contains "$(fails eval_host "[ $base { nixseal.templates.\"$s111\".content = \"x\"; } ]" "os.config.nixseal.templates.\"$s111\".name")" 'secret name of at most 110 bytes'
+  # The Rust side refuses the same names in the profile and the manifest...
+  jq --arg h "$h97" '.hosts[$h] = .hosts.web1 | del(.hosts.web1)' "$(profile)" >"$W/long-host.json"
+  out=$(fails "$BIN" check --profile "$W/long-host.json")
+  contains "$out" "is 97 bytes long, more than the 96"
+  jq --arg s "$s111" '.hosts.web1.secrets[$s] = .hosts.web1.secrets["db-password"]' "$(profile)" >"$W/long-secret.json"
+  contains "$(fails "$BIN" check --profile "$W/long-secret.json")" "is 111 bytes long, more than the 110"
+  jq --arg s "$s111" '.secrets[0].name = $s | .secrets[0].path = "/run/nixseal/" + $s' "$(manifest web1)" >"$W/long-manifest.json"
+  local rc=0
+  out=$("$BIN" deploy --manifest "$W/long-manifest.json" --dry-run 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 2 ]
+  contains "$out" "is 111 bytes long, more than the 110"
+  # ...and accepts the longest allowed ones (the profile parses; the
+  # missing rekeys are what check reports).
+  jq --arg h "$h96" --arg s "$s110" '.hosts[$h] = {hostPubkey: .hosts.web1.hostPubkey, secrets: {($s): .hosts.web1.secrets["db-password"]}} | del(.hosts.web1)' "$(profile)" >"$W/longest.json"
+  rc=0
+  out=$("$BIN" check --profile "$W/longest.json" 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "$h96/$s110"
+}
+t "name limits: host 96 and secret/template 110 bytes, refused alike by the module and the Rust side" t_name_limits
+
+# Issue 11.3: the stand-in NixOS behaves like NixOS where nixseal depends on
+# it (each of these passed the old, lenient stand-in).
+t_standin_faithful() {
+  # (A host without secrets: its activation script holds nixseal's
+  # clean-up snippet and can be rendered.)
+  local base='{ networking.hostName = "h"; }'
+  local out
+  # Activation snippets: string or { deps; text; }, ordered by deps; a dep
+  # that names no snippet fails as in NixOS.
+  out=$(eval_host "[ $base { system.activationScripts.a = { deps = [ \"b\" ]; text = \"echo a\"; }; system.activationScripts.b = \"echo b\"; } ]" 'os.config.system.activationScripts.script')
+  [ "$(grep -n 'echo b' <<<"$(jq -r . <<<"$out")" | cut -d: -f1)" -lt "$(grep -n 'echo a' <<<"$(jq -r . <<<"$out")" | cut -d: -f1)" ]
+  contains "$(fails eval_host "[ $base { system.activationScripts.a = { deps = [ \"nosuch\" ]; text = \"x\"; }; } ]" 'os.config.system.activationScripts.script')" "attribute 'nosuch' missing"
+  contains "$(fails eval_host "[ $base { system.activationScripts.a.deps = [ ]; } ]" 'os.config.system.activationScripts.script')" "system.activationScripts.a.text' was accessed but has no value defined"
+  # The `users` snippet: a script for scripted users, "" under
+  # systemd-sysusers or userborn (userborn asserts it, so nixseal must not
+  # add deps to it there).
+  [ "$(eval_host "[ $base ]" 'builtins.isAttrs os.config.system.activationScripts.users')" = true ]
+  [ "$(eval_host "[ $base { systemd.sysusers.enable = true; } ]" 'os.config.system.activationScripts.users')" = '""' ]
+  [ "$(eval_host "[ $base { services.userborn.enable = true; nixseal.secrets.s = { file = /dev/null; neededForUsers = true; }; } ]" 'os.config.system.activationScripts.users')" = '""' ]
+  contains "$(fails eval_host "[ $base { services.userborn.enable = true; system.activationScripts.users.deps = [ ]; } ]" 'os.config.system.activationScripts.users')" "is not of type \`string or (submodule)'"
+  # unitConfig merges as systemd-unit-options.nix does: a user's own
+  # RequiresMountsFor next to the module's concatenates; scalars must agree.
+  [ "$(eval_host "[ $base { nixseal.settings.hostKeys = [ { path = \"/etc/ssh/k\"; } ]; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/persist\" ]; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.RequiresMountsFor')" = '["/etc/ssh","/persist"]' ]
+  contains "$(fails eval_host "[ $base { systemd.services.nixseal-activate.unitConfig.DefaultDependencies = true; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.DefaultDependencies')" 'conflicting definition values'
+  # networking.hostName: a DNS label, default "nixos" (and so nixseal's
+  # host name).
+  contains "$(fails eval_host '[ { networking.hostName = "web1.example.com"; } ]' 'os.config.networking.hostName')" 'is not of type'
+  [ "$(eval_host '[ { } ]' 'os.config.nixseal.settings.hostName')" = '"nixos"' ]
+  # services.openssh.hostKeys: NixOS' default (rsa and ed25519).
+  [ "$(eval_host '[ { } ]' 'map (k: k.type) os.config.services.openssh.hostKeys')" = '["rsa","ed25519"]' ]
+}
+t "stand-in NixOS: activation snippet deps/order, users snippet, unitConfig merging, hostName type, openssh defaults" t_standin_faithful
+
+# Issue 11.7: template mistakes fail evaluation in nixseal's words.
+t_templates() {
+  local base='{ networking.hostName = "h"; services.openssh.enable = true; nixseal.settings.hostPubkey = "ssh-ed25519 AAAA"; nixseal.secrets.db-password.file = /dev/null; }'
+  local out
+  out=$(eval_host "[ $base { nixseal.templates.\"app.env\".content = \"A={{nixseal:db-pasword}}\nB={{nixseal:db-password}}\n\"; } ]" 'os.config.nixseal.build.problems')
+  contains "$out" 'template `app.env` of host `h` uses the placeholder `{{nixseal:db-pasword}}`, but host `h` has no secret named `db-pasword`' 'its secrets are `db-password`' 'remove the placeholder if the secret was removed'
+  [ "$(jq '[.[] | select(test("template"))] | length' <<<"$out")" = 1 ]
+  # A secret removed from the host while a template still uses it.
+  out=$(eval_host "[ { networking.hostName = \"h\"; nixseal.templates.t.content = \"{{nixseal:gone}}\"; } ]" 'os.config.nixseal.build.problems')
+  contains "$out" 'template `t` of host `h` uses the placeholder `{{nixseal:gone}}`' 'it has no secrets'
+  contains "$(eval_host "[ $base { nixseal.templates.t.content = \"x {{nixseal:db-password\"; } ]" 'os.config.nixseal.build.problems')" 'has a `{{nixseal:` without a closing `}}`'
+  # At evaluation of the system, not at deploy.
+  contains "$(fails eval_host "[ $base { nixseal.templates.t.content = \"{{nixseal:gone}}\"; } ]" 'os.config.nixseal.build.manifest.drvPath')" 'no secret named `gone`'
+  # Good templates pass.
+  [ "$(eval_host "[ $base ({ config, ... }: { nixseal.templates.t.content = \"\${config.nixseal.placeholder.db-password} {{nixseal:db-password}}\"; }) ]" 'builtins.filter (p: builtins.match ".*template.*" p != null) os.config.nixseal.build.problems')" = '[]' ]
+}
+t "templates: a placeholder naming no secret (typo, removed secret) or unclosed fails evaluation naming template and fix" t_templates
+
+# Issue 10.7: world-readable modes are a decision: an evaluation warning.
+t_mode_warnings() {
+  local base='{ networking.hostName = "h"; services.openssh.enable = true; nixseal.settings.hostPubkey = "ssh-ed25519 AAAA"; nixseal.secrets.s.file = /dev/null; }'
+  local m out
+  for m in 0444 0666 0777 0004 444 0401; do
+    out=$(eval_host "[ $base { nixseal.secrets.s.mode = \"$m\"; nixseal.templates.t = { content = \"x\"; mode = \"$m\"; }; } ]" 'os.config.warnings')
+    contains "$out" "secret \`s\` of host \`h\` has mode $m, which gives every user" "template \`t\` of host \`h\` has mode $m"
+  done
+  for m in 0400 0440 0640 0600 0750; do
+    [ "$(eval_host "[ $base { nixseal.secrets.s.mode = \"$m\"; } ]" 'os.config.warnings')" = '[]' ]
+  done
+  # Shown as NixOS shows warnings, when the system is built.
+  contains "$(eval_host '[ { networking.hostName = "h"; nixseal.templates.t = { content = "x"; mode = "0644"; }; } ]' 'os.config.system.build.toplevel.drvPath' 2>&1 >/dev/null)" 'warning: nixseal: template `t` of host `h` has mode 0644'
+}
+t "world-readable modes (other bits) warn at evaluation, naming secret/template and host" t_mode_warnings
+
+# Issue 11.10: what the early (neededForUsers) step cannot reach fails
+# evaluation; systemd-sysusers' one-time passwords warn.
+t_early_limits() {
+  local base='{ networking.hostName = "h"; nixseal.settings.hostPubkey = "ssh-ed25519 AAAA"; nixseal.secrets.pw = { file = /dev/null; neededForUsers = true; }; nixseal.settings.hostKeys = [ { path = "/persist/ssh/key"; } ]; }'
+  local fs='fileSystems."/persist" = { device = "/dev/vdb"; fsType = "ext4"; };'
+  local out u
+  for u in '' 'systemd.sysusers.enable = true;' 'services.userborn.enable = true;'; do
+    out=$(eval_host "[ $base { $fs $u } ]" 'os.config.nixseal.build.problems')
+    contains "$out" 'has neededForUsers secrets, which are decrypted before users exist' 'its host key /persist/ssh/key is on /persist, which the initrd does not mount' 'fileSystems.\"/persist\".neededForBoot = true'
+    # neededForBoot, a path NixOS mounts in the initrd, or no separate file
+    # system: fine.
+    [ "$(eval_host "[ $base { $fs fileSystems.\"/persist\".neededForBoot = true; $u } ]" 'builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems')" = '[]' ]
+    [ "$(eval_host "[ $base { fileSystems.\"/var/lib\" = { device = \"x\"; }; nixseal.settings.hostKeys = [ { path = \"/var/lib/key\"; } ]; $u } ]" 'builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems')" = '[]' ]
+    [ "$(eval_host "[ $base { $u } ]" 'builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems')" = '[]' ]
+  done
+  # Nested mounts: every one above the key must be mounted by the initrd.
+  contains "$(eval_host "[ $base { $fs fileSystems.\"/persist/ssh\" = { device = \"y\"; neededForBoot = true; }; nixseal.settings.hostKeys = [ { path = \"/persist/ssh/key\"; } ]; } ]" 'os.config.nixseal.build.problems')" 'is on /persist, which the initrd does not mount'
+  # Without neededForUsers secrets, /persist is fine (the main unit waits
+  # for it with RequiresMountsFor).
+  [ "$(eval_host "[ $base ({ lib, ... }: { $fs nixseal.secrets.pw.neededForUsers = lib.mkForce false; }) ]" 'builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems')" = '[]' ]
+  # systemd-sysusers applies a hashedPasswordFile only when it creates a user.
+  out=$(eval_host "[ $base ({ config, ... }: { systemd.sysusers.enable = true; users.users.root.hashedPasswordFile = config.nixseal.secrets.pw.path; }) ]" 'os.config.warnings')
+  contains "$out" 'host `h` creates users with systemd-sysusers, which sets a password only when it creates the user: users.users.root.hashedPasswordFile is the nixseal secret /run/nixseal-for-users/pw' 'services.userborn.enable = true'
+  [ "$(eval_host "[ $base ({ config, ... }: { services.userborn.enable = true; users.users.root.hashedPasswordFile = config.nixseal.secrets.pw.path; }) ]" 'os.config.warnings')" = '[]' ]
+}
+t "neededForUsers: a host key on a file system the initrd does not mount fails evaluation; sysusers passwords warn" t_early_limits
+
 
 t_options_documented() {
   # Every visible option of the NixOS module is typed, described, and named in
@@ -544,7 +771,7 @@ fi
 # edit (stdin), stale check, renc again.
 t_flow_renc() {
   rm -rf "$W/flow" && mkdir -p "$W/flow"
-  setup_world "$W/flow" "$BIN"
+  setup_world "$W/flow"
   cd "$W/flow/fleet"
   nix run .#renc
   git add secrets/rekeyed
@@ -599,7 +826,7 @@ fi
 # once, writes the master file and rekeys it; a second renc does nothing.
 t_flow_generator() {
   rm -rf "$W/gen" && mkdir -p "$W/gen"
-  setup_world "$W/gen" "$BIN"
+  setup_world "$W/gen"
   cd "$W/gen/fleet"
   printf '#!/bin/sh\necho run >>"$NIXSEAL_GEN_RUNS"\nprintf "generated-%%s" "$(od -An -N6 -tx1 /dev/urandom | tr -d " \\n")"\n' >gen-session.sh
   chmod +x gen-session.sh
