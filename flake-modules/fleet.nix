@@ -268,7 +268,10 @@ let
   # flake source this app was evaluated from (a store path, referenced
   # without pulling it, or any host's files, into the app's closure).
   hostList = concatStringsSep " " (attrNames hosts);
-  flakeRef = "path:${sourceRoot}${lib.optionalString (subdir != "") "?dir=${subdir}"}";
+  # For a flake in a subdirectory that directory alone (`path:` takes no
+  # `?dir=` in Nix 2.8): `nix run .#nixseal-deploy.<host>` is the way for
+  # such a flake whose hosts use files outside its directory.
+  flakeRef = "path:${flakeRoot}";
   deployAttr = "legacyPackages.${system}.nixseal-deploy";
   deployApp = app "deploy" (
     ''

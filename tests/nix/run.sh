@@ -16,7 +16,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 filter=${1:-}
 passed=0
 failed=0
-skipped=()
 W=$(mktemp -d /tmp/nixseal-nix-test.XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$W"' EXIT
 F=$W/fleet
@@ -45,7 +44,6 @@ t() {
     sed 's/^/      /' "$log" | tail -40
   fi
 }
-skip() { skipped+=("$1: $2"); echo "skip  $1 ($2)"; }
 
 # Helpers used inside tests.
 fail() { echo "$*" >&2; return 1; }
@@ -74,8 +72,6 @@ fails() {
   fi
   printf '%s' "$err"
 }
-# The command supports a subcommand with the given flag (in --help)?
-supports() { "$BIN" "$1" --help 2>&1 | grep -q -- "$2"; }
 eval_host() { # NIX-MODULE-EXPR ATTR-PATH-EXPR -> JSON
   nix eval --impure --json --expr "let os = import $here/lib/eval-host.nix {
     nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; modules = $1; }; in $2"
@@ -687,45 +683,168 @@ t_options_documented() {
 }
 t "every NixOS option is typed, described and in docs/options.md" t_options_documented
 
-t_vm_fixtures() {
-  # The VM tests' machine evaluates here too: its fixtures are consistent
-  # (current rekeys), and so are the rotated and corrupt variants (the corrupt
-  # file passes evaluation; only activation can notice).
-  local common="(import $NIXSEAL_REPO/checks/common.nix { nixseal.nixosModules.default = { }; })"
-  [ "$(eval_host "[ $common { networking.hostName = \"machine\"; } ]" 'os.config.nixseal.build.problems')" = '[]' ]
-  for v in v2 corrupt; do
-    [ "$(eval_host "[ $common ({ lib, ... }: { networking.hostName = \"machine\";
-        nixseal.secrets.db-password.file = lib.mkForce $NIXSEAL_REPO/checks/fixtures/secrets/db-password-v2.age;
-        nixseal.settings.rekeyedDir = lib.mkForce $NIXSEAL_REPO/checks/fixtures/rekeyed-$v; }) ]" 'os.config.nixseal.build.problems')" = '[]' ]
-  done
-  # Users test: the root password secret is current too.
-  [ "$(eval_host "[ $common { networking.hostName = \"machine\"; nixseal.secrets.root-password = { file = $NIXSEAL_REPO/checks/fixtures/secrets/root-password.age; neededForUsers = true; }; } ]" 'os.config.nixseal.build.problems')" = '[]' ]
-  # The fixture host key decrypts the v1 rekeys to the expected text.
-  [ "$(age -d -i "$NIXSEAL_REPO/checks/fixtures/host/ssh_host_ed25519_key" "$NIXSEAL_REPO/checks/fixtures/rekeyed/machine/db-password.age")" = db-password-v1 ]
-  [ "$(age -d -i "$NIXSEAL_REPO/checks/fixtures/host/ssh_host_ed25519_key" "$NIXSEAL_REPO/checks/fixtures/rekeyed-v2/machine/db-password.age")" = db-password-v2 ]
-}
-t "VM test fixtures evaluate in the stand-in (current, rotated, corrupt)" t_vm_fixtures
-
-t_vm_scripts() {
-  # Each VM test evaluates to a name, nodes and a testScript that is valid
-  # Python and asserts something (the tests themselves need nixpkgs + KVM).
-  local f n=0
-  for f in "$NIXSEAL_REPO"/checks/*.nix; do
-    case "$(basename "$f")" in default.nix | common.nix) continue ;; esac
-    nix eval --impure --raw --expr "(import $f { common = { }; }).testScript" >"$W/script.py"
-    python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$W/script.py" ||
-      fail "$f: testScript is not valid Python"
-    grep -q "assert\|machine.fail\|\.fail(" "$W/script.py" || fail "$f: testScript asserts nothing"
-    [ "$(nix eval --impure --raw --expr "(import $f { common = { }; }).name")" = "nixseal-$(basename "$f" .nix)" ]
+# Issue 11.2: every VM check evaluates. The stand-in runNixOSTest evaluates
+# each node of each check as the test framework does (networking.hostName =
+# node name, virtualisation.fileSystems, specialisations) and checks each
+# testScript as the driver does; building a check builds every node's system.
+t_vm_checks() {
+  local ns="(builtins.getFlake \"git+file://$F\").inputs.nixseal" names files n=0 c
+  names=$(nix eval --impure --json --expr "builtins.attrNames $ns.checks.x86_64-linux")
+  files=$(cd "$NIXSEAL_REPO/checks" && ls ./*.nix | grep -v -e default.nix -e common.nix | sed 's|^\./\(.*\)\.nix$|"nixseal-\1"|' | paste -sd, -)
+  [ "$names" = "[$files]" ] || fail "checks $names are not the test files $files"
+  for c in $(jq -r '.[]' <<<"$names"); do
+    nix build --impure --expr "$ns.checks.x86_64-linux.$c" -o "$W/vm-$c"
+    contains "$(cat "$W/vm-$c")" "$c: nodes" "testScript checked"
     n=$((n + 1))
   done
   [ "$n" -ge 6 ]
+  # Each asserts something (a VM test without assertions proves nothing).
+  for c in "$NIXSEAL_REPO"/checks/*.nix; do
+    case "$(basename "$c")" in default.nix | common.nix) continue ;; esac
+    nix eval --impure --raw --expr "(import $c { common = { }; }).testScript" | grep -q "assert\|\.fail(" || fail "$c asserts nothing"
+  done
+  # Node names become host names: users.nix's nodes are scripted and
+  # userborn, and its fixtures were made for the host "machine".
+  [ "$(nix eval --impure --json --expr "builtins.mapAttrs (_: n: [ n.config.networking.hostName n.config.nixseal.settings.hostName ]) $ns.checks.x86_64-linux.nixseal-users.nodes")" = '{"scripted":["scripted","machine"],"userborn":["userborn","machine"]}' ]
+  # The fixture host key decrypts the v1 and v2 rekeys to the expected text.
+  [ "$(age -d -i "$NIXSEAL_REPO/checks/fixtures/host/ssh_host_ed25519_key" "$NIXSEAL_REPO/checks/fixtures/rekeyed/machine/db-password.age")" = db-password-v1 ]
+  [ "$(age -d -i "$NIXSEAL_REPO/checks/fixtures/host/ssh_host_ed25519_key" "$NIXSEAL_REPO/checks/fixtures/rekeyed-v2/machine/db-password.age")" = db-password-v2 ]
 }
-t "VM tests: each testScript is valid Python with assertions" t_vm_scripts
+t "VM checks: every node of every check evaluates and builds; each testScript passes the driver's checks" t_vm_checks
+
+# The stand-in test framework is strict where the real one is: each of
+# these passed the old one.
+t_vm_checks_strict() {
+  local ns="(builtins.getFlake \"git+file://$F\").inputs.nixseal" pkgs="(builtins.getFlake \"git+file://$F\").inputs.nixpkgs.legacyPackages.x86_64-linux"
+  local c=$W/checks-copy out
+  rm -rf "$c" && cp -r "$NIXSEAL_REPO/checks" "$c"
+  build_check() { nix build --impure --no-link --expr "(import $c { pkgs = $pkgs; nixseal = $ns; }).nixseal-$1"; }
+  # Fixtures for "machine", nodes with other names (as users.nix was).
+  sed -i '/hostName = "machine";/d' "$c/common.nix"
+  contains "$(fails build_check users)" 'fixtures/rekeyed/scripted/db-password.age is missing'
+  cp "$NIXSEAL_REPO/checks/common.nix" "$c/common.nix"
+  build_check users
+  # A testScript naming a node that does not exist, or a Machine method
+  # that does not exist.
+  sed -i 's/for m in \[scripted, userborn\]/for m in [scripted, machine]/' "$c/users.nix"
+  contains "$(fails build_check users)" "undefined name 'machine' (nodes: scripted, userborn)"
+  cp "$NIXSEAL_REPO/checks/users.nix" "$c/users.nix"
+  sed -i 's/machine.wait_for_unit("multi-user.target")/machine.wait_for_units("multi-user.target")/' "$c/boot.nix"
+  contains "$(fails build_check boot)" "Machine has no attribute 'wait_for_units'"
+  sed -i 's/machine.wait_for_units(/machine.wait_for_unit((/' "$c/boot.nix"
+  contains "$(fails build_check boot)" "testScript is not valid Python"
+  cp "$NIXSEAL_REPO/checks/boot.nix" "$c/boot.nix"
+  # A specialisation that does not evaluate fails its check.
+  sed -i 's|nixseal.settings.rekeyedDir = lib.mkForce ./fixtures/rekeyed-corrupt;|nixseal.settings.rekeyedDir = lib.mkForce ./fixtures/nosuch;|' "$c/corrupt.nix"
+  contains "$(fails build_check corrupt)" 'fixtures/nosuch/machine/db-password.age is missing'
+  # Without a test framework the checks say so instead of being empty.
+  out=$(fails nix eval --impure --expr "builtins.mapAttrs (_: c: c.drvPath) (import $NIXSEAL_REPO/checks { pkgs = { }; nixseal = $ns; })")
+  contains "$out" "need pkgs.testers.runNixOSTest"
+}
+t "VM checks: wrong host names, unknown nodes or methods, broken specialisations fail; no runNixOSTest is an error" t_vm_checks_strict
+
+# A copy of the (rekeyed, tracked) fixture fleet as a git repository of its
+# own, for variants of its flake.nix: variant NAME -> its directory.
+variant() {
+  local d=$W/$1
+  rm -rf "$d" && cp -r "$F" "$d" && rm -rf "$d/.git" "$d"/result*
+  (cd "$d" && git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm "$1")
+  echo "$d"
+}
+
+# Issue 11.8: the apps keep their names by default, can be renamed or left
+# out, and never collide with the flake's own apps.
+t_apps_names() {
+  local d out
+  d=$(variant apps)
+  cd "$d"
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  # The flake's own apps.deploy next to nixseal's: it evaluates, and the
+  # flake's wins.
+  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs;\n      perSystem = { pkgs, ... }: { apps.deploy = { type = "app"; program = "${pkgs.writeShellScriptBin "mine" "echo my own deploy"}/bin/mine"; }; };|' flake.nix
+  git add flake.nix
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix run .#deploy)" = "my own deploy" ]
+  # Renamed and left out.
+  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; };|' flake.nix
+  git add flake.nix
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-deploy","renc"]' ]
+  [ "$(nix run .#deploy)" = "my own deploy" ]
+  contains "$(fails nix run .#nixseal-deploy)" "usage: nix run .#nixseal-deploy -- HOST"
+  # The same for lib.mkFleet / mkApps.
+  local base="let f = builtins.getFlake \"path:$d\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
+  out=$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps.rekey = \"x\"; })")
+  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy)"
+}
+t "apps: default names, renamed or left out (flake-parts and mkFleet); the flake's own apps.deploy wins" t_apps_names
+
+# Issue 11.12: a colmena hive's nodes as nixseal.nodes; deploy-rs and
+# nixos-rebuild use the systems as they are.
+t_colmena() {
+  local d out
+  d=$(variant colmena)
+  cd "$d"
+  sed -e "s|@NIXPKGS@|path:$W/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$W/nixseal|" "$here/fixture-colmena/flake.nix" >flake.nix
+  git add flake.nix
+  [ "$(jq -c '.hosts | keys' "$(profile)")" = '["web1","web2"]' ]
+  [ "$(jq -r .hosts.web1.hostPubkey "$(profile)")" = "$(cut -d' ' -f1,2 "$W/hostkeys/web1/ssh_host_ed25519_key.pub")" ]
+  [ "$(nix eval --json .#colmenaHive.nodes.web1.config.nixseal.build.problems)" = '[]' ]
+  nix run .#check
+  [ "$(nix eval --raw .#colmenaHive.deploymentConfig.web2.targetHost)" = web2 ]
+  nix build .#colmenaHive.toplevel.web1 -o "$W/colmena-web1"
+  [ -f "$W/colmena-web1/etc/systemd/system/nixseal-activate.service" ]
+  # Nodes that leave networking.hostName unset all become "nixos".
+  local base="let f = builtins.getFlake \"path:$d\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
+  out=$(fails nix eval --impure --json --expr "$base (ns.lib.mkFleet { self = f; inherit pkgs; nodes = f.unnamedHive.nodes; }).profile")
+  contains "$out" "nixos is used by a, b" "\"nixos\" is NixOS' default networking.hostName" "colmena and deploy-rs do not set it from the node name" "Set networking.hostName in each node"
+  # The hive itself instead of its nodes.
+  contains "$(fails nix eval --impure --json --expr "$base (ns.lib.mkFleet { self = f; inherit pkgs; nodes = f.colmenaHive; }).profile")" "is a colmena hive" "self.colmenaHive.nodes"
+  # deploy-rs: the profile path is the system, with nixseal's unit.
+  nix build .#deploy.nodes.web1.profiles.system.path -o "$W/deploy-rs-web1"
+  contains "$(cat "$W/deploy-rs-web1/etc/systemd/system/nixseal-activate.service")" "deploy --manifest"
+  grep -q "nixseal.nodes = self.colmenaHive.nodes" "$NIXSEAL_REPO/docs/deploying.md"
+}
+t "colmena: a hive's nodes are nixseal.nodes; unset host names get a fix-it error; deploy-rs paths carry the unit" t_colmena
+
+# Issue 11.13: names in the Nix files match the code; the flake module is
+# exported as flake-parts exports modules.
+t_module_export() {
+  local d decl
+  d=$(variant twice)
+  cd "$d"
+  sed -i 's|^      imports = \[ nixseal.flakeModules.default \];|      imports = [ nixseal.flakeModules.default nixseal.flakeModules.default ];\n      debug = true;|' flake.nix
+  git add flake.nix
+  # Imported twice: one module (its key), no "declared twice" error.
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  # Its options are declared in flake-modules/default.nix (importApply).
+  decl=$(nix eval --json .#debug.options.nixseal.identities.declarations)
+  echo "$decl"
+  contains "$decl" "/flake-modules/default.nix"
+  [ "$(nix eval --impure --json --expr "let m = (builtins.getFlake \"git+file://$F\").inputs.nixseal.flakeModules.default; in [ m._class (builtins.match \"${NIX_STORE_DIR:-/nix/store}/[^/]*-source/flake.nix#flakeModules.default\" m.key != null) (m._file == m.key) ]")" = '["flake",true,true]' ]
+  # Every Rust type the Nix files name (nixseal::<module>::<Type>, in their
+  # keep-in-sync notes) exists in that module.
+  local n=0 ref mod ty
+  for ref in $(grep -rhoE 'nixseal::[a-z_]+::[A-Z][A-Za-z]*' "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/flake.nix" | sort -u); do
+    mod=${ref#nixseal::}; ty=${mod#*::}; mod=${mod%%::*}
+    grep -qs "pub struct $ty " "$NIXSEAL_REPO/crates/nixseal/src/$mod.rs" "$NIXSEAL_REPO/crates/nixseal/src/$mod/mod.rs" ||
+      fail "$ref: crates/nixseal/src/$mod defines no struct $ty"
+    n=$((n + 1))
+  done
+  [ "$n" -ge 2 ] || fail "only $n Rust type names found"
+  if grep -rn 'HostManifest\|FleetProfile' "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/flake.nix"; then fail "stale type names"; fi
+  # Lists of the apps name all five.
+  local line
+  while IFS= read -r line; do
+    for a in renc check edit status deploy; do
+      grep -q "$a" <<<"$line" || fail "app list without $a: $line"
+    done
+  done < <(grep -rh 'renc.*edit.*deploy\|renc.*deploy.*edit' "$NIXSEAL_REPO/flake.nix" "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/docs/getting-started.md" "$NIXSEAL_REPO/docs/options.md" "$NIXSEAL_REPO/docs/deploying.md")
+}
+t "flake module: importApply location, _class and key (importing twice works); Nix notes name existing Rust types; app lists complete" t_module_export
 
 # ---------------------------------------------------------------- the real flow
-# These need the real commands in the binary; until they are merged they are
-# reported as skipped (and the final line says so).
 t_schema_profile() {
   # The Rust side parses the profile the Nix side made (deny_unknown_fields)...
   "$BIN" renc --profile "$(profile)" --dry-run
@@ -738,11 +857,7 @@ t_schema_profile() {
   [ "$rc" = 2 ]
   contains "$out" "extra"
 }
-if supports renc --profile && supports check --profile; then
-  t "schema in sync: nixseal renc/check parse the Nix-made profile, reject unknown fields" t_schema_profile
-else
-  skip "schema in sync: profile" "needs nixseal renc/check"
-fi
+t "schema in sync: nixseal renc/check parse the Nix-made profile, reject unknown fields" t_schema_profile
 
 t_schema_manifest() {
   local m rc=0 out
@@ -761,11 +876,7 @@ t_schema_manifest() {
   [ "$rc" = 2 ]
   contains "$out" "extra"
 }
-if supports deploy --manifest; then
-  t "schema in sync: nixseal deploy parses the Nix-made manifests, rejects unknown fields" t_schema_manifest
-else
-  skip "schema in sync: manifest" "needs nixseal deploy"
-fi
+t "schema in sync: nixseal deploy parses the Nix-made manifests, rejects unknown fields" t_schema_manifest
 
 # A fresh fleet without rekeyed files: renc, check, a no-op renc, rotation via
 # edit (stdin), stale check, renc again.
@@ -815,11 +926,7 @@ t_flow_renc() {
   contains "$(fails nix run .#status -- --manifest web9=/nonexistent)" "host web9 is not in the profile"
   [ "$(age -d -i "$W/flow/hostkeys/web2/ssh_host_ed25519_key" secrets/rekeyed/web2/db-password.age)" = rotated-db-password ]
 }
-if supports renc --profile && supports edit --profile && supports check --profile; then
-  t "flow: nix run .#renc, .#check, no-op renc, .#edit (stdin), stale check, renc" t_flow_renc
-else
-  skip "flow: renc, check, edit, stale check" "needs nixseal renc/check/edit"
-fi
+t "flow: nix run .#renc, .#check, no-op renc, .#edit (stdin), stale check, renc" t_flow_renc
 
 # A secret with a generator and no master file: eval names renc as the fix;
 # the profile carries the generator's store path; `nix run .#renc` runs it
@@ -852,11 +959,7 @@ t_flow_generator() {
   [ "$(wc -l <"$NIXSEAL_GEN_RUNS")" = 1 ] || fail "generator ran again"
   [ "$(age -d -i keys/master.age secrets/session-key.age)" = "$plain" ]
 }
-if supports renc --profile; then
-  t "flow: a secret's generator makes its missing master file once (nix run .#renc)" t_flow_generator
-else
-  skip "flow: generator" "needs nixseal renc"
-fi
+t "flow: a secret's generator makes its missing master file once (nix run .#renc)" t_flow_generator
 
 # Deploy web1 on this machine in a private mount namespace (with web1's host
 # key at the manifest's path), after the renc flow above.
@@ -883,13 +986,140 @@ t_flow_deploy() {
     if nix run .#deploy -- web2 --dry-run --no-restart; then exit 1; fi
   ' _ "$W/flow/hostkeys/web1/ssh_host_ed25519_key"
 }
-if supports deploy --manifest && supports renc --profile && supports edit --profile && command -v unshare >/dev/null; then
-  t "flow: nix run .#deploy -- web1 in a private mount namespace" t_flow_deploy
-else
-  skip "flow: deploy web1 in a private namespace" "needs nixseal deploy (branch deploy, not merged yet)"
-fi
+t "flow: nix run .#deploy -- web1 in a private mount namespace" t_flow_deploy
+
+# Issue 11.9: `deploy HOST` brings only that host's files into the store and
+# evaluates only that host.
+t_deploy_isolation() {
+  [ -d "$W/flow/fleet" ] || t_flow_renc
+  cd "$W/flow/fleet"
+  local d web1 x
+  d=$(app_program deploy)
+  if nix-store -qR "$d" | grep -e manifest -e '\.age$' -e -source; then fail "the deploy app's closure holds a manifest, a rekeyed file or the flake source"; fi
+  web1=$(nix build --no-link --json .#nixseal-deploy.web1 | jq -r '.[0].outputs.out')
+  nix-store -qR "$web1" | grep -q -- '-nixseal-manifest-web1.json$'
+  nix-store -qR "$web1" | grep -q -- '-web1-db-password.age$'
+  if nix-store -qR "$web1" | grep -e web2 -e -source; then fail "web1's deploy script holds another host's files"; fi
+  # A rotated web2 secret: deploying web1 never adds web2's new file to the
+  # store.
+  printf 'rotated-api-token-%s' "$RANDOM" | nix run .#edit -- secrets/api-token.age
+  git add secrets/api-token.age
+  nix run .#renc
+  git add secrets/rekeyed
+  # A type error in web2 does not stop deploying web1.
+  cp hosts/web2.nix "$W/web2-flow.nix"
+  trap 'cp "$W/web2-flow.nix" hosts/web2.nix' EXIT
+  sed -i 's|^  networking.hostName = "web2";|  networking.hostName = "web2";\n  imports = [ { nixseal.secrets.api-token.owner = 42; } ];|' hosts/web2.nix
+  unshare -m --propagation private bash -euc '
+    mount -t tmpfs -o mode=0755 tmpfs /run
+    mkdir -p /etc/ssh && mount -t tmpfs -o mode=0755 tmpfs /etc/ssh
+    cp "$1" /etc/ssh/ssh_host_ed25519_key
+    nix run .#deploy -- web1 --no-restart
+    test "$(cat /run/nixseal/db-password)" = rotated-db-password
+  ' _ "$W/flow/hostkeys/web1/ssh_host_ed25519_key"
+  for x in /nix/store/*-web2-api-token.age; do
+    if cmp -s "$x" secrets/rekeyed/web2/api-token.age; then fail "deploying web1 added web2's rekeyed file $x"; fi
+  done
+  contains "$(fails nix run .#deploy -- web2 --dry-run)" "nixseal.secrets.api-token.owner" "is not of type"
+}
+t "deploy HOST: only that host's files in the closure and the store; a type error in another host does not matter" t_deploy_isolation
+
+# Issue 11.11: removing a host's last secret (or last neededForUsers secret)
+# removes its plaintext from RAM at the next switch.
+t_empty_removes() {
+  [ -d "$W/flow/fleet" ] || t_flow_renc
+  cd "$W/flow/fleet"
+  cp hosts/web1.nix "$W/web1-flow.nix"
+  trap 'cp "$W/web1-flow.nix" hosts/web1.nix' EXIT
+  # The configuration web1 switches to: no secrets, no templates.
+  cat >"$W/web1-empty.nix" <<NIX
+{
+  networking.hostName = "web1";
+  services.openssh.enable = true;
+  nixseal.settings = {
+    hostPubkey = "$(fleet_pubkey "$W/flow" web1)";
+    rekeyedDir = ../secrets/rekeyed;
+  };
+}
+NIX
+  local units
+  units() { # the commands the switch runs: the unit, the activation snippet
+    nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/web1-system" >&2
+    nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.serviceConfig.ExecStart | jq -r '.[]'
+  }
+  local before after snippet
+  before=$(units)
+  cp "$W/web1-empty.nix" hosts/web1.nix
+  after=$(units)
+  snippet=$(nix eval --raw .#nixosConfigurations.web1.config.system.activationScripts.nixsealForUsers.text)
+  echo "$after"
+  [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
+  [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 2 ]
+  unshare -m --propagation private bash -euc '
+    mount -t tmpfs -o mode=0755 tmpfs /run
+    mkdir -p /etc/ssh && mount -t tmpfs -o mode=0755 tmpfs /etc/ssh
+    cp "$1" /etc/ssh/ssh_host_ed25519_key
+    # Booted with secrets (the old configuration).
+    while IFS= read -r c; do $c --users --no-restart; $c --no-restart; done <<<"$2"
+    test "$(cat /run/nixseal/db-password)" = rotated-db-password
+    grep -rq root: /run/nixseal-for-users.d
+    # The switch to the configuration without secrets.
+    while IFS= read -r c; do $c; done <<<"$3"
+    bash -euc "$4"
+    ls -laR /run/nixseal.d /run/nixseal-for-users.d
+    if grep -rq rotated-db-password /run/nixseal.d; then echo "plaintext left in /run/nixseal.d" >&2; exit 1; fi
+    if grep -rq root: /run/nixseal-for-users.d; then echo "plaintext left in /run/nixseal-for-users.d" >&2; exit 1; fi
+    test ! -e /run/nixseal/db-password && test ! -e /run/nixseal/app.env
+  ' _ "$W/flow/hostkeys/web1/ssh_host_ed25519_key" "$(head -1 <<<"$before")" "$after" "$snippet"
+}
+t "removing the last secret: the next switch removes its plaintext (main and neededForUsers generations)" t_empty_removes
+
+# Issue 11.4: a flake in a subdirectory of a git repository (infra/flake.nix).
+t_subdir_flake() {
+  local m=$W/mono
+  rm -rf "$W/sub" "$m" && mkdir -p "$W/sub" "$m/infra"
+  setup_world "$W/sub"
+  (cd "$W/sub/fleet" && tar --exclude=.git -cf - .) | (cd "$m/infra" && tar -xf -)
+  echo "the rest of the repository" >"$m/README"
+  (cd "$m" && git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm mono)
+  cd "$m/infra"
+  local p out
+  p=$(profile)
+  [ "$(jq -c '[.rekeyedDir, .identities, .hosts.web1.secrets["db-password"].file]' "$p")" = '["./secrets/rekeyed",["./keys/master.age"],"./secrets/db-password.age"]' ]
+  # Fix-it messages name paths as typed in infra/, and following them works.
+  out=$(problems web1)
+  contains "$out" 'the rekeyed file secrets/rekeyed/web1/db-password.age is missing' 'then `git add secrets/rekeyed`'
+  if grep -q infra/ <<<"$out"; then fail "a message names a path from the repository root: $out"; fi
+  # The apps run in infra/, not at the repository root.
+  out=$(cd "$m" && fails nix run ./infra#renc)
+  contains "$out" "run this from the root of your flake" "cd $m/infra"
+  nix run .#renc
+  git add secrets/rekeyed
+  [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
+  nix run .#check
+  [ -f secrets/rekeyed/web1/db-password.age ] && [ ! -e "$m/secrets" ] && [ ! -e "$m/infra/infra" ]
+  # A master file that is not tracked: the message's `git add` fixes it.
+  printf 'new' | nix run .#edit -- secrets/new.age
+  sed -i 's|^  nixseal.secrets = {|  nixseal.secrets = {\n    new.file = ../secrets/new.age;|' hosts/web2.nix
+  git add hosts/web2.nix
+  out=$(problems web2)
+  contains "$out" 'the master file secrets/new.age does not exist (or is not tracked by git)'
+  git add secrets/new.age
+  contains "$(problems web2)" 'secrets/rekeyed/web2/new.age is missing'
+  nix run .#renc
+  git add secrets/rekeyed
+  [ "$(problems web2)" = '[]' ]
+  # deploy evaluates the host from the subdirectory flake.
+  unshare -m --propagation private bash -euc '
+    mount -t tmpfs -o mode=0755 tmpfs /run
+    mkdir -p /etc/ssh && mount -t tmpfs -o mode=0755 tmpfs /etc/ssh
+    cp "$1" /etc/ssh/ssh_host_ed25519_key
+    nix run .#deploy -- web2 --no-restart
+    test "$(cat /run/nixseal/new)" = new
+  ' _ "$W/sub/hostkeys/web2/ssh_host_ed25519_key"
+}
+t "a flake in a subdirectory of a git repository: profile paths, the flake-root check and fix-it messages are relative to it" t_subdir_flake
 
 echo
-[ ${#skipped[@]} -eq 0 ] || printf 'skipped %d (commands not in this binary yet): %s\n' "${#skipped[@]}" "${skipped[*]}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

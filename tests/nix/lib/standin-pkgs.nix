@@ -73,9 +73,10 @@ rec {
       meta.mainProgram = name;
     };
 
+  # As with stdenv, the command runs with errexit.
   runCommand =
     name: env: cmd:
-    shDrv name cmd (removeAttrs env [ "nativeBuildInputs" ] // {
+    shDrv name ("set -e\n" + cmd) (removeAttrs env [ "nativeBuildInputs" ] // {
       PATH = lib.makeBinPath (env.nativeBuildInputs or [ ]) + ":/usr/bin:/bin";
     });
 
