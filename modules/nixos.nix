@@ -643,18 +643,23 @@ in
     }
 
     # neededForUsers: decrypt before users are created, so hashedPasswordFile
-    # can name a secret.
-    (mkIf earlyUnit {
+    # can name a secret: a unit before systemd-sysusers/userborn, or an
+    # activation snippet before the `users` one. Without such secrets the
+    # unit stays, to remove what an earlier configuration installed (it runs
+    # when it changes, not at every switch as a snippet would).
+    (mkIf (earlyUnit || !usersEarly) {
       systemd.services.nixseal-activate-users = {
-        description = "Decrypt nixseal secrets needed to create users";
-        wantedBy = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
-        before = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
+        description =
+          if usersEarly then "Decrypt nixseal secrets needed to create users" else "Remove nixseal's secrets for user creation";
+        wantedBy = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
+        before = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
         # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
         # runs before local-fs-pre.target, so waiting for file systems would
         # be an ordering cycle. The host key must be on / or on a file system
         # mounted in the initrd (neededForBoot): evaluation checks it.
         after = [ "systemd-remount-fs.service" ];
         restartTriggers = [ manifestFile ];
+        stopIfChanged = false;
         unitConfig = {
           DefaultDependencies = false;
         }
@@ -666,24 +671,11 @@ in
         };
       };
     })
-    (mkIf (!earlyUnit) {
+    (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.nixsealForUsers = {
         deps = [ "specialfs" ];
-        text =
-          let
-            run = concatStringsSep "\n" (deployCommands " --users --no-restart" (!usersEarly));
-          in
-          if usersEarly then
-            run + "\n"
-          else
-            ''
-              if [ -L ${lib.escapeShellArg usersSymlink} ]; then
-              ${run}
-              fi
-            '';
+        text = concatStringsSep "\n" (deployCommands " --users --no-restart" false) + "\n";
       };
-    })
-    (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.users.deps = [ "nixsealForUsers" ];
     })
   ];

@@ -360,7 +360,9 @@ t_units() {
   [ "$(nix eval --json .#nixosConfigurations.web2.config.systemd.services.nixseal-activate-users.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal-for-users"' ]
   [ "$(nix eval --json .#nixosConfigurations.web2.config.system.activationScripts --apply 'a: [ (a ? nixsealForUsers) a.users ]')" = '[false,""]' ]
   # A host without secrets: the unit runs only when a generation is left.
-  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services --apply 'builtins.attrNames')" = '["nixseal-activate"]' ]
+  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services --apply 'builtins.attrNames')" = '["nixseal-activate","nixseal-activate-users"]' ]
+  [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services.nixseal-activate-users.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal-for-users"' ]
+  [ "$(nix eval --json .#nixosConfigurations.builder.config.system.activationScripts --apply 'a: a ? nixsealForUsers')" = false ]
   [ "$(nix eval --json .#nixosConfigurations.builder.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
 }
 t "nixseal-activate: ordering, triggers, RequiresMountsFor; early users step" t_units
@@ -1051,7 +1053,12 @@ NIX
   before=$(units)
   cp "$W/web1-empty.nix" hosts/web1.nix
   after=$(units)
-  snippet=$(nix eval --raw .#nixosConfigurations.web1.config.system.activationScripts.nixsealForUsers.text)
+  # web1 creates users with the activation script: without neededForUsers
+  # secrets, a unit (not a snippet, which would run at every switch)
+  # removes the old ones.
+  snippet=$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate-users.serviceConfig.ExecStart | jq -r '.[]')
+  [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate-users.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal-for-users"' ]
+  [ "$(nix eval --json .#nixosConfigurations.web1.config.system.activationScripts --apply 'a: a ? nixsealForUsers')" = false ]
   echo "$after"
   [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
   [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 2 ]
@@ -1065,7 +1072,7 @@ NIX
     grep -rq root: /run/nixseal-for-users.d
     # The switch to the configuration without secrets.
     while IFS= read -r c; do $c; done <<<"$3"
-    bash -euc "$4"
+    while IFS= read -r c; do $c; done <<<"$4"
     ls -laR /run/nixseal.d /run/nixseal-for-users.d
     if grep -rq rotated-db-password /run/nixseal.d; then echo "plaintext left in /run/nixseal.d" >&2; exit 1; fi
     if grep -rq root: /run/nixseal-for-users.d; then echo "plaintext left in /run/nixseal-for-users.d" >&2; exit 1; fi
