@@ -692,7 +692,10 @@ t "every NixOS option is typed, described and in docs/options.md" t_options_docu
 t_vm_checks() {
   local ns="(builtins.getFlake \"git+file://$F\").inputs.nixseal" names files n=0 c
   names=$(nix eval --impure --json --expr "builtins.attrNames $ns.checks.x86_64-linux")
-  files=$(cd "$NIXSEAL_REPO/checks" && ls ./*.nix | grep -v -e default.nix -e common.nix | sed 's|^\./\(.*\)\.nix$|"nixseal-\1"|' | paste -sd, -)
+  files=$(for c in "$NIXSEAL_REPO"/checks/*.nix; do
+    c=$(basename "$c" .nix)
+    case "$c" in default | common) ;; *) printf '"nixseal-%s"\n' "$c" ;; esac
+  done | paste -sd, -)
   [ "$names" = "[$files]" ] || fail "checks $names are not the test files $files"
   for c in $(jq -r '.[]' <<<"$names"); do
     nix build --impure --expr "$ns.checks.x86_64-linux.$c" -o "$W/vm-$c"
@@ -1044,7 +1047,6 @@ t_empty_removes() {
   };
 }
 NIX
-  local units
   units() { # the commands the switch runs: the unit, the activation snippet
     nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/web1-system" >&2
     nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.serviceConfig.ExecStart | jq -r '.[]'
