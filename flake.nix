@@ -54,56 +54,65 @@
         args@{ pkgs, ... }:
         import ./flake-modules/fleet.nix ({ package = mkPackage pkgs; } // args);
     in
-    flake-parts.lib.mkFlake { inherit inputs; } {
-      systems = [
-        "x86_64-linux"
-        "aarch64-linux"
-      ];
+    flake-parts.lib.mkFlake { inherit inputs; } (
+      { flake-parts-lib, ... }:
+      {
+        # flakeModules.<name> get flake-parts' location (_file), key and _class.
+        imports = [ flake-parts.flakeModules.flakeModules ];
 
-      flake = {
-        overlays.default = final: _prev: { nixseal = mkPackage final; };
+        systems = [
+          "x86_64-linux"
+          "aarch64-linux"
+        ];
 
-        nixosModules.default =
-          { lib, pkgs, ... }:
+        flake = {
+          overlays.default = final: _prev: { nixseal = mkPackage final; };
+
+          nixosModules.default =
+            { lib, pkgs, ... }:
+            {
+              key = "nixseal#nixosModules.default";
+              imports = [ ./modules/nixos.nix ];
+              nixseal.settings.package = lib.mkDefault (mkPackage pkgs);
+            };
+
+          # importApply: errors inside it name flake-modules/default.nix.
+          flakeModules.default = flake-parts-lib.importApply ./flake-modules/default.nix { inherit mkPackage; };
+
+          lib = {
+            # { self, pkgs, nodes?, identities?, extraRecipients?, rekeyedDir?,
+            #   apps?, root?, package? }
+            #   -> { apps, legacyPackages, checks, profile, profileFile }
+            inherit mkFleet;
+            # The same arguments -> the apps for `apps.<system>`: renc, check,
+            # edit, status, deploy (as named by `apps`).
+            mkApps = args: (mkFleet args).apps;
+          };
+        };
+
+        perSystem =
+          { pkgs, self', ... }:
           {
-            key = "nixseal#nixosModules.default";
-            imports = [ ./modules/nixos.nix ];
-            nixseal.settings.package = lib.mkDefault (mkPackage pkgs);
+            packages.nixseal = mkPackage pkgs;
+            packages.default = self'.packages.nixseal;
+
+            # NixOS VM tests: need a machine with nixpkgs and KVM.
+            checks = import ./checks {
+              inherit pkgs;
+              nixseal = self;
+            };
+
+            devShells.default = pkgs.mkShell {
+              inputsFrom = [ self'.packages.nixseal ];
+              packages = [
+                pkgs.age
+                pkgs.clippy
+                pkgs.rustfmt
+                pkgs.nixfmt
+                pkgs.jq
+              ];
+            };
           };
-
-        flakeModules.default = import ./flake-modules { inherit mkPackage; };
-
-        lib = {
-          # { self, pkgs, nodes?, identities?, extraRecipients?, rekeyedDir?, package? }
-          #   -> { apps, checks, profile, profileFile }
-          inherit mkFleet;
-          # The same arguments -> { renc, edit, deploy } for `apps.<system>`.
-          mkApps = args: (mkFleet args).apps;
-        };
-      };
-
-      perSystem =
-        { pkgs, self', ... }:
-        {
-          packages.nixseal = mkPackage pkgs;
-          packages.default = self'.packages.nixseal;
-
-          # NixOS VM tests: need a machine with nixpkgs and KVM.
-          checks = import ./checks {
-            inherit pkgs;
-            nixseal = self;
-          };
-
-          devShells.default = pkgs.mkShell {
-            inputsFrom = [ self'.packages.nixseal ];
-            packages = [
-              pkgs.age
-              pkgs.clippy
-              pkgs.rustfmt
-              pkgs.nixfmt
-              pkgs.jq
-            ];
-          };
-        };
-    };
+      }
+    );
 }

@@ -27,10 +27,17 @@
       '';
     };
 
+    # The fixtures were rekeyed for the host "machine", whatever a test
+    # names its nodes (the test driver sets networking.hostName to the node
+    # name).
     nixseal.settings = {
-      hostPubkey = builtins.readFile ./fixtures/host/ssh_host_ed25519_key.pub;
+      hostName = "machine";
+      hostPubkey = ./fixtures/host/ssh_host_ed25519_key.pub;
       rekeyedDir = ./fixtures/rekeyed;
     };
+    # Its ed25519 host key is the one nixseal decrypts with (the default
+    # nixseal.settings.hostKeys).
+    services.openssh.enable = true;
 
     users.users.app = {
       isSystemUser = true;

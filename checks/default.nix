@@ -1,20 +1,24 @@
-# NixOS VM tests (pkgs.testers.runNixOSTest), one file each. They need a
-# machine with nixpkgs and KVM:
+# NixOS VM tests (pkgs.testers.runNixOSTest), one file each: every .nix file
+# here except this one and common.nix is a test, exported as
+# checks.<system>.nixseal-<file>. They need nixpkgs and KVM:
 #   nix build .#checks.x86_64-linux.nixseal-boot -L
-# Elsewhere (no nixpkgs) this set is empty; tests/nix proves the rest offline.
+# tests/nix evaluates all of them offline (a stand-in runNixOSTest that
+# evaluates every node and checks every testScript, no VMs).
 { pkgs, nixseal }:
 let
+  inherit (builtins) attrNames filter listToAttrs match readDir;
   common = import ./common.nix { inherit nixseal; };
-  test = file: pkgs.testers.runNixOSTest (import file { inherit common; });
+  runNixOSTest =
+    pkgs.testers.runNixOSTest
+      or (throw "nixseal's checks are NixOS VM tests and need pkgs.testers.runNixOSTest (nixpkgs 23.05 or later)");
+  files = filter (f: f != "default.nix" && f != "common.nix" && match ".*\\.nix" f != null) (
+    attrNames (readDir ./.)
+  );
+  name = f: "nixseal-${builtins.head (match "(.*)\\.nix" f)}";
 in
-if !(pkgs ? testers.runNixOSTest) then
-  { }
-else
-  {
-    nixseal-boot = test ./boot.nix;
-    nixseal-reboot = test ./reboot.nix;
-    nixseal-rotation = test ./rotation.nix;
-    nixseal-corrupt = test ./corrupt.nix;
-    nixseal-users = test ./users.nix;
-    nixseal-hostkey-mount = test ./hostkey-mount.nix;
-  }
+listToAttrs (
+  map (f: {
+    name = name f;
+    value = runNixOSTest (import (./. + "/${f}") { inherit common; });
+  }) files
+)

@@ -1,6 +1,10 @@
 # The flake-parts module: `imports = [ nixseal.flakeModules.default ];`
-# Options `nixseal.*` describe the fleet; every system gets the apps
-# `renc`, `edit`, `deploy` and the check `nixseal-rekeyed` (see ./fleet.nix).
+# Options `nixseal.*` describe the fleet; every system gets the apps `renc`,
+# `check`, `edit`, `status` and `deploy` (names in `nixseal.apps`), the
+# per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>` and
+# the check `nixseal-rekeyed` (see ./fleet.nix). nixseal's flake.nix exports
+# it with flake-parts' importApply (so errors name this file) under a key
+# (so importing it twice is harmless).
 { mkPackage }:
 {
   config,
@@ -19,6 +23,15 @@ let
       name = "identityPath";
       description = ''path string relative to the flake root, such as "./keys/master.age" (not a Nix path value, which would point into the store)'';
     };
+
+  appOption =
+    name: what:
+    mkOption {
+      type = types.nullOr types.str;
+      default = name;
+      example = "nixseal-${name}";
+      description = "Name of the app that ${what} (`nix run .#${name}`); null leaves it out. Another definition of `apps.${name}` in the flake wins over nixseal's.";
+    };
 in
 {
   options.nixseal = {
@@ -26,10 +39,12 @@ in
       type = types.lazyAttrsOf types.raw;
       default = config.flake.nixosConfigurations or { };
       defaultText = literalExpression "self.nixosConfigurations";
+      example = literalExpression "self.colmenaHive.nodes";
       description = ''
-        NixOS configurations of the fleet. Those that declare nixseal secrets or
-        templates become the profile's hosts, keyed by
-        {option}`nixseal.settings.hostName`.
+        NixOS configurations of the fleet (evalConfig results, such as
+        `nixosConfigurations` or a colmena hive's `colmenaHive.nodes`). Those
+        that declare nixseal secrets or templates become the profile's hosts,
+        keyed by {option}`nixseal.settings.hostName`.
       '';
     };
     identities = mkOption {
@@ -56,6 +71,25 @@ in
       example = literalExpression "./secrets/rekeyed";
       description = "Directory in the flake that `nix run .#renc` writes `<host>/<secret>.age` to.";
     };
+    root = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      defaultText = literalExpression "the directory of flake.nix";
+      example = literalExpression "./.";
+      description = ''
+        The directory of the flake's flake.nix, which the profile's paths are
+        relative to and where the apps run. Found by itself (also for a flake
+        in a subdirectory of a git repository); set it to `./.` only if that
+        goes wrong.
+      '';
+    };
+    apps = {
+      renc = appOption "renc" "rekeys every host's secrets";
+      check = appOption "check" "lists missing or stale rekeys";
+      edit = appOption "edit" "edits a master secret";
+      status = appOption "status" "compares hosts' manifests with the working tree";
+      deploy = appOption "deploy" "deploys a host's secrets on this machine";
+    };
   };
 
   options.perSystem = flake-parts-lib.mkPerSystemOption (
@@ -81,10 +115,15 @@ in
           identities
           extraRecipients
           rekeyedDir
+          apps
+          root
           ;
       };
     in
     {
-      inherit (fleet) apps checks;
+      # mkDefault: the flake's own apps.<name> / checks win over nixseal's.
+      apps = lib.mapAttrs (_: lib.mkDefault) fleet.apps;
+      checks = lib.mapAttrs (_: lib.mkDefault) fleet.checks;
+      legacyPackages = lib.mapAttrs (_: lib.mkDefault) fleet.legacyPackages;
     };
 }

@@ -2,12 +2,14 @@
 # (./default.nix) and the plain function `nixseal.lib.mkFleet` / `mkApps`.
 #
 # From the fleet's NixOS configurations it makes the fleet profile (version 1;
-# keep in sync with the FleetProfile serde types in crates/nixseal) and the apps
-# `renc`, `check`, `edit`, `status`, `deploy` plus the flake check
-# `nixseal-rekeyed`.
+# keep in sync with the serde type nixseal::profile::RawProfile in
+# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`
+# and `deploy` (each can be renamed or left out), one deploy script per host
+# (`legacyPackages.<system>.nixseal-deploy.<host>`, which the `deploy` app
+# runs) and the flake check `nixseal-rekeyed`.
 {
-  # The consumer's flake (`self`): its source is the flake root that all
-  # profile paths are relative to.
+  # The consumer's flake (`self`): its source is where all profile paths
+  # point into.
   self,
   # The consumer's nixpkgs for the app scripts and the nixseal package.
   pkgs,
@@ -16,6 +18,11 @@
   identities ? [ ],
   extraRecipients ? [ ],
   rekeyedDir ? null,
+  # App names: { renc = "renc"; ... }; null leaves an app out.
+  apps ? { },
+  # The directory of the flake's flake.nix (`./.` in flake.nix); found by
+  # itself when null.
+  root ? null,
 }:
 let
   inherit (pkgs) lib;
@@ -28,25 +35,91 @@ let
     mapAttrs'
     mapAttrsToList
     nameValuePair
-    removePrefix
     ;
+  paths = import ../modules/lib/paths.nix { inherit lib; };
+  str = p: builtins.unsafeDiscardStringContext (toString p);
+  system = pkgs.stdenv.hostPlatform.system or pkgs.system;
 
-  # The store path of the flake source, as a plain string: the profile must not
-  # depend on (copy or reference) the flake source.
-  root = builtins.unsafeDiscardStringContext (toString (self.outPath or self));
+  appNames = {
+    renc = "renc";
+    check = "check";
+    edit = "edit";
+    status = "status";
+    deploy = "deploy";
+  }
+  // apps;
+  unknownApps = attrNames (removeAttrs apps (attrNames appNames'));
+  appNames' = {
+    renc = null;
+    check = null;
+    edit = null;
+    status = null;
+    deploy = null;
+  };
+
+  # colmena's `makeHive` output: its nodes are evalConfig results.
+  nodes' =
+    if nodes ? __schema && nodes ? nodes then
+      throw "nixseal: nodes is a colmena hive (colmenaHive); give its nodes: `nixseal.nodes = self.colmenaHive.nodes;`."
+    else
+      nodes;
+
+  # Only nodes that use nixseal count.
+  users = filterAttrs (
+    _: node:
+    let
+      c = node.config.nixseal or { };
+    in
+    (c.secrets or { }) != { } || (c.templates or { }) != { }
+  ) nodes';
+
+  hostOf = node: node.config.nixseal.settings.hostName;
+  byHost = lib.groupBy (n: hostOf users.${n}) (attrNames users);
+  duplicateHosts = filterAttrs (_: ns: builtins.length ns > 1) byHost;
+  hosts =
+    if duplicateHosts != { } then
+      throw "nixseal: several nodes share a host name, but each host needs its own rekeyed directory: ${
+        concatStringsSep "; " (mapAttrsToList (h: ns: "${h} is used by ${concatStringsSep ", " ns}") duplicateHosts)
+      }. ${
+        lib.optionalString (duplicateHosts ? nixos) "\"nixos\" is NixOS' default networking.hostName: nodes that leave it unset all get it (colmena and deploy-rs do not set it from the node name). "
+      }Set networking.hostName in each node (or nixseal.settings.hostName) to distinct names."
+    else
+      mapAttrs' (_: node: nameValuePair (hostOf node) node) users;
+
+  # The flake's directory in its store copy. Nix 2.14 and later make
+  # `self.outPath` that directory; older Nix give the repository root for a
+  # flake in a subdirectory (`infra/flake.nix`), so there it is the nearest
+  # directory holding a flake.nix above the rekeyed directory.
+  sourceRoot = str (self.sourceInfo.outPath or self.outPath or self);
+  selfPath = str (self.outPath or self);
+  anchors =
+    lib.optional (builtins.isPath rekeyedDir) rekeyedDir
+    ++ lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts);
+  flakeRoot =
+    if root != null then
+      str root
+    else if selfPath != sourceRoot || anchors == [ ] then
+      selfPath
+    else
+      let
+        d = paths.flakeDirOf (builtins.head anchors);
+      in
+      if d != null && (d == selfPath || hasPrefix "${selfPath}/" d) then d else selfPath;
+  # "infra" for infra/flake.nix; "" at the root of the repository.
+  subdir = if flakeRoot == sourceRoot then "" else lib.removePrefix "${sourceRoot}/" flakeRoot;
 
   # A Nix path value (or path string) inside the flake -> "./relative/path".
   relative =
     what: p:
     let
-      s = builtins.unsafeDiscardStringContext (toString p);
+      r = paths.relativeTo flakeRoot (str p);
     in
-    if s == root then
+    if r == "." then
       "."
-    else if hasPrefix "${root}/" s then
-      "./${removePrefix "${root}/" s}"
+    else if r != null then
+      "./${r}"
     else
-      throw "nixseal: ${what} is ${s}, which is outside this flake (${root}). nixseal's apps work on files inside the flake, relative to its root: move the file into the flake, or give it as a path relative to flake.nix (e.g. ./secrets/db.age).";
+      throw "nixseal: ${what} is ${str p}, which is outside this flake (${flakeRoot}). nixseal's apps work on files inside the flake, relative to the directory of its flake.nix: move the file into the flake, or give it as a path relative to flake.nix (e.g. ./secrets/db.age).";
 
   # Identities stay where they are on the operator's machine: strings relative
   # to the flake root (or absolute), never Nix paths (a path would point into
@@ -62,26 +135,6 @@ let
       i
     else
       "./${i}";
-
-  # Only nodes that use nixseal count.
-  users = filterAttrs (
-    _: node:
-    let
-      c = node.config.nixseal or { };
-    in
-    (c.secrets or { }) != { } || (c.templates or { }) != { }
-  ) nodes;
-
-  hostOf = node: node.config.nixseal.settings.hostName;
-  byHost = lib.groupBy (n: hostOf users.${n}) (attrNames users);
-  duplicateHosts = filterAttrs (_: ns: builtins.length ns > 1) byHost;
-  hosts =
-    if duplicateHosts != { } then
-      throw "nixseal: several nodes share a host name, but each host needs its own rekeyed directory: ${
-        concatStringsSep "; " (mapAttrsToList (h: ns: "${h} is used by ${concatStringsSep ", " ns}") duplicateHosts)
-      }. Set nixseal.settings.hostName (default: networking.hostName) to distinct names."
-    else
-      mapAttrs' (_: node: nameValuePair (hostOf node) node) users;
 
   nodeRekeyedDirs = lib.unique (
     lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts)
@@ -103,45 +156,56 @@ let
     else
       chosen;
 
-  hostEntry =
-    host: node:
-    let
-      build = node.config.nixseal.build;
-      keyProblems = lib.filter (p: lib.hasInfix "hostPubkey" p) build.problems;
-    in
-    if build.recipient == null then
-      throw ("\n" + concatStringsSep "\n" keyProblems)
-    else
-      {
-        hostPubkey = build.recipient;
-        secrets = mapAttrs' (
-          _: s:
-          nameValuePair s.name (
-            { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
-            # The generator's store path: the profile (and so the renc app)
-            # depends on it, so `nix run .#renc` builds it first.
-            // lib.optionalAttrs (s.generator != null) { generator = "${s.generator}"; }
-          )
-        ) node.config.nixseal.secrets;
-      };
+  # A host whose key is missing or unusable stays in the profile with
+  # hostPubkey "" so that renc and check report it (its evaluation says why)
+  # and still serve every other host.
+  hostEntry = host: node: {
+    hostPubkey = if node.config.nixseal.build.recipient == null then "" else node.config.nixseal.build.recipient;
+    secrets = mapAttrs' (
+      _: s:
+      nameValuePair s.name (
+        { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
+        # The generator's store path: the profile (and so the renc app)
+        # depends on it, so `nix run .#renc` builds it first.
+        // lib.optionalAttrs (s.generator != null) { generator = "${s.generator}"; }
+      )
+    ) node.config.nixseal.secrets;
+  };
 
-  # Keep in sync with the FleetProfile type in crates/nixseal (version 1).
-  profile = {
+  # Two hosts with one key can read each other's secrets.
+  sharedKeys = filterAttrs (_: hs: builtins.length hs > 1) (
+    lib.groupBy (h: hosts.${h}.config.nixseal.build.recipient) (
+      lib.filter (h: hosts.${h}.config.nixseal.build.recipient != null) (attrNames hosts)
+    )
+  );
+  keyWarnings = mapAttrsToList (
+    _: hs:
+    "nixseal: hosts ${concatStringsSep ", " hs} have the same nixseal.settings.hostPubkey, so each can decrypt the other's secrets; give each host its own SSH host key (a copied disk image shares it: regenerate it with ssh-keygen -A after removing /etc/ssh/ssh_host_*)."
+  ) sharedKeys;
+
+  # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/profile.rs, version 1).
+  profile = lib.foldr lib.warn {
     version = 1;
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
     hosts = mapAttrs hostEntry hosts;
-  };
+  } keyWarnings;
   profileFile = pkgs.writeText "nixseal-profile.json" (builtins.toJSON profile);
 
   rekeyedParent = dirOf rekeyedDirRel;
+  flakeNixHash = builtins.hashFile "sha256" "${flakeRoot}/flake.nix";
 
   # The operator apps read and write files of the working tree, so they must
-  # start in the flake root.
+  # start in the directory of this flake's flake.nix: the one whose content
+  # this evaluation saw.
   atFlakeRoot = ''
-    if [ ! -f flake.nix ] || [ ! -d ${lib.escapeShellArg rekeyedParent} ]; then
-      echo "nixseal: run this from the root of your flake (the directory with flake.nix and ${rekeyedParent}/); the current directory is $PWD." >&2
+    if [ ! -f flake.nix ] || [ "$(sha256sum flake.nix | cut -d' ' -f1)" != ${flakeNixHash} ] || [ ! -d ${lib.escapeShellArg rekeyedParent} ]; then
+      where="the directory with this flake's flake.nix and ${rekeyedParent}/"
+      if top=$(git rev-parse --show-toplevel 2>/dev/null); then
+        where="$where: cd $top"${lib.optionalString (subdir != "") (lib.escapeShellArg "/${subdir}")}
+      fi
+      echo "nixseal: run this from the root of your flake ($where); the current directory is $PWD." >&2
       exit 2
     fi
   '';
@@ -166,90 +230,113 @@ let
       exec nixseal ${sub} --profile ${profileFile} "$@"
     '';
 
-  problemsOf = node: node.config.nixseal.build.problems;
-
-  # `deploy HOST`: one case branch per host. A host whose rekeys are missing or
-  # stale gets a file with its fix-it messages instead of a manifest, so one
-  # stale host does not break deploying the others. (The script must pass
-  # shellcheck: writeShellApplication checks it at build time.)
-  deployBranch =
+  # One deploy script per host, as `legacyPackages.<system>.nixseal-deploy.<host>`.
+  # Each holds only its host's manifest and rekeyed files, and evaluating it
+  # evaluates only that host. A host whose rekeys are missing or stale gets a
+  # script that prints why instead. (writeShellApplication runs shellcheck
+  # on each.)
+  deployScripts = mapAttrs (
     host: node:
     let
-      problems = problemsOf node;
-      users = lib.any (s: s.neededForUsers) (builtins.attrValues node.config.nixseal.secrets);
+      problems = node.config.nixseal.build.problems;
+      usersEarly = lib.any (s: s.neededForUsers) (builtins.attrValues node.config.nixseal.secrets);
+      manifest = node.config.nixseal.build.manifest;
     in
-    if problems == [ ] then
-      ''
-        ${lib.escapeShellArg host}) manifest=${node.config.nixseal.build.manifest} users=${if users then "1" else "0"} ;;
-      ''
-    else
-      ''
-        ${lib.escapeShellArg host}) problems=${pkgs.writeText "nixseal-${host}-problems" (concatStringsSep "\n" problems + "\n")} ;;
-      '';
+    pkgs.writeShellApplication {
+      name = "nixseal-deploy-${host}";
+      runtimeInputs = [ package ];
+      text =
+        if problems != [ ] then
+          ''
+            cat >&2 <<'EOF'
+            ${concatStringsSep "\n" problems}
+            EOF
+            exit 1
+          ''
+        else
+          # As at boot: the neededForUsers secrets first, then the others.
+          lib.optionalString usersEarly ''
+            nixseal deploy --manifest ${manifest} --users "$@"
+          ''
+          + ''
+            exec nixseal deploy --manifest ${manifest} "$@"
+          '';
+    }
+  ) hosts;
 
+  # `deploy HOST`: evaluates and runs that host's deploy script from the
+  # flake source this app was evaluated from (a store path, referenced
+  # without pulling it, or any host's files, into the app's closure).
   hostList = concatStringsSep " " (attrNames hosts);
-in
-{
-  inherit profile profileFile;
+  # For a flake in a subdirectory that directory alone (`path:` takes no
+  # `?dir=` in Nix 2.8): `nix run .#nixseal-deploy.<host>` is the way for
+  # such a flake whose hosts use files outside its directory.
+  flakeRef = "path:${flakeRoot}";
+  deployAttr = "legacyPackages.${system}.nixseal-deploy";
+  deployApp = app "deploy" (
+    ''
+      if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
+        echo "usage: nix run .#${appNames.deploy} -- HOST [--dry-run] [nixseal deploy options]" >&2
+        echo "hosts: ${hostList}" >&2
+        exit 2
+      fi
+      host=$1
+      shift
+      hosts=${lib.escapeShellArg " ${hostList} "}
+      case "$hosts" in
+        *" $host "*) ;;
+        *)
+          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
+          exit 2 ;;
+      esac
+      if ! command -v nix >/dev/null; then
+        echo "nixseal: deploy needs the nix command to build host $host's deploy script" >&2
+        exit 2
+      fi
+      rc=0
+      nix --extra-experimental-features 'nix-command flakes' run ${lib.escapeShellArg flakeRef}"#${deployAttr}.\"$host\"" -- "$@" || rc=$?
+      if [ "$rc" -ne 0 ] && ! nix --extra-experimental-features 'nix-command flakes' eval --raw ${lib.escapeShellArg flakeRef}"#${deployAttr}.\"$host\".name" >/dev/null 2>&1; then
+        echo "nixseal: could not evaluate ${deployAttr}.\"$host\" of this flake (see above). With nixseal.lib.mkFleet, export it: legacyPackages.${system} = fleet.legacyPackages;" >&2
+      fi
+      exit "$rc"
+    ''
+  );
 
-  apps = {
+  allApps = {
     renc = profileApp "renc";
     check = profileApp "check";
     edit = profileApp "edit";
     # `-- --manifest HOST=PATH...`: which hosts run stale ciphertexts.
     status = profileApp "status";
-    deploy = app "deploy" (
-      ''
-        if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
-          echo "usage: nix run .#deploy -- HOST [--dry-run] [nixseal deploy options]" >&2
-          echo "hosts: ${hostList}" >&2
-          exit 2
-        fi
-      ''
-      + (
-        if hosts == { } then
-          ''
-            echo "nixseal: no host in this flake uses nixseal" >&2
-            exit 2
-          ''
-        else
-          ''
-            host=$1
-            shift
-            manifest=""
-            users=0
-            problems=""
-            case "$host" in
-            ${concatStringsSep "" (mapAttrsToList deployBranch hosts)}
-              *)
-                echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
-                exit 2 ;;
-            esac
-            if [ -n "$problems" ]; then
-              cat "$problems" >&2
-              exit 1
-            fi
-            # As at boot: the neededForUsers secrets first, then the others.
-            if [ "$users" = 1 ]; then
-              nixseal deploy --manifest "$manifest" --users "$@"
-            fi
-            exec nixseal deploy --manifest "$manifest" "$@"
-          ''
+    deploy = deployApp;
+  };
+  problemsOf = node: node.config.nixseal.build.problems;
+in
+if unknownApps != [ ] then
+  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy)."
+else
+  {
+    inherit profile profileFile;
+
+    apps = lib.listToAttrs (
+      lib.concatMap (a: lib.optional (appNames.${a} != null) (nameValuePair appNames.${a} allApps.${a})) (
+        attrNames allApps
       )
     );
-  };
 
-  checks.nixseal-rekeyed =
-    pkgs.runCommand "nixseal-rekeyed"
-      {
-        problems = concatStringsSep "\n" (lib.concatMap problemsOf (builtins.attrValues hosts));
-        profile = profileFile;
-      }
-      ''
-        if [ -n "$problems" ]; then
-          printf '%s\n' "$problems" >&2
-          exit 1
-        fi
-        echo "all rekeyed secrets are current" >$out
-      '';
-}
+    legacyPackages.nixseal-deploy = deployScripts;
+
+    checks.nixseal-rekeyed =
+      pkgs.runCommand "nixseal-rekeyed"
+        {
+          problems = concatStringsSep "\n" (lib.concatMap problemsOf (builtins.attrValues hosts));
+          profile = profileFile;
+        }
+        ''
+          if [ -n "$problems" ]; then
+            printf '%s\n' "$problems" >&2
+            exit 1
+          fi
+          echo "all rekeyed secrets are current" >$out
+        '';
+  }

@@ -2,8 +2,9 @@
 #
 # It turns `nixseal.secrets` / `nixseal.templates` into a host manifest (version 1)
 # in the host's closure and runs `nixseal deploy` on it at boot and on every
-# activation. Keep the manifest in sync with the HostManifest serde types in
-# crates/nixseal (the Rust side rejects unknown fields); tests/nix checks both.
+# activation. Keep the manifest in sync with the serde type
+# nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs (the Rust
+# side rejects unknown fields); tests/nix checks both.
 {
   config,
   lib,
@@ -37,17 +38,25 @@ let
   host = cfg.settings.hostName;
   exe = "${cfg.settings.package}/bin/nixseal";
   storeDir = builtins.storeDir;
+  paths = import ./lib/paths.nix { inherit lib; };
+  hostKeyLib = import ./lib/host-key.nix { inherit lib; };
 
   # Secret, template and host names become file names on the host *and* parts
-  # of store path names ("<host>-<secret>.age"), so they must satisfy both.
+  # of store path names ("<host>-<secret>.age", at most 211 characters), so
+  # they must satisfy both. The limits are crates/nixseal/src/name.rs'
+  # HOST_NAME_MAX and SECRET_NAME_MAX (keep in sync; tests/nix checks that
+  # both sides refuse the same names).
   nameType =
+    kind: max:
     types.addCheck (types.strMatching "[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*") (
-      n: !lib.hasInfix ".." n && builtins.stringLength n <= 200
+      n: !lib.hasInfix ".." n && builtins.stringLength n <= max
     )
     // {
-      name = "nixsealName";
-      description = "name made of letters, digits and `-_.+=`, not starting with `.`, without `..`";
+      name = "nixseal${kind}Name";
+      description = "${lib.toLower kind} name of at most ${toString max} bytes made of letters, digits and `-_.+=`, not starting with `.`, without `..`";
     };
+  hostNameType = nameType "Host" 96;
+  secretNameType = nameType "Secret" 110;
 
   # A path on the running host. Store paths are refused: a secret placed there
   # would be world-readable, and a store path here is always a mistake.
@@ -76,7 +85,7 @@ let
     {
       options = {
         name = mkOption {
-          type = nameType;
+          type = secretNameType;
           default = name;
           defaultText = literalExpression "<name>";
           description = "File name under {option}`nixseal.settings.symlink`, and the name used in the manifest and in placeholders.";
@@ -200,24 +209,29 @@ let
 
   secrets = attrValues cfg.secrets;
   templates = attrValues cfg.templates;
+  secretNames = map (s: s.name) secrets;
+  # What `nixseal deploy` (without and with --users) installs.
+  mainItems = filter (s: !s.neededForUsers) secrets ++ templates;
+  usersEarly = lib.any (s: s.neededForUsers) secrets;
 
-  # "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA..." (the recipient string
-  # recorded in the rekey cache).
-  pubkeyFields =
-    if cfg.settings.hostPubkey == null then
-      [ ]
-    else
-      filter (f: f != "") (lib.splitString " " (lib.replaceStrings [ "\t" "\n" ] [ " " " " ] cfg.settings.hostPubkey));
-  hostPubkeyOk = builtins.length pubkeyFields >= 2 && builtins.head pubkeyFields == "ssh-ed25519";
-  recipient = concatStringsSep " " (lib.take 2 pubkeyFields);
-
-  # Shown in messages: the path inside the flake, without the store prefix.
-  inFlake =
-    p:
+  # hostPubkey: the key line itself, or a .pub file in the flake.
+  pubkeyText =
     let
-      m = builtins.match "${storeDir}/[^/]+/(.*)" (toString p);
+      k = cfg.settings.hostPubkey;
     in
-    if m == null then toString p else builtins.head m;
+    if k == null || builtins.isString k then
+      k
+    else if builtins.pathExists k then
+      builtins.unsafeDiscardStringContext (builtins.readFile k)
+    else
+      null;
+  pubkeyFileMissing = cfg.settings.hostPubkey != null && pubkeyText == null;
+  pubkey = if pubkeyText == null then null else hostKeyLib.parse pubkeyText;
+  # "ssh-ed25519 <base64>" (the recipient the rekey cache records), or null.
+  recipient = if pubkey == null then null else pubkey.recipient;
+
+  # Shown in messages: the path relative to the directory of flake.nix.
+  inFlake = paths.inFlake;
 
   hostDir = cfg.settings.rekeyedDir + "/${host}";
   cacheFile = hostDir + "/.nixseal-rekey.json";
@@ -259,22 +273,107 @@ let
     else
       null;
 
+  # The names between `{{nixseal:` and the next `}}`, as the Rust side reads
+  # them (crates/nixseal/src/manifest/mod.rs `placeholders`); null when a
+  # `{{nixseal:` is not closed.
+  placeholdersIn =
+    content:
+    let
+      open = "{{nixseal:";
+      strings = xs: filter builtins.isString xs;
+      go =
+        acc: rest:
+        let
+          parts = strings (builtins.split "\\{\\{nixseal:" rest);
+          after = concatStringsSep open (builtins.tail parts);
+          closed = strings (builtins.split "}}" after);
+        in
+        if builtins.length parts == 1 then
+          acc
+        else if builtins.length closed == 1 then
+          null
+        else
+          go (acc ++ [ (builtins.head closed) ]) (concatStringsSep "}}" (builtins.tail closed));
+    in
+    go [ ] content;
+
+  templateProblems =
+    t:
+    let
+      names = placeholdersIn t.content;
+      where = "nixseal: template `${t.name}` of host `${host}`";
+      known =
+        if secretNames == [ ] then
+          "it has no secrets"
+        else
+          "its secrets are ${concatStringsSep ", " (map (n: "`${n}`") secretNames)}";
+    in
+    if names == null then
+      [
+        "${where} has a `{{nixseal:` without a closing `}}`; write placeholders as \${config.nixseal.placeholder.<secret>}."
+      ]
+    else
+      map (
+        n:
+        "${where} uses the placeholder `{{nixseal:${n}}}`, but host `${host}` has no secret named `${n}` (${known}). Fix the name (write it as \${config.nixseal.placeholder.<secret>}), remove the placeholder if the secret was removed, or declare nixseal.secrets.\"${n}\"."
+      ) (lib.unique (filter (n: !builtins.elem n secretNames) names));
+
+  # NixOS' rule for the file systems the initrd mounts (nixos/lib/utils.nix
+  # fsNeededForBoot): neededForBoot, or one of the paths NixOS itself needs.
+  pathsNeededForBoot = [
+    "/"
+    "/nix"
+    "/nix/store"
+    "/var"
+    "/var/log"
+    "/var/lib"
+    "/var/lib/nixos"
+    "/etc"
+    "/usr"
+  ];
+  fileSystems = attrValues (config.fileSystems or { });
+  fsNeededForBoot = fs: fs.neededForBoot or false || builtins.elem fs.mountPoint pathsNeededForBoot;
+  # The declared file systems a path lies on (every mount above it).
+  mountsOf =
+    p:
+    filter (
+      fs: fs.mountPoint == "/" || p == fs.mountPoint || hasPrefix "${lib.removeSuffix "/" fs.mountPoint}/" p
+    ) fileSystems;
+  earlyKeyProblems = lib.optionals usersEarly (
+    lib.concatMap (
+      k:
+      map (
+        fs:
+        "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${
+          if earlyUnit then "by nixseal-activate-users.service, before systemd-sysusers/userborn and before local file systems are mounted" else "by the activation script, before systemd starts"
+        }), but its host key ${k.path} is on ${fs.mountPoint}, which the initrd does not mount. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep the host key on a file system the initrd mounts."
+      ) (filter (fs: !fsNeededForBoot fs) (mountsOf k.path))
+    ) cfg.settings.hostKeys
+  );
+
   problems =
-    optional (cfg.settings.hostPubkey == null) "nixseal: host `${host}` has secrets but no nixseal.settings.hostPubkey; set it to the host's `ssh-keyscan -t ed25519 HOST` output (or the content of /etc/ssh/ssh_host_ed25519_key.pub)."
-    ++ optional (cfg.settings.hostPubkey != null && !hostPubkeyOk) "nixseal: nixseal.settings.hostPubkey of host `${host}` is not an ssh-ed25519 key (got `${lib.head (pubkeyFields ++ [ "" ])}`); nixseal encrypts to the host's SSH ed25519 key: use `ssh-keyscan -t ed25519 HOST`."
-    ++ optional (cfg.settings.rekeyedDir == null) "nixseal: host `${host}` has secrets but no nixseal.settings.rekeyedDir; set it to the flake's rekeyed directory, e.g. `./secrets/rekeyed`."
-    ++ optional (cfg.settings.hostKeys == [ ]) "nixseal: host `${host}` has no nixseal.settings.hostKeys; enable services.openssh (its ed25519 host key is used) or list the key path explicitly."
-    ++ lib.optionals (cfg.settings.rekeyedDir != null && cfg.settings.hostPubkey != null && hostPubkeyOk) (
+    lib.optionals (secrets != [ ]) keyProblems
+    ++ lib.optionals (cfg.settings.rekeyedDir != null && recipient != null) (
       filter (p: p != null) (map secretProblem secrets)
     )
+    ++ lib.concatMap templateProblems templates
     ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, so it is decrypted before users exist: its owner and group must be \"root\" (got ${s.owner}:${s.group}).") (
       filter (s: s.neededForUsers && (s.owner != "root" || s.group != "root")) secrets
     )
     ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, but its path ${s.path} is inside ${cfg.settings.symlink}, which is only made after users exist; leave path at its default (${usersSymlink}/${s.name}) or choose one outside ${cfg.settings.symlink}.") (
       filter (s: s.neededForUsers && hasPrefix "${cfg.settings.symlink}/" s.path) secrets
     )
+    ++ earlyKeyProblems
     ++ duplicates "secret or template name" (map (x: x.name) (secrets ++ templates))
     ++ duplicates "secret or template path" (map (x: x.path) (secrets ++ templates));
+
+  # What a host with secrets needs to decrypt them.
+  keyProblems =
+    optional (cfg.settings.hostPubkey == null) "nixseal: host `${host}` has secrets but no nixseal.settings.hostPubkey; set it to the host's `ssh-keyscan -t ed25519 HOST` output (or the content of /etc/ssh/ssh_host_ed25519_key.pub), or to the path of that .pub file in the flake."
+    ++ optional pubkeyFileMissing "nixseal: nixseal.settings.hostPubkey of host `${host}` is the file ${inFlake cfg.settings.hostPubkey}, which does not exist (or is not tracked by git); `git add` it, or give the key itself."
+    ++ optional (pubkey != null && pubkey.problem != null) "nixseal: nixseal.settings.hostPubkey of host `${host}` ${pubkey.problem}; nixseal encrypts to the host's SSH ed25519 key: use the output of `ssh-keyscan -t ed25519 HOST` (or the host's /etc/ssh/ssh_host_ed25519_key.pub)."
+    ++ optional (cfg.settings.rekeyedDir == null) "nixseal: host `${host}` has secrets but no nixseal.settings.rekeyedDir; set it to the flake's rekeyed directory, e.g. `./secrets/rekeyed`."
+    ++ optional (cfg.settings.hostKeys == [ ]) "nixseal: host `${host}` has no nixseal.settings.hostKeys; enable services.openssh (its ed25519 host key is used) or list the key path explicitly.";
 
   duplicates =
     what: xs:
@@ -282,7 +381,26 @@ let
       lib.unique (filter (x: lib.count (y: y == x) xs > 1) xs)
     );
 
-  # Keep in sync with the HostManifest type in crates/nixseal (version 1).
+  # Modes with a permission bit for "other" let every local user read the
+  # plaintext: allowed, but said (issue: world-readable is a decision).
+  worldReadable = x: builtins.match "0?[0-7][0-7]0" x.mode == null;
+  warnings =
+    map (
+      x:
+      "nixseal: ${x.kind} `${x.name}` of host `${host}` has mode ${x.mode}, which gives every user on the host (\"other\") access to its plaintext; use a mode ending in 0 (e.g. \"0400\", or \"0440\" with a group) unless it is meant to be readable by all."
+    ) (filter worldReadable (map (s: s // { kind = "secret"; }) secrets ++ map (t: t // { kind = "template"; }) templates))
+    ++ lib.optionals (usersEarly && sysusers) (
+      map (
+        u:
+        "nixseal: host `${host}` creates users with systemd-sysusers, which sets a password only when it creates the user: users.users.${u.name}.hashedPasswordFile is the nixseal secret ${u.hashedPasswordFile}, and a changed secret is never applied to the existing user `${u.name}`. Use services.userborn.enable = true (or scripted users) to have password changes applied, or change the password on the host as well."
+      ) (
+        filter (
+          u: u.hashedPasswordFile or null != null && hasPrefix "${usersSymlink}/" u.hashedPasswordFile
+        ) (attrValues (config.users.users or { }))
+      )
+    );
+
+  # Keep in sync with nixseal::manifest::Manifest (crates/nixseal/src/manifest/mod.rs, version 1).
   manifest = {
     version = 1;
     hostKeys = map (k: { inherit (k) path type; }) cfg.settings.hostKeys;
@@ -316,13 +434,26 @@ let
     else
       pkgs.writeText "nixseal-manifest-${host}.json" (builtins.toJSON manifest);
 
-  usersEarly = lib.any (s: s.neededForUsers) secrets;
   sysusers = config.systemd.sysusers.enable or false;
   userborn = config.services.userborn.enable or false;
   # neededForUsers secrets: a unit before systemd-sysusers/userborn, else an
   # activation script before the `users` step.
-  earlyUnit = usersEarly && (sysusers || userborn);
+  earlyUnit = sysusers || userborn;
   hostKeyDirs = lib.unique (map (k: dirOf k.path) cfg.settings.hostKeys);
+
+  # A scope (the main generation, or --users) with nothing in it still runs
+  # when an earlier configuration left a generation behind, so that removing
+  # the last secret removes its plaintext from RAM: deploy the empty
+  # manifest, then once more after the replaced generation's pruning grace
+  # (crates/nixseal activate::generation::PRUNE_GRACE, 1 s), since a deploy
+  # always keeps the generation it switched away from.
+  deployCommands =
+    args: empty:
+    [ "${exe} deploy --manifest ${manifestFile}${args}" ]
+    ++ lib.optionals empty [
+      "${pkgs.coreutils}/bin/sleep 1.1"
+      "${exe} deploy --manifest ${manifestFile}${args}"
+    ];
 in
 {
   options.nixseal = {
@@ -362,7 +493,7 @@ in
 
     settings = {
       hostName = mkOption {
-        type = nameType;
+        type = hostNameType;
         default = config.networking.hostName;
         defaultText = literalExpression "config.networking.hostName";
         description = ''
@@ -372,12 +503,16 @@ in
         '';
       };
       hostPubkey = mkOption {
-        type = types.nullOr types.str;
+        type = types.nullOr (types.either types.str types.path);
         default = null;
-        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG3... root@web1";
+        example = literalExpression "./hosts/web1/ssh_host_ed25519_key.pub";
         description = ''
-          The host's SSH ed25519 public key (`ssh-keyscan -t ed25519 HOST`); the
-          rekeyed secrets are encrypted to it. A trailing comment is ignored.
+          The host's SSH ed25519 public key, as the key line itself
+          (`ssh-keyscan -t ed25519 HOST`, a trailing comment is ignored) or as
+          the path of a `.pub` file in the flake. The rekeyed secrets are
+          encrypted to it. A key that is not valid base64, not the encoding of
+          an ed25519 key, or of small order (which anyone could decrypt) fails
+          evaluation.
         '';
       };
       hostKeys = mkOption {
@@ -395,11 +530,14 @@ in
             };
           }
         );
-        default = map (k: { inherit (k) path type; }) (
-          filter (k: (k.type or "") == "ed25519") (config.services.openssh.hostKeys or [ ])
+        # As sops-nix and agenix: openssh's keys exist only when it runs.
+        default = lib.optionals (config.services.openssh.enable or false) (
+          map (k: { inherit (k) path type; }) (
+            filter (k: (k.type or "") == "ed25519") (config.services.openssh.hostKeys or [ ])
+          )
         );
-        defaultText = literalExpression ''map (k: { inherit (k) path type; }) (lib.filter (k: k.type == "ed25519") config.services.openssh.hostKeys)'';
-        description = "Private host keys tried, in order, to decrypt the rekeyed secrets.";
+        defaultText = literalExpression ''lib.optionals config.services.openssh.enable (map (k: { inherit (k) path type; }) (lib.filter (k: k.type == "ed25519") config.services.openssh.hostKeys))'';
+        description = "Private host keys tried, in order, to decrypt the rekeyed secrets. By default the ed25519 keys of services.openssh when it is enabled (NixOS generates them then), else none.";
       };
       rekeyedDir = mkOption {
         type = types.nullOr types.path;
@@ -458,16 +596,19 @@ in
     };
   };
 
-  config = mkIf (cfg.secrets != { } || cfg.templates != { }) (mkMerge [
+  # Present whenever the module is imported: a host whose last secret was
+  # removed must still get rid of the plaintext (see deployCommands).
+  config = mkMerge [
     {
       nixseal.build.manifest = manifestFile;
       nixseal.build.problems = problems;
-      nixseal.build.recipient = if hostPubkeyOk then recipient else null;
+      nixseal.build.recipient = recipient;
 
       assertions = map (message: {
         assertion = false;
         inherit message;
       }) problems;
+      inherit warnings;
 
       systemd.services.nixseal-activate = {
         description = "Decrypt nixseal secrets into ${cfg.settings.symlink}";
@@ -489,44 +630,53 @@ in
         unitConfig = {
           DefaultDependencies = false;
           RequiresMountsFor = hostKeyDirs;
-        };
+        }
+        # Nothing to install: run only to remove what an earlier
+        # configuration installed.
+        // lib.optionalAttrs (mainItems == [ ]) { ConditionPathIsSymbolicLink = cfg.settings.symlink; };
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = "${exe} deploy --manifest ${manifestFile}";
+          ExecStart = deployCommands "" (mainItems == [ ]);
         };
       };
     }
 
     # neededForUsers: decrypt before users are created, so hashedPasswordFile
-    # can name a secret.
-    (mkIf earlyUnit {
+    # can name a secret: a unit before systemd-sysusers/userborn, or an
+    # activation snippet before the `users` one. Without such secrets the
+    # unit stays, to remove what an earlier configuration installed (it runs
+    # when it changes, not at every switch as a snippet would).
+    (mkIf (earlyUnit || !usersEarly) {
       systemd.services.nixseal-activate-users = {
-        description = "Decrypt nixseal secrets needed to create users";
-        wantedBy = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
-        before = optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service";
+        description =
+          if usersEarly then "Decrypt nixseal secrets needed to create users" else "Remove nixseal's secrets for user creation";
+        wantedBy = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
+        before = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
         # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
         # runs before local-fs-pre.target, so waiting for file systems would
         # be an ordering cycle. The host key must be on / or on a file system
-        # mounted in the initrd (neededForBoot); docs/options.md says so.
+        # mounted in the initrd (neededForBoot): evaluation checks it.
         after = [ "systemd-remount-fs.service" ];
         restartTriggers = [ manifestFile ];
-        unitConfig.DefaultDependencies = false;
+        stopIfChanged = false;
+        unitConfig = {
+          DefaultDependencies = false;
+        }
+        // lib.optionalAttrs (!usersEarly) { ConditionPathIsSymbolicLink = usersSymlink; };
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = "${exe} deploy --manifest ${manifestFile} --users";
+          ExecStart = deployCommands " --users" (!usersEarly);
         };
       };
     })
     (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.nixsealForUsers = {
         deps = [ "specialfs" ];
-        text = ''
-          ${exe} deploy --manifest ${manifestFile} --users --no-restart
-        '';
+        text = concatStringsSep "\n" (deployCommands " --users --no-restart" false) + "\n";
       };
       system.activationScripts.users.deps = [ "nixsealForUsers" ];
     })
-  ]);
+  ];
 }

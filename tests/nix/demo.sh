@@ -22,7 +22,7 @@ W=$(mktemp -d /tmp/nixseal-demo.XXXXXX)
 show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 echo "Setting up the example fleet in $W/fleet (web1, web2; master key keys/master.age)"
-setup_world "$W" "$BIN" 2>/dev/null
+setup_world "$W" 2>/dev/null
 cd "$W/fleet"
 show git ls-files
 show nix run .#renc

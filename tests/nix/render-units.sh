@@ -63,6 +63,7 @@ cat >"$work/host.nix" <<NIX
 {
   networking.hostName = "web1";
   systemd.sysusers.enable = true;
+  services.openssh.enable = true;
   services.openssh.hostKeys = [ { type = "ed25519"; path = "$host_key_path"; } ];
   nixseal.settings = {
     hostPubkey = "$(fleet_pubkey "$work" web1)";

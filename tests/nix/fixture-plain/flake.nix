@@ -44,6 +44,8 @@
         builder = node { networking.hostName = "builder"; };
       };
       apps.x86_64-linux = fleet.apps;
+      # The per-host deploy scripts the deploy app runs.
+      legacyPackages.x86_64-linux = fleet.legacyPackages;
       checks.x86_64-linux = fleet.checks;
     };
 }

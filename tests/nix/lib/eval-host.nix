@@ -6,11 +6,10 @@
   modules,
 }:
 let
-  lib = import nixpkgsLib;
+  lib = import ./standin-lib.nix (import nixpkgsLib);
   pkgs = import ./standin-pkgs.nix {
     inherit lib;
     system = builtins.currentSystem;
-    nixsealBin = null;
   };
 in
 import ./standin-nixos.nix { inherit lib pkgs; } {

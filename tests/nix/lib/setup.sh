@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Builds the offline test world under $1 (sourced by run.sh after common.sh):
-#   $1/standin-nixpkgs  stand-in nixpkgs flake holding the nixseal binary $2
+#   $1/standin-nixpkgs  stand-in nixpkgs flake; its buildRustPackage builds
+#                       nixseal from the flake's source with this machine's
+#                       cargo (see standin_rust in common.sh)
 #   $1/nixseal          this checkout's git-visible files (tracked + new,
 #                       as `git ls-files` shows them; no target/)
 #   $1/fleet            the fixture fleet: a git repo with keys, master
@@ -9,11 +11,13 @@
 #                       (nixseal.lib.mkFleet)
 #   $1/hostkeys         the hosts' private keys (outside the fleet)
 setup_world() {
-  local w="$1" bin="$2"
+  local w="$1"
   mkdir -p "$w/standin-nixpkgs" "$w/nixseal"
-  cp "$NIXSEAL_REPO/tests/nix/standin-nixpkgs/flake.nix" "$NIXSEAL_REPO"/tests/nix/lib/*.nix "$w/standin-nixpkgs/"
-  sed -i "s|@NIXPKGS_LIB@|path:$SHARED_NIX/nixpkgs-lib|" "$w/standin-nixpkgs/flake.nix"
-  cp "$bin" "$w/standin-nixpkgs/nixseal"
+  cp "$NIXSEAL_REPO/tests/nix/standin-nixpkgs/flake.nix" "$NIXSEAL_REPO"/tests/nix/lib/*.nix \
+    "$NIXSEAL_REPO"/tests/nix/lib/*.py "$w/standin-nixpkgs/"
+  sed -i -e "s|@NIXPKGS_LIB@|path:$SHARED_NIX/nixpkgs-lib|" -e "s|@RUST_TOOLCHAIN_BIN@|$STANDIN_RUST_BIN|" \
+    -e "s|@CARGO_HOME@|$STANDIN_CARGO_HOME|" -e "s|@CARGO_TARGET_CACHE@|$STANDIN_CARGO_TARGET|" \
+    "$w/standin-nixpkgs/flake.nix"
   (cd "$NIXSEAL_REPO" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$w/nixseal" 2>/dev/null) || true
 
   local f="$w/fleet"

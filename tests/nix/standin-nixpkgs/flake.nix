@@ -1,9 +1,10 @@
 # Stand-in for the nixpkgs flake, for offline tests: the real nixpkgs `lib`
-# (../shared/nix/nixpkgs-lib), `lib.nixosSystem` evaluating the stand-in NixOS
-# option set, and `legacyPackages.<system>` from the stand-in pkgs whose
-# rustPlatform.buildRustPackage yields the cargo-built ./nixseal binary.
-# tests/nix/lib/setup.sh copies this directory, lib/*.nix and the binary
-# together and fills in @NIXPKGS_LIB@.
+# (../shared/nix/nixpkgs-lib, with lib/standin-lib.nix's fallback for Nix
+# 2.8), `lib.nixosSystem` evaluating the stand-in NixOS option set, and
+# `legacyPackages.<system>` from the stand-in pkgs, whose
+# rustPlatform.buildRustPackage builds nixseal with the host's cargo from the
+# source the flake gives it. tests/nix/lib/setup.sh copies this directory
+# and lib/*.nix together and fills in the @...@ values.
 {
   inputs.nixpkgs-lib.url = "@NIXPKGS_LIB@";
 
@@ -11,7 +12,7 @@
     { nixpkgs-lib, ... }:
     let
       system = "x86_64-linux";
-      lib = nixpkgs-lib.lib // {
+      lib = import ./standin-lib.nix nixpkgs-lib.lib // {
         nixosSystem =
           {
             modules,
@@ -22,7 +23,12 @@
       };
       pkgs = import ./standin-pkgs.nix {
         inherit lib system;
-        nixsealBin = ./nixseal;
+        nixos = import ./standin-nixos.nix { inherit lib pkgs; };
+        rust = {
+          toolchainBin = "@RUST_TOOLCHAIN_BIN@";
+          cargoHome = "@CARGO_HOME@";
+          targetCache = "@CARGO_TARGET_CACHE@";
+        };
       };
     in
     {
