@@ -14,7 +14,7 @@ use super::ChainLink;
 
 /// Reading stops after this many bytes per referrer (the chain then shows
 /// the referrer without the entry).
-const BUDGET: u64 = 256 << 20;
+const BUDGET: u64 = 32 << 20;
 
 /// Finds and remembers which entry of a path mentions another.
 pub(crate) struct Mentions<'a> {
@@ -69,20 +69,29 @@ fn hash_part(path: &Path) -> Option<&[u8]> {
         .map(|n| &n[..32])
 }
 
-/// The first entry (in name order, depth first) of `top` that mentions
-/// `needle`: "" when `top` itself is the file or symlink.
+/// The first entry of `top` that mentions `needle` ("" when `top` itself is
+/// the file or symlink): symlink targets first (cheap, and how most store
+/// paths refer to each other), then file contents, each in name order,
+/// depth first.
 fn search(top: &Path, needle: &[u8]) -> Option<String> {
+    let finder = Finder::new(needle);
     let mut budget = BUDGET;
+    let mut files = Vec::new();
     let mut stack = vec![(top.to_owned(), PathBuf::new())];
     while let Some((abs, rel)) = stack.pop() {
-        let meta = fs::symlink_metadata(&abs).ok()?;
+        let Ok(meta) = fs::symlink_metadata(&abs) else {
+            continue;
+        };
         let ft = meta.file_type();
-        let hit = if ft.is_symlink() {
-            fs::read_link(&abs)
+        if ft.is_symlink() {
+            if fs::read_link(&abs)
                 .ok()
-                .is_some_and(|t| contains(t.as_os_str().as_bytes(), needle))
+                .is_some_and(|t| finder.find(t.as_os_str().as_bytes()))
+            {
+                return Some(rel.to_string_lossy().into_owned());
+            }
         } else if ft.is_file() {
-            file_contains(&abs, needle, &mut budget).unwrap_or(false)
+            files.push((abs, rel));
         } else if ft.is_dir() {
             let Ok(entries) = fs::read_dir(&abs) else {
                 continue;
@@ -93,28 +102,56 @@ fn search(top: &Path, needle: &[u8]) -> Option<String> {
             for n in names {
                 stack.push((abs.join(&n), rel.join(&n)));
             }
-            false
-        } else {
-            false
-        };
-        if hit {
-            return Some(rel.to_string_lossy().into_owned());
         }
+    }
+    for (abs, rel) in files {
         if budget == 0 {
             return None;
+        }
+        if file_contains(&abs, &finder, &mut budget).unwrap_or(false) {
+            return Some(rel.to_string_lossy().into_owned());
         }
     }
     None
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// Boyer–Moore–Horspool search for one needle (a 32-byte hash part: most
+/// positions are skipped a needle length at a time).
+struct Finder<'a> {
+    needle: &'a [u8],
+    skip: [usize; 256],
+}
+
+impl<'a> Finder<'a> {
+    fn new(needle: &'a [u8]) -> Self {
+        let mut skip = [needle.len().max(1); 256];
+        for (i, &b) in needle.iter().enumerate().take(needle.len().saturating_sub(1)) {
+            skip[b as usize] = needle.len() - 1 - i;
+        }
+        Finder { needle, skip }
+    }
+
+    fn find(&self, hay: &[u8]) -> bool {
+        let n = self.needle.len();
+        if n == 0 || hay.len() < n {
+            return false;
+        }
+        let mut i = 0;
+        while i + n <= hay.len() {
+            let last = hay[i + n - 1];
+            if last == self.needle[n - 1] && &hay[i..i + n] == self.needle {
+                return true;
+            }
+            i += self.skip[last as usize];
+        }
+        false
+    }
 }
 
 /// Whether a regular file holds `needle`, reading at most `budget` bytes.
-fn file_contains(path: &Path, needle: &[u8], budget: &mut u64) -> io::Result<bool> {
+fn file_contains(path: &Path, finder: &Finder<'_>, budget: &mut u64) -> io::Result<bool> {
     let mut file = open_regular(path)?;
-    let keep = needle.len().saturating_sub(1);
+    let keep = finder.needle.len().saturating_sub(1);
     let mut buf = vec![0u8; 64 * 1024 + keep];
     let mut filled = 0;
     loop {
@@ -130,7 +167,7 @@ fn file_contains(path: &Path, needle: &[u8], budget: &mut u64) -> io::Result<boo
         };
         *budget -= n as u64;
         filled += n;
-        if contains(&buf[..filled], needle) {
+        if finder.find(&buf[..filled]) {
             return Ok(true);
         }
         // Keep the tail, so a needle across two reads is found.
@@ -157,13 +194,23 @@ mod tests {
         big.extend_from_slice(&[b'y'; 100]);
         fs::write(top.join("a/b/big"), &big).unwrap();
         assert_eq!(search(&top, needle).as_deref(), Some("a/b/big"));
-        // A symlink is read, not followed; it sorts first here.
+        // A symlink is read, not followed, and looked at before contents.
         std::os::unix::fs::symlink(
             format!("/nix/store/{}-x/bin", std::str::from_utf8(needle).unwrap()),
-            top.join("a/0link"),
+            top.join("z-link"),
         )
         .unwrap();
-        assert_eq!(search(&top, needle).as_deref(), Some("a/0link"));
+        assert_eq!(search(&top, needle).as_deref(), Some("z-link"));
+        let f = Finder::new(b"abcab");
+        for (hay, want) in [
+            (&b"xxabcabxx"[..], true),
+            (b"abcab", true),
+            (b"abcaabcab", true),
+            (b"abca", false),
+            (b"ababcaxab", false),
+        ] {
+            assert_eq!(f.find(hay), want, "{hay:?}");
+        }
         assert_eq!(search(&top, b"not-there-at-all-not-there-at-al"), None);
         // The store path itself is the file.
         assert_eq!(search(&top.join("a/b/big"), needle).as_deref(), Some(""));
