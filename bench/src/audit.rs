@@ -77,7 +77,10 @@ fn age_bytes(rng: &mut Rng, size: usize) -> Vec<u8> {
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::File::create(path).unwrap().write_all(bytes).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
 }
 
 /// A file size as in a NixOS closure: mostly small, some large.
@@ -103,18 +106,33 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
         let mut s_json = serde_json::Map::new();
         for s in 0..secrets {
             let name = format!("s{s}");
-            s_json.insert(name.clone(), serde_json::json!({ "file": format!("./secrets/{name}.age") }));
+            s_json.insert(
+                name.clone(),
+                serde_json::json!({ "file": format!("./secrets/{name}.age") }),
+            );
             let n = 200 + rng.below(1800) as usize;
-            write(&fleet.join(format!("secrets/rekeyed/h{h}/{name}.age")), &age_bytes(&mut rng, n));
+            write(
+                &fleet.join(format!("secrets/rekeyed/h{h}/{name}.age")),
+                &age_bytes(&mut rng, n),
+            );
         }
         let n = 300 + rng.below(2000) as usize;
         let cache = rng.bytes(n);
-        write(&fleet.join(format!("secrets/rekeyed/h{h}/.nixseal-rekey.json")), &cache);
-        host_json.insert(format!("h{h}"), serde_json::json!({ "hostPubkey": key, "secrets": s_json }));
+        write(
+            &fleet.join(format!("secrets/rekeyed/h{h}/.nixseal-rekey.json")),
+            &cache,
+        );
+        host_json.insert(
+            format!("h{h}"),
+            serde_json::json!({ "hostPubkey": key, "secrets": s_json }),
+        );
     }
     for s in 0..secrets {
         let n = 250 + rng.below(1800) as usize;
-        write(&fleet.join(format!("secrets/s{s}.age")), &age_bytes(&mut rng, n));
+        write(
+            &fleet.join(format!("secrets/s{s}.age")),
+            &age_bytes(&mut rng, n),
+        );
     }
     write(&fleet.join("flake.nix"), b"{ outputs = _: { }; }\n");
     let profile = serde_json::json!({
@@ -130,7 +148,11 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
     names[0] = store.join(store_name(&mut rng, "nixos-system-h0"));
     let mut refs: Vec<Vec<usize>> = vec![Vec::new(); paths];
     for (i, r) in refs.iter_mut().enumerate().take(paths - 1) {
-        let k = if i == 0 { 50 } else { 1 + rng.below(4) as usize };
+        let k = if i == 0 {
+            50
+        } else {
+            1 + rng.below(4) as usize
+        };
         for _ in 0..k {
             let j = i + 1 + rng.below((paths - i - 1) as u64) as usize;
             if !r.contains(&j) {
@@ -155,7 +177,11 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
     let mut written = 0;
     for (i, p) in names.iter().enumerate() {
         std::fs::create_dir_all(p).unwrap();
-        let n = if i + 1 == paths { files - written } else { per_path };
+        let n = if i + 1 == paths {
+            files - written
+        } else {
+            per_path
+        };
         for f in 0..n {
             let sub = match rng.below(4) {
                 0 => String::new(),
@@ -182,7 +208,10 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
                 }
                 1 if rng.below(50) == 0 => {
                     // Huge and sparse: one stat, never read.
-                    std::fs::File::create(&path).unwrap().set_len(1 << 36).unwrap();
+                    std::fs::File::create(&path)
+                        .unwrap()
+                        .set_len(1 << 36)
+                        .unwrap();
                 }
                 _ => {
                     let n = size(&mut rng);
@@ -205,7 +234,10 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
     )
     .unwrap();
     for k in 0..3 {
-        write(&names[paths / 4].join(format!("secrets/k{k}.age")), &age_bytes(&mut rng, 400));
+        write(
+            &names[paths / 4].join(format!("secrets/k{k}.age")),
+            &age_bytes(&mut rng, 400),
+        );
     }
 
     // closureInfo, in nixpkgs' format (fake NAR hashes and sizes).
@@ -216,7 +248,11 @@ fn gen(dir: &Path, paths: usize, files: usize, hosts: usize, secrets: usize) {
     for (i, p) in names.iter().enumerate() {
         sp += &format!("{}\n", p.display());
         let hash = nixseal::store_path::nix_base32_encode(&rng.bytes(32));
-        reg += &format!("{}\nsha256:{hash}\n1000\n\n{}\n", p.display(), refs[i].len());
+        reg += &format!(
+            "{}\nsha256:{hash}\n1000\n\n{}\n",
+            p.display(),
+            refs[i].len()
+        );
         for &r in &refs[i] {
             reg += &format!("{}\n", names[r].display());
         }
@@ -277,7 +313,12 @@ fn run(dir: &Path, nixseal: &Path, runs: usize) {
         report = Some(r);
     }
     let r = report.unwrap();
-    assert_eq!(r.findings.len(), 3, "the three planted leaks: {:#?}", r.findings);
+    assert_eq!(
+        r.findings.len(),
+        3,
+        "the three planted leaks: {:#?}",
+        r.findings
+    );
     let mut cli = Vec::new();
     for i in 0..=runs {
         let t = Instant::now();
@@ -294,7 +335,12 @@ fn run(dir: &Path, nixseal: &Path, runs: usize) {
         if i > 0 {
             cli.push(t.elapsed().as_secs_f64());
         }
-        assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let (lb, lm) = stats(lib);
     let (cb, cm) = stats(cli);
@@ -305,6 +351,14 @@ fn run(dir: &Path, nixseal: &Path, runs: usize) {
         r.closure.symlinks_out_of_store,
         r.findings.len()
     );
-    println!("  library audit():      best {:7.1} ms, median {:7.1} ms ({runs} runs)", lb * 1e3, lm * 1e3);
-    println!("  nixseal audit --json: best {:7.1} ms, median {:7.1} ms ({runs} runs)", cb * 1e3, cm * 1e3);
+    println!(
+        "  library audit():      best {:7.1} ms, median {:7.1} ms ({runs} runs)",
+        lb * 1e3,
+        lm * 1e3
+    );
+    println!(
+        "  nixseal audit --json: best {:7.1} ms, median {:7.1} ms ({runs} runs)",
+        cb * 1e3,
+        cm * 1e3
+    );
 }

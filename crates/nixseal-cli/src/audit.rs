@@ -20,9 +20,10 @@ macro_rules! wl {
 pub const EXIT_CODES: &str = "Exit codes:
   0  clean: no store path of the closure carries secret material that is not the host's own
   1  a leak: some store path does (each is named, with what refers to it)
-  2  bad input or usage (arguments, profile, system, closureInfo directory)
-  3  environment: nix-store missing or failing, or part of the closure could not be read
-     (and nothing was found in the rest)
+  2  bad input or usage (arguments, profile, system, closureInfo directory, a system
+     nix-store does not know)
+  3  environment: nix-store missing (or printing what nixseal cannot read), or part of
+     the closure could not be read (listed; nothing was found in the rest)
 
 The store directory is /nix/store, or $NIX_STORE_DIR as for Nix.";
 

@@ -558,3 +558,200 @@ fn display_rel(root: &Path, path: &Path) -> String {
         _ => path.display().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKz7ImoUTnDGygVAnHosv8eMZLvLwcpu36+ZXNI5mTf1";
+
+    fn age_like(tag: u8, len: usize) -> Vec<u8> {
+        let mut v = b"age-encryption.org/v1\n".to_vec();
+        v.resize(len, tag);
+        v
+    }
+
+    /// A fleet at `root` and a private store with closureInfo files.
+    struct Setup {
+        dir: tempfile::TempDir,
+        profile: Profile,
+    }
+
+    impl Setup {
+        fn new() -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("fleet");
+            let w = |rel: &str, bytes: &[u8]| {
+                let p = root.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, bytes).unwrap();
+            };
+            w("secrets/a.age", &age_like(b'm', 300));
+            w("secrets/rekeyed/web1/a.age", &age_like(b'w', 310));
+            w("secrets/rekeyed/db1/a.age", &age_like(b'd', 320));
+            w("secrets/rekeyed/db1/.nixseal-rekey.json", b"{\"db1\":1}");
+            let profile = format!(
+                r#"{{"version":1,"rekeyedDir":"./secrets/rekeyed","hosts":{{
+                  "web1":{{"hostPubkey":"{KEY}","secrets":{{"a":{{"file":"./secrets/a.age"}}}}}},
+                  "db1":{{"hostPubkey":"{KEY}","secrets":{{"a":{{"file":"./secrets/a.age"}}}}}}}}}}"#
+            );
+            w("profile.json", profile.as_bytes());
+            let profile = Profile::load(&root.join("profile.json"), &root).unwrap();
+            std::fs::create_dir(dir.path().join("store")).unwrap();
+            Setup { dir, profile }
+        }
+
+        fn store(&self) -> PathBuf {
+            self.dir.path().join("store")
+        }
+
+        fn path(&self, n: u8, name: &str) -> PathBuf {
+            self.store().join(format!(
+                "{}-{name}",
+                char::from(b'0' + n).to_string().repeat(32)
+            ))
+        }
+
+        fn audit(&self, host: &str, heuristics: bool, paths: &[PathBuf]) -> Report {
+            let ci = self.dir.path().join("ci");
+            std::fs::create_dir_all(&ci).unwrap();
+            let mut sp = String::new();
+            let mut reg = String::new();
+            for p in paths {
+                sp += &format!("{}\n", p.display());
+                reg += &format!("{}\n\n0\n", p.display());
+            }
+            std::fs::write(ci.join("store-paths"), sp).unwrap();
+            std::fs::write(ci.join("registration"), reg).unwrap();
+            audit(&AuditRequest {
+                profile: &self.profile,
+                host,
+                closure: ClosureSpec::ClosureInfo {
+                    dir: ci,
+                    system: None,
+                },
+                store_dir: self.store(),
+                heuristics,
+            })
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn size_filter_own_files_heuristics_and_layout() {
+        let s = Setup::new();
+        let root = s.profile.root.clone();
+        // p1: the host's own file (allowed), a file of a master's size but
+        // other content (not a copy), and an age tree of unknown files.
+        let p1 = s.path(1, "misc");
+        std::fs::create_dir_all(p1.join("tree")).unwrap();
+        std::fs::copy(root.join("secrets/rekeyed/web1/a.age"), p1.join("own.age")).unwrap();
+        std::fs::write(p1.join("same-size"), age_like(b'x', 300)).unwrap();
+        std::fs::write(p1.join("tree/x.age"), age_like(b'1', 100)).unwrap();
+        std::fs::write(p1.join("tree/y.age"), age_like(b'2', 100)).unwrap();
+        std::fs::write(p1.join("tree/not-age.age"), b"plain text").unwrap();
+        // p2: an older copy of the flake (only its layout is known).
+        let p2 = s.path(2, "source");
+        std::fs::create_dir_all(p2.join("secrets/rekeyed/db1")).unwrap();
+        std::fs::create_dir_all(p2.join("secrets/rekeyed/web1")).unwrap();
+        std::fs::write(p2.join("flake.nix"), b"{ }").unwrap();
+        // p3: the own file as its own store path, as the module makes it.
+        let p3 = s.path(3, "web1-a.age");
+        std::fs::copy(root.join("secrets/rekeyed/web1/a.age"), &p3).unwrap();
+        let paths = [p1.clone(), p2.clone(), p3.clone()];
+
+        let r = s.audit("web1", true, &paths);
+        assert!(r.host_in_profile);
+        assert_eq!(r.findings.len(), 2, "{:#?}", r.findings);
+        let f1 = &r.findings[0];
+        assert_eq!(f1.store_path, p1.display().to_string());
+        assert!(f1.files.is_empty(), "{f1:#?}");
+        assert_eq!(f1.secret_trees.len(), 1);
+        let t = &f1.secret_trees[0];
+        assert_eq!(
+            (t.dir.as_str(), t.age_files, t.rekey_caches),
+            ("tree", 2, 0)
+        );
+        assert_eq!(t.examples, ["x.age", "y.age"]);
+        let f2 = &r.findings[1];
+        assert_eq!(
+            f2.flake_copies,
+            [FlakeCopy {
+                exact: false,
+                dir: String::new(),
+                rekeyed_hosts: vec!["db1".into(), "web1".into()],
+                master_files: vec![],
+            }]
+        );
+        assert_eq!(r.closure.files, 7);
+        assert!(r.clean == r.findings.is_empty() && r.complete);
+
+        // Without heuristics the tree is not reported; the layout still is.
+        let r = s.audit("web1", false, &paths);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].store_path, p2.display().to_string());
+
+        // As another host, web1's file is someone else's, wherever it is.
+        let r = s.audit("web9", false, &paths);
+        assert!(!r.host_in_profile);
+        let holds: Vec<&Holding> = r
+            .findings
+            .iter()
+            .flat_map(|f| &f.files)
+            .flat_map(|l| &l.holds)
+            .collect();
+        assert_eq!(holds.len(), 2, "{:#?}", r.findings);
+        assert!(holds
+            .iter()
+            .all(|h| matches!(h, Holding::RekeyedFile { host, .. } if host == "web1")));
+    }
+
+    #[test]
+    fn missing_and_empty_known_files_are_noted_not_fatal() {
+        let s = Setup::new();
+        let root = s.profile.root.clone();
+        std::fs::remove_file(root.join("secrets/a.age")).unwrap();
+        std::fs::write(root.join("secrets/rekeyed/db1/a.age"), b"").unwrap();
+        let r = s.audit("web1", true, &[]);
+        let noted: Vec<(&str, &str)> = r
+            .not_checked
+            .iter()
+            .map(|n| (n.file.as_str(), n.what.as_str()))
+            .collect();
+        assert!(
+            noted.contains(&("./secrets/a.age", "masterCiphertext")),
+            "{noted:?}"
+        );
+        assert!(
+            noted.contains(&("./secrets/rekeyed/db1/a.age", "rekeyedFile")),
+            "{noted:?}"
+        );
+        assert!(r.clean);
+        // A known file that exists but cannot be read is an error, named.
+        std::fs::remove_file(root.join("secrets/rekeyed/db1/a.age")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("secrets/a.age")).unwrap();
+        let e = audit(&AuditRequest {
+            profile: &s.profile,
+            host: "web1",
+            closure: ClosureSpec::ClosureInfo {
+                dir: s.dir.path().join("ci"),
+                system: None,
+            },
+            store_dir: s.store(),
+            heuristics: true,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                AuditError::KnownFile {
+                    what: "master ciphertext",
+                    ..
+                }
+            ) && e.to_string().contains("secrets/a.age")
+                && e.to_string().contains("character device"),
+            "{e}"
+        );
+    }
+}

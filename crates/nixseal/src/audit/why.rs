@@ -125,7 +125,11 @@ struct Finder<'a> {
 impl<'a> Finder<'a> {
     fn new(needle: &'a [u8]) -> Self {
         let mut skip = [needle.len().max(1); 256];
-        for (i, &b) in needle.iter().enumerate().take(needle.len().saturating_sub(1)) {
+        for (i, &b) in needle
+            .iter()
+            .enumerate()
+            .take(needle.len().saturating_sub(1))
+        {
             skip[b as usize] = needle.len() - 1 - i;
         }
         Finder { needle, skip }
