@@ -79,11 +79,23 @@ const FLAKE: &str = r#"{
         leaky = toplevel "web1" (etc ''printf '%s' "$registry" > $out/nix/registry.json'' { inherit registry; });
         copy = toplevel "web1" (etc ''ln -s ${builtins.path { path = self + "/secrets/rekeyed/db1/db.age"; name = "x"; }} $out/x'' { });
       };
+      # What the per-host flake check does (built with --impure, so that the
+      # binary under test comes from NIXSEAL_BIN): no nix-store, no git, the
+      # flake root and profile in the store, the closure from closureInfo.
+      check = name: derivation {
+        name = "nixseal-closure-web1-${name}";
+        inherit system;
+        builder = "/bin/sh";
+        PATH = "/nonexistent";
+        args = [ "-c" "${builtins.getEnv "NIXSEAL_BIN"} audit --profile ${self}/profile.json --root ${self} --host web1 --closure-info ${closureInfo systems.${name}} ${systems.${name}} && : > $out" ];
+      };
     in {
       packages.${system} = systems // {
         closure-clean = closureInfo systems.clean;
         closure-leaky = closureInfo systems.leaky;
         closure-copy = closureInfo systems.copy;
+        check-clean = check "clean";
+        check-leaky = check "leaky";
       };
     };
 }
@@ -534,6 +546,39 @@ fn closure_info_mode_finds_the_same_and_passes_the_clean_system() {
     }
 }
 
+/// The per-host flake check's way: `nixseal audit` inside a Nix build, with
+/// neither nix-store nor git nor a working tree, fails the build on a leak
+/// and prints the finding in the build log; passes the clean system.
+#[test]
+fn inside_a_nix_build_the_audit_fails_the_leaky_system_only() {
+    let fx = Fixture::new();
+    let build = |attr: &str| {
+        Command::new("nix")
+            .args([
+                "build",
+                "--impure",
+                "-L",
+                "--no-link",
+                "--no-write-lock-file",
+            ])
+            .arg(format!(".#{attr}"))
+            .current_dir(fx.dir())
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("NIXSEAL_BIN", nixseal_bin())
+            .output()
+            .unwrap()
+    };
+    let o = build("check-clean");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = build("check-leaky");
+    assert!(!o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    let source = fx.nix_source();
+    assert!(log.contains(&format!("LEAK {}", source.display())), "{log}");
+    assert!(log.contains("is your flake's source"), "{log}");
+    assert!(log.contains("rekeyed file of host db1"), "{log}");
+}
+
 /// The documented schema (docs/json.md) is the one written: the example
 /// document there has exactly the keys of a real report, at every level, and
 /// parses as the library's report type.
@@ -703,8 +748,9 @@ fn hostile_store_contents_are_skipped_or_reported_never_followed_or_hung_on() {
     let ci = st.closure_info();
 
     let mut cmd = Command::new(nixseal_bin());
+    // A trailing slash names the same store.
     cmd.current_dir(f.dir.path())
-        .env("NIX_STORE_DIR", st.store())
+        .env("NIX_STORE_DIR", format!("{}/", st.store().display()))
         .args([
             "audit",
             "--profile",

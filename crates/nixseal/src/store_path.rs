@@ -19,10 +19,10 @@
 //! against a real `nix`.
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::{prelude::BASE64_STANDARD, Engine};
@@ -504,7 +504,14 @@ impl<W: Write> NarWriter<'_, W> {
             path: path.to_owned(),
             source,
         };
-        let mut file = File::open(path).map_err(read_err)?;
+        // Never follow a symlink or block on a FIFO swapped in since the lstat.
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(path)
+            .map_err(read_err)?;
         // Size and mode from the open file, so that they belong to what is read; it
         // must be the very file that was examined (not a symlink swapped in since).
         let meta_now = file.metadata().map_err(read_err)?;

@@ -411,18 +411,17 @@ fn from_store(system: &Path, store_dir: &Path, chunk_bytes: usize) -> Result<Clo
             bytes = 0;
         }
     }
-    let source = PathBuf::from(format!("nix-store --dump-db (closure of {shown})"));
-    let records = parse_registration(&registration, &source, store_dir).map_err(|e| {
-        AuditError::NixStoreOutput {
-            command: "nix-store --dump-db".into(),
-            reason: e.to_string(),
-        }
-    })?;
-    let mut closure =
-        Closure::build(paths, records, &source).map_err(|e| AuditError::NixStoreOutput {
-            command: "nix-store --dump-db".into(),
-            reason: e.to_string(),
-        })?;
+    let source = PathBuf::from("nix-store --dump-db");
+    // The registration comes from nix-store here, not from a closureInfo file.
+    let from_nix = |e: AuditError| match e {
+        AuditError::ClosureInfo { line, reason, .. } => AuditError::NixStoreOutput {
+            command: format!("nix-store --dump-db (closure of {shown})"),
+            reason: format!("line {line}: {reason}"),
+        },
+        e => e,
+    };
+    let records = parse_registration(&registration, &source, store_dir).map_err(from_nix)?;
+    let mut closure = Closure::build(paths, records, &source).map_err(from_nix)?;
     let root = closure
         .paths
         .iter()

@@ -7,6 +7,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{display_rel, group_uses, AuditError, FlakeSource, Holding, NotChecked, SourceBasis};
 use crate::fsutil;
@@ -16,10 +17,17 @@ use crate::rekey::cache::CACHE_FILE;
 use crate::rekey::OUTPUT_SUFFIX;
 use crate::store_path::{self, NarHash, StorePath, STORE_DIR};
 
+/// How many leading bytes of each known file are kept, so that a walked
+/// file of the same size is read further only when it starts the same.
+pub(crate) const HEAD: usize = 64;
+
 /// One fingerprinted file.
 #[derive(Debug)]
 pub(crate) struct KnownFile {
     pub sha256: [u8; 32],
+    /// Its first [`HEAD`] bytes (all of it when shorter); wiped on drop, as
+    /// an identity file's may be key material.
+    pub head: Zeroizing<Vec<u8>>,
     /// What it is; empty for the audited host's own files (allowed).
     pub holds: Vec<Holding>,
 }
@@ -69,9 +77,17 @@ pub(crate) enum Match<'a> {
 }
 
 impl Known {
-    /// Whether a file of this size may be a known one (then it must be hashed).
+    /// Whether a file of this size may be a known one (then it must be read).
     pub fn size_known(&self, size: u64) -> bool {
         self.by_size.contains_key(&size)
+    }
+
+    /// Whether a file of this size starting with `head` may be a known one
+    /// (then it must be hashed).
+    pub fn head_known(&self, size: u64, head: &[u8]) -> bool {
+        self.by_size
+            .get(&size)
+            .is_some_and(|v| v.iter().any(|k| k.head[..] == *head))
     }
 
     /// The known file with this size and content, if any.
@@ -87,13 +103,15 @@ impl Known {
         }
     }
 
-    fn add(&mut self, size: u64, sha256: [u8; 32], holding: Option<Holding>) {
-        let files = self.by_size.entry(size).or_default();
+    fn add(&mut self, bytes: &[u8], holding: Option<Holding>) {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let files = self.by_size.entry(bytes.len() as u64).or_default();
         let entry = match files.iter_mut().find(|k| k.sha256 == sha256) {
             Some(k) => k,
             None => {
                 files.push(KnownFile {
                     sha256,
+                    head: Zeroizing::new(bytes[..bytes.len().min(HEAD)].to_vec()),
                     holds: Vec::new(),
                 });
                 files.last_mut().expect("just pushed")
@@ -152,8 +170,7 @@ impl Known {
             });
             return Ok(());
         }
-        let sha: [u8; 32] = Sha256::digest(&bytes[..]).into();
-        self.add(bytes.len() as u64, sha, holding);
+        self.add(&bytes, holding);
         Ok(())
     }
 

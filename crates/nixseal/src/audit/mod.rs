@@ -428,18 +428,20 @@ pub struct Skipped {
 /// Runs the audit.
 pub fn audit(req: &AuditRequest<'_>) -> Result<Report, AuditError> {
     let host = HostName::new(req.host).map_err(AuditError::HostName)?;
-    let closure = closure::load(&req.closure, &req.store_dir)?;
+    // `/nix/store/` and `/nix/store` are one store.
+    let store_dir: PathBuf = req.store_dir.components().collect();
+    let closure = closure::load(&req.closure, &store_dir)?;
     let known = known::Known::build(req.profile, &host)?;
     let markers = known::Markers::from_profile(req.profile);
     let cfg = scan::ScanConfig {
         known: &known,
         markers: &markers,
-        store_dir: &req.store_dir,
+        store_dir: &store_dir,
         heuristics: req.heuristics,
     };
     // The flake source is hashed while the closure is walked.
     let (source, scans) = rayon::join(
-        || known::flake_source(&req.profile.root, &req.store_dir),
+        || known::flake_source(&req.profile.root, &store_dir),
         || {
             closure
                 .paths

@@ -4,9 +4,11 @@
 //! or outside the store), never opens anything but a regular file (FIFOs,
 //! sockets and devices are skipped and listed), opens with `O_NOFOLLOW |
 //! O_NONBLOCK` and checks with `fstat` that it opened a regular file. A file
-//! is read whole only when its size equals a known secret file's (those are at
-//! most [`fsutil::MAX_FILE`]); `.age` files have their first bytes read for
-//! the heuristic. So a huge sparse file costs one `stat`.
+//! is opened only when its size equals a known secret file's or its name ends
+//! in `.age`; its first 64 bytes are read, and the rest (streamed into a
+//! SHA-256, at most the known size) only when those bytes are a known file's
+//! of that size. So a huge sparse file costs one `stat`, and a file that
+//! merely has a secret's size one short read.
 
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
@@ -14,8 +16,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
-use super::known::{Known, Markers, Match};
+use super::known::{Known, Markers, Match, HEAD};
 use super::{FlakeCopy, LeakedFile, SecretTree, Skipped, Unreadable};
 use crate::fsutil;
 use crate::rekey::cache::CACHE_FILE;
@@ -23,9 +26,6 @@ use crate::rekey::cache::CACHE_FILE;
 /// At most this many unreadable or skipped entries are listed per store path
 /// (all are counted).
 const LIST_CAP: usize = 100;
-
-/// How many leading bytes of a `.age` file the heuristic reads.
-const HEAD: usize = 64;
 
 /// What a binary age file starts with.
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -197,34 +197,22 @@ impl PathScan {
         self.files += 1;
         let size = meta.len();
         let age_name = cfg.heuristics && name.ends_with(".age");
-        let mut head: Option<Vec<u8>> = None;
+        let mut head: Option<Zeroizing<Vec<u8>>> = None;
         let mut own = false;
-        if cfg.known.size_known(size) {
-            // At most MAX_FILE bytes: known files are no bigger.
-            match fsutil::read_regular_nofollow(abs, size) {
-                Ok(bytes) => {
-                    let sha: [u8; 32] = Sha256::digest(&bytes[..]).into();
-                    match cfg.known.lookup(size, &sha) {
-                        Match::Own => own = true,
-                        Match::Foreign(holds) => self.leaked.push(LeakedFile {
+        if cfg.known.size_known(size) || age_name {
+            match self.compare(abs, size, cfg.known) {
+                Ok((h, m)) => {
+                    match m {
+                        Some(Match::Own) => own = true,
+                        Some(Match::Foreign(holds)) => self.leaked.push(LeakedFile {
                             path: rel_string(rel),
                             size,
                             holds: holds.to_vec(),
                         }),
-                        Match::None => {}
+                        Some(Match::None) | None => {}
                     }
-                    if age_name {
-                        head = Some(bytes[..bytes.len().min(HEAD)].to_vec());
-                    }
+                    head = Some(h);
                 }
-                Err(e) => {
-                    self.unreadable(abs, &e);
-                    return;
-                }
-            }
-        } else if age_name {
-            match read_head(abs, HEAD) {
-                Ok(h) => head = Some(h),
                 Err(e) => {
                     self.unreadable(abs, &e);
                     return;
@@ -234,12 +222,55 @@ impl PathScan {
         if own {
             return;
         }
-        if head.as_deref().is_some_and(is_age) {
+        if head.as_ref().is_some_and(|h| is_age(h)) {
             st.age_files.push(name.to_owned());
         }
         if cfg.heuristics && name == CACHE_FILE {
             st.rekey_caches.push(name.to_owned());
         }
+    }
+
+    /// Reads a file's first bytes and, when its size and those bytes are a
+    /// known file's, the rest into a SHA-256 (streamed: nothing is kept),
+    /// checking that exactly `size` bytes were read.
+    fn compare<'k>(
+        &self,
+        abs: &Path,
+        size: u64,
+        known: &'k Known,
+    ) -> io::Result<(Zeroizing<Vec<u8>>, Option<Match<'k>>)> {
+        let mut file = open_regular(abs)?;
+        let head = read_up_to(&mut file, HEAD)?;
+        if !known.head_known(size, &head) {
+            return Ok((head, None));
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        let mut total = head.len() as u64;
+        // Wiped: the file may be a copy of an identity.
+        let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
+        loop {
+            match file.read(&mut buf[..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n as u64;
+                    if total > size {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if total != size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file changed size while it was read",
+            ));
+        }
+        let sha: [u8; 32] = hasher.finalize().into();
+        Ok((head, Some(known.lookup(size, &sha))))
     }
 
     fn finish_dir(&mut self, abs: &Path, rel: &Path, st: DirState, cfg: &ScanConfig<'_>) {
@@ -318,10 +349,9 @@ fn lstat_within(base: &Path, rel: &Path) -> Option<Metadata> {
     meta
 }
 
-/// The first `n` bytes of a regular file (never a symlink, never blocking).
-pub(crate) fn read_head(path: &Path, n: usize) -> io::Result<Vec<u8>> {
-    let mut file = open_regular(path)?;
-    let mut buf = vec![0u8; n];
+/// Up to `n` bytes from the start of an open file.
+fn read_up_to(file: &mut fs::File, n: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; n]);
     let mut len = 0;
     while len < n {
         match file.read(&mut buf[len..]) {
