@@ -661,11 +661,29 @@ mod tests {
         // p3: the own file as its own store path, as the module makes it.
         let p3 = s.path(3, "web1-a.age");
         std::fs::copy(root.join("secrets/rekeyed/web1/a.age"), &p3).unwrap();
-        let paths = [p1.clone(), p2.clone(), p3.clone()];
+        // p4: another flake's source with age test vectors (no heuristic
+        // finding), holding a copy of db1's file (found by content).
+        let p4 = s.path(4, "source");
+        std::fs::create_dir_all(p4.join("test")).unwrap();
+        std::fs::write(p4.join("flake.nix"), b"{ }").unwrap();
+        std::fs::write(p4.join("test/x.age"), age_like(b'3', 100)).unwrap();
+        std::fs::write(p4.join("test/y.age"), age_like(b'4', 100)).unwrap();
+        let paths = [p1.clone(), p2.clone(), p3.clone(), p4.clone()];
 
         let r = s.audit("web1", true, &paths);
         assert!(r.host_in_profile);
         assert_eq!(r.findings.len(), 2, "{:#?}", r.findings);
+        std::fs::copy(
+            root.join("secrets/rekeyed/db1/a.age"),
+            p4.join("test/z.age"),
+        )
+        .unwrap();
+        let r4 = s.audit("web1", true, &paths);
+        assert_eq!(r4.findings.len(), 3, "{:#?}", r4.findings);
+        let f4 = &r4.findings[2];
+        assert!(f4.secret_trees.is_empty() && f4.files.len() == 1, "{f4:#?}");
+        assert_eq!(f4.files[0].path, "test/z.age");
+        std::fs::remove_file(p4.join("test/z.age")).unwrap();
         let f1 = &r.findings[0];
         assert_eq!(f1.store_path, p1.display().to_string());
         assert!(f1.files.is_empty(), "{f1:#?}");
@@ -686,7 +704,7 @@ mod tests {
                 master_files: vec![],
             }]
         );
-        assert_eq!(r.closure.files, 7);
+        assert_eq!(r.closure.files, 10);
         assert!(r.clean == r.findings.is_empty() && r.complete);
 
         // Without heuristics the tree is not reported; the layout still is.

@@ -34,6 +34,7 @@ const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 const AGE_ARMOR: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 
 /// What every walk needs.
+#[derive(Clone, Copy)]
 pub(crate) struct ScanConfig<'a> {
     pub known: &'a Known,
     pub markers: &'a Markers,
@@ -81,7 +82,22 @@ pub(crate) fn scan_path(top: &Path, cfg: &ScanConfig<'_>) -> PathScan {
                 // A store path that is a single file: no directory to judge.
                 s.file(top, Path::new(""), "", &meta, cfg, &mut DirState::default());
             } else if ft.is_dir() {
-                s.walk(top, cfg);
+                // Another flake's source (nixpkgs, agenix, … registered with
+                // `nix.registry`): its age files are its own test vectors,
+                // not this fleet's, so the heuristic does not judge it.
+                // Copies of this fleet's files in it are still found by content.
+                let foreign = fs::symlink_metadata(top.join("flake.nix"))
+                    .is_ok_and(|m| m.is_file())
+                    && flake_copy(top, Path::new(""), cfg.markers).is_none();
+                if foreign && cfg.heuristics {
+                    let cfg = ScanConfig {
+                        heuristics: false,
+                        ..*cfg
+                    };
+                    s.walk(top, &cfg);
+                } else {
+                    s.walk(top, cfg);
+                }
             } else {
                 s.skip(top, ft);
             }
