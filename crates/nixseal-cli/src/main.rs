@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod audit;
 mod deploy;
 mod operator;
 mod status;
@@ -41,6 +42,9 @@ enum Command {
     /// Compare hosts' running or built manifests with the working tree; exit 1 if any needs a redeploy.
     #[command(after_help = EXIT_CODES)]
     Status(status::StatusArgs),
+    /// Exit 1 naming every store path of a host's built system that carries secret material not its own (the flake source, master ciphertexts, other hosts' files).
+    #[command(after_help = audit::EXIT_CODES)]
+    Audit(audit::AuditArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Edit(a) => operator::edit(a),
         Command::Deploy(a) => deploy::run(a),
         Command::Status(a) => status::status(a),
+        Command::Audit(a) => audit::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

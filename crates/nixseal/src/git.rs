@@ -44,3 +44,41 @@ fn normalize(p: &Path) -> PathBuf {
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
 }
+
+/// The git work tree `dir` is in and every path git tracks there (relative to
+/// the work tree's top, as bytes), which is what a git flake's `source`
+/// holds. `None` when `dir` is not inside a git work tree or git is not
+/// installed. Two git processes.
+pub fn tracked_files(dir: &Path) -> Option<(PathBuf, BTreeSet<Vec<u8>>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let top = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()?;
+    if !top.status.success() {
+        return None;
+    }
+    let mut top = top.stdout;
+    while top.last() == Some(&b'\n') {
+        top.pop();
+    }
+    let top = PathBuf::from(std::ffi::OsStr::from_bytes(&top));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&top)
+        .args(["ls-files", "-z"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let files = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    Some((top, files))
+}

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod activate;
+pub mod audit;
 pub mod crypto;
 pub mod edit;
 pub mod fsutil;

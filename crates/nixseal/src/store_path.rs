@@ -19,10 +19,10 @@
 //! against a real `nix`.
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::{prelude::BASE64_STANDARD, Engine};
@@ -305,9 +305,32 @@ pub fn validate_store_name(name: &str) -> Result<(), StoreNameError> {
 /// written sorted by the bytes of their names, and a regular file is marked executable
 /// when its owner-execute bit is set, both as Nix does.
 pub fn write_nar<W: Write>(path: &Path, out: &mut W) -> Result<(), NarError> {
-    let mut writer = NarWriter { out, root: path };
+    let mut writer = NarWriter {
+        out,
+        root: path,
+        filter: None,
+    };
     writer.bytes(NAR_MAGIC)?;
     writer.node(path)
+}
+
+/// Decides which entries of a tree a NAR holds: called with each entry's path
+/// relative to the root and whether it is a directory (not following symlinks).
+pub type NarFilter<'a> = &'a (dyn Fn(&Path, bool) -> bool + Sync);
+
+/// The SHA-256 of the NAR of `path` holding only the entries `include` accepts
+/// (a refused directory is left out with everything below it), as Nix
+/// serialises a filtered source such as a git flake's tracked files.
+pub fn nar_sha256_filtered(path: &Path, include: NarFilter<'_>) -> Result<NarHash, NarError> {
+    let mut hasher = HashWriter(Sha256::new());
+    let mut writer = NarWriter {
+        out: &mut hasher,
+        root: path,
+        filter: Some(include),
+    };
+    writer.bytes(NAR_MAGIC)?;
+    writer.node(path)?;
+    Ok(NarHash(hasher.0.finalize().into()))
 }
 
 /// The SHA-256 of the NAR serialisation of `path`, what `nix hash path` prints.
@@ -365,6 +388,29 @@ pub fn nix_base32_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes Nix's base32 (the inverse of [`nix_base32_encode`]) into `len`
+/// bytes; `None` when the text is not the base32 of exactly `len` bytes.
+pub fn nix_base32_decode(text: &str, len: usize) -> Option<Vec<u8>> {
+    if len == 0 || text.len() != (len * 8 - 1) / 5 + 1 {
+        return None;
+    }
+    let mut out = vec![0u8; len];
+    for (n, c) in text.bytes().rev().enumerate() {
+        let digit = NIX_BASE32_ALPHABET.iter().position(|&a| a == c)? as u16;
+        let bit = n * 5;
+        let i = bit / 8;
+        let j = bit % 8;
+        out[i] |= (digit << j) as u8;
+        let carry = digit >> (8 - j);
+        if i + 1 < len {
+            out[i + 1] |= carry as u8;
+        } else if carry != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// Folds a hash to 20 bytes by xor-ing byte `i` into position `i % 20`, as Nix
 /// shortens store path digests.
 fn compress_hash(full: &[u8; 32]) -> [u8; 20] {
@@ -393,6 +439,7 @@ impl Write for HashWriter {
 struct NarWriter<'a, W: Write> {
     out: &'a mut W,
     root: &'a Path,
+    filter: Option<NarFilter<'a>>,
 }
 
 impl<W: Write> NarWriter<'_, W> {
@@ -457,7 +504,14 @@ impl<W: Write> NarWriter<'_, W> {
             path: path.to_owned(),
             source,
         };
-        let mut file = File::open(path).map_err(read_err)?;
+        // Never follow a symlink or block on a FIFO swapped in since the lstat.
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(path)
+            .map_err(read_err)?;
         // Size and mode from the open file, so that they belong to what is read; it
         // must be the very file that was examined (not a symlink swapped in since).
         let meta_now = file.metadata().map_err(read_err)?;
@@ -508,7 +562,16 @@ impl<W: Write> NarWriter<'_, W> {
         };
         let mut names = Vec::new();
         for entry in fs::read_dir(path).map_err(read_err)? {
-            names.push(entry.map_err(read_err)?.file_name());
+            let entry = entry.map_err(read_err)?;
+            if let Some(include) = self.filter {
+                let full = path.join(entry.file_name());
+                let rel = full.strip_prefix(self.root).unwrap_or(&full);
+                let is_dir = entry.file_type().map_err(read_err)?.is_dir();
+                if !include(rel, is_dir) {
+                    continue;
+                }
+            }
+            names.push(entry.file_name());
         }
         // Nix sorts entries by the bytes of their names.
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -759,6 +822,53 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn nix_base32_decode_inverts_encode() {
+        let empty: [u8; 32] = Sha256::digest(b"").into();
+        let text = nix_base32_encode(&empty);
+        assert_eq!(nix_base32_decode(&text, 32).unwrap(), empty);
+        for len in [1usize, 5, 20, 32, 64] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(
+                nix_base32_decode(&nix_base32_encode(&bytes), len).unwrap(),
+                bytes
+            );
+        }
+        // Wrong length, a letter outside the alphabet, bits beyond the bytes.
+        assert_eq!(nix_base32_decode(&text[1..], 32), None);
+        assert_eq!(nix_base32_decode(&text.replacen('0', "e", 1), 32), None);
+        assert_eq!(nix_base32_decode("zz", 1), None);
+        assert_eq!(nix_base32_decode("7z", 1), Some(vec![0xff]));
+    }
+
+    #[test]
+    fn filtered_nar_leaves_out_refused_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("full");
+        let part = dir.path().join("part");
+        for root in [&full, &part] {
+            fs::create_dir_all(root.join("a/b")).unwrap();
+            fs::write(root.join("a/b/kept"), b"k").unwrap();
+            fs::write(root.join("top"), b"t").unwrap();
+        }
+        // Only in `full`: what the filter refuses.
+        fs::write(full.join("a/dropped"), b"d").unwrap();
+        fs::create_dir_all(full.join("gone/deep")).unwrap();
+        fs::write(full.join("gone/deep/x"), b"x").unwrap();
+        let include = |rel: &Path, is_dir: bool| {
+            if is_dir {
+                rel == Path::new("a") || rel == Path::new("a/b")
+            } else {
+                rel == Path::new("a/b/kept") || rel == Path::new("top")
+            }
+        };
+        assert_eq!(
+            nar_sha256_filtered(&full, &include).unwrap(),
+            nar_sha256(&part).unwrap()
+        );
+        assert_ne!(nar_sha256(&full).unwrap(), nar_sha256(&part).unwrap());
     }
 
     #[test]
