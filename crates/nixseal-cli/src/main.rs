@@ -15,7 +15,7 @@ const EXIT_CODES: &str = "Exit codes:
   0  success
   1  the operation failed (a secret could not be rekeyed, decrypted or written)
   2  bad input or usage (arguments, profile, manifest, identity files)
-  3  environment not fit (deploy: mount point, lock, host key)";
+  3  environment not fit (deploy: mount point, lock, host key; renc, edit: the flake's lock)";
 
 /// Secrets for NixOS fleets: rekey master secrets to host keys, deploy them at activation.
 #[derive(Parser, Debug)]
