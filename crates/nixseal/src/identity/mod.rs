@@ -198,8 +198,12 @@ impl MasterIdentities {
             path: path.to_owned(),
             reason,
         };
-        let text_start = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned();
-        if text_start.trim_start().starts_with(SSH_PRIVATE_BEGIN) {
+        // Judged on the bytes in place: no copy of a key's first bytes.
+        let start = bytes
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(bytes.len());
+        if bytes[start..].starts_with(SSH_PRIVATE_BEGIN.as_bytes()) {
             return self.load_ssh(path, &bytes, callbacks);
         }
         if crypto::looks_like_age(&bytes) {
