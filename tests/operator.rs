@@ -231,6 +231,28 @@ fn rekeyed_dir_that_could_touch_master_secrets_is_refused_before_anything_is_wri
         }
         assert!(!f.path("gen-runs").exists(), "{what}: a generator ran");
     }
+    // An identity given with -i is held to the same rule.
+    let f = Fleet::new();
+    assert_code(&f.renc(), 0);
+    std::fs::copy(
+        f.path("keys/master.txt"),
+        f.path("secrets/rekeyed/web1/key.age"),
+    )
+    .unwrap();
+    let before = tree(f.dir.path());
+    let o = run(
+        &f,
+        &[
+            "renc",
+            "--profile",
+            "profile.json",
+            "-i",
+            "secrets/rekeyed/web1/key.age",
+        ],
+    );
+    assert_code(&o, 2);
+    assert_stderr_has(&o, "identity file secrets/rekeyed/web1/key.age lies inside");
+    assert_same_tree(&before, &tree(f.dir.path()), "-i inside rekeyedDir");
 }
 
 // ---------------------------------------------------------------- point 9
@@ -1419,6 +1441,35 @@ fn a_host_directory_with_a_foreign_file_keeps_it_and_is_served() {
     assert_eq!(
         std::fs::read_to_string(f.path("secrets/rekeyed/web1/README")).unwrap(),
         "notes"
+    );
+    f.assert_caches_true();
+}
+
+/// A host's outputs are staged before they are put in place, but never one
+/// open file per output: a fleet far larger than the open-file limit rekeys.
+#[test]
+fn staging_a_host_never_holds_a_file_open_per_output() {
+    let f = Fleet::new();
+    let mut v = profile_value(&f);
+    for i in 0..100 {
+        v["hosts"]["web1"]["secrets"][format!("s{i:03}")] =
+            serde_json::json!({"file": "./secrets/db.age"});
+    }
+    write_profile_value(&f, &v);
+    let o = run_timeout(
+        Command::new("sh")
+            .current_dir(&f.root)
+            .arg("-c")
+            .arg(r#"ulimit -n 40 && exec "$0" renc --profile profile.json -j 2"#)
+            .arg(nixseal_bin())
+            .stdin(Stdio::null()),
+        120,
+    );
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "104 rekeyed");
+    assert_eq!(
+        decrypt_with(&f, &f.output("web1", "s099"), "keys/web1"),
+        b"hunter2\n"
     );
     f.assert_caches_true();
 }

@@ -323,7 +323,7 @@ pub fn renc(args: RencArgs) -> ExitCode {
     };
     // Everything that can be known up front is checked before the first
     // write, generators included.
-    if let Err(e) = rekey::check_layout(&profile) {
+    if let Err(e) = rekey::check_layout_with(&profile, &args.identity.identities) {
         return ui::fail(BAD_INPUT, e);
     }
     let pending = nixseal::generate::pending(&profile);

@@ -26,7 +26,7 @@ use crate::name::{HostName, SecretName};
 
 /// A new output written to a temp file in its host directory, not yet in
 /// place, and the cache entry it will have.
-type Staged = (tempfile::NamedTempFile, CacheEntry);
+type Staged = (tempfile::TempPath, CacheEntry);
 type StagedPair = (Pair, Result<Staged, PairError>);
 
 /// What the new cache of a host says about one of its secrets.
@@ -362,10 +362,14 @@ fn stage_one(
         return Err(PairError::TooLarge { size: ct.len() });
     }
     let dir = rekeyed_abs.join(p.host.as_str());
-    let tmp = fsutil::filled_temp(&dir, &ct, 0o644).map_err(|source| PairError::Write {
-        path: p.output.clone(),
-        source: without_temp_path(source),
-    })?;
+    // Closed at once (only its path is kept, removed if dropped): a fleet
+    // stages thousands of outputs, far more than a process may hold open.
+    let tmp = fsutil::filled_temp(&dir, &ct, 0o644)
+        .map_err(|source| PairError::Write {
+            path: p.output.clone(),
+            source: without_temp_path(source),
+        })?
+        .into_temp_path();
     Ok((
         tmp,
         CacheEntry {
@@ -376,16 +380,12 @@ fn stage_one(
     ))
 }
 
-/// tempfile's errors name the random temp path; the message names the
-/// output instead, so keep only the OS error.
+/// tempfile's errors end with "at path <random temp name>"; the message
+/// names the output instead, so keep only the OS error's text.
 fn without_temp_path(e: std::io::Error) -> std::io::Error {
-    let code = e
-        .get_ref()
-        .and_then(|inner| inner.source())
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .and_then(|inner| inner.raw_os_error());
-    match code {
-        Some(code) => std::io::Error::from_raw_os_error(code),
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((why, _)) => std::io::Error::new(e.kind(), why.to_owned()),
         None => e,
     }
 }

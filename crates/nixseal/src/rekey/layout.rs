@@ -18,6 +18,12 @@ use crate::profile::Profile;
 /// Proves that `profile.rekeyed_dir` is safe to write and prune; returns
 /// whether it exists yet.
 pub fn check_layout(profile: &Profile) -> Result<bool, RekeyError> {
+    check_layout_with(profile, &[])
+}
+
+/// [`check_layout`], with identity files given on the command line (`-i`)
+/// checked like the profile's.
+pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bool, RekeyError> {
     let root = &profile.root;
     let rel = relative_to_root(profile);
     let rd_err = |path: &Path| {
@@ -92,6 +98,7 @@ pub fn check_layout(profile: &Profile) -> Result<bool, RekeyError> {
     let others = profile
         .identities
         .iter()
+        .chain(identities)
         .map(|i| ("identity file", i))
         .chain(std::iter::once(("profile", &profile.path)));
     for (what, path) in others {

@@ -20,7 +20,7 @@ pub mod lock;
 mod plan;
 
 pub use execute::execute;
-pub use layout::check_layout;
+pub use layout::{check_layout, check_layout_with};
 pub use plan::plan;
 
 use std::collections::BTreeMap;
