@@ -244,6 +244,7 @@ fn warn_plan(plan: &Plan) {
 /// to exist (from the plan and the outcome: no stat). `None` outside git.
 fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = outputs;
+    let mut sources: Vec<&PathBuf> = Vec::new();
     for h in profile.hosts.values() {
         // The NixOS module reads the cache at evaluation: it must be tracked too.
         let cache =
@@ -251,14 +252,14 @@ fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
         if cache.is_file() {
             paths.push(cache);
         }
-        paths.extend(
-            h.secrets
-                .values()
-                .filter(|s| s.source.is_file())
-                .map(|s| s.source.clone()),
-        );
+        sources.extend(h.secrets.values().map(|s| &s.source));
     }
-    paths.sort();
+    // Each distinct source once; one that does not exist is not "untracked".
+    // (Sorted as bytes, not path components: cheap for big fleets.)
+    sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    sources.dedup();
+    paths.extend(sources.into_iter().filter(|s| s.is_file()).cloned());
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     paths.dedup();
     nixseal::git::untracked(&profile.root, &paths)
 }

@@ -318,12 +318,22 @@ impl Profile {
         // Each master file has at most one generator, whichever hosts use it.
         let mut generators: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
         let mut hosts = BTreeMap::new();
-        for (host, h) in raw.hosts {
+        // Checking a key's point (decompression, torsion) costs tens of
+        // microseconds: done for all hosts in parallel.
+        let keys: Vec<Result<HostRecipient, HostKeyError>> = {
+            use rayon::prelude::*;
+            raw.hosts
+                .values()
+                .collect::<Vec<_>>()
+                .par_iter()
+                .map(|h| match h.host_pubkey.as_deref() {
+                    None => Err(HostKeyError::Missing),
+                    Some(k) => HostRecipient::parse(k),
+                })
+                .collect()
+        };
+        for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
             let name = HostName::new(host.clone()).map_err(name_err)?;
-            let recipient = match h.host_pubkey.as_deref() {
-                None => Err(HostKeyError::Missing),
-                Some(k) => HostRecipient::parse(k),
-            };
             let mut secrets = BTreeMap::new();
             for (secret, s) in h.secrets {
                 let sname = SecretName::new(secret.clone()).map_err(name_err)?;

@@ -182,58 +182,37 @@ pub fn execute(
         for (p, r) in results {
             by_host.entry(p.host.clone()).or_default().push((p, r));
         }
+        // Hosts whose directory could not be made fail as a whole.
+        let mut ready = Vec::new();
         for (host, items) in by_host {
-            if let Err(e) = host_ok.remove(&host).unwrap_or(Ok(())) {
-                block_host(&mut outcome, &mut caches, &host, e);
-                continue;
+            match host_ok.remove(&host).unwrap_or(Ok(())) {
+                Err(e) => block_host(&mut outcome, &mut caches, &host, e),
+                Ok(()) => ready.push((host, items)),
             }
-            // A temp file that could not be written fails the whole host:
-            // the temps already made are dropped (removed), nothing moves.
-            let stage_error = items.iter().find_map(|(_, r)| match r {
-                Err(PairError::Write { path, source }) => Some(HostError::Stage {
-                    path: path.clone(),
-                    source: std::io::Error::new(source.kind(), source.to_string()),
-                }),
-                _ => None,
-            });
-            if let Some(e) = stage_error {
-                drop(items);
-                block_host(&mut outcome, &mut caches, &host, e);
-                continue;
-            }
-            let dir = rekeyed_abs.join(host.as_str());
-            for (p, r) in items {
-                let fate = match r {
-                    Ok((tmp, entry)) => {
-                        let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
-                        match tmp.persist(dir.join(name)) {
-                            Ok(_) => {
-                                outcome.rekeyed.push((p.host.clone(), p.secret.clone()));
-                                Fate::New(entry)
-                            }
-                            Err(e) => {
-                                outcome.failed.push(PairFailure {
-                                    host: p.host.clone(),
-                                    secret: p.secret.clone(),
-                                    error: PairError::Write {
-                                        path: p.output.clone(),
-                                        source: e.error,
-                                    },
-                                });
-                                Fate::Keep
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        outcome.failed.push(PairFailure {
-                            host: p.host.clone(),
-                            secret: p.secret.clone(),
-                            error,
-                        });
-                        Fate::Keep
-                    }
-                };
-                fates.entry(p.host).or_default().push((p.secret, fate));
+        }
+        // Each host's staged outputs are put in place (hosts in parallel).
+        let placed: Vec<(HostName, Placed)> = pool.install(|| {
+            ready
+                .into_par_iter()
+                .map(|(host, items)| {
+                    let dir = rekeyed_abs.join(host.as_str());
+                    let placed = place_host(&dir, items);
+                    (host, placed)
+                })
+                .collect()
+        });
+        for (host, placed) in placed {
+            match placed {
+                Placed::Blocked(e) => block_host(&mut outcome, &mut caches, &host, e),
+                Placed::Done {
+                    rekeyed,
+                    failed,
+                    fates: f,
+                } => {
+                    outcome.rekeyed.extend(rekeyed);
+                    outcome.failed.extend(failed);
+                    fates.entry(host).or_default().extend(f);
+                }
             }
         }
     }
@@ -279,6 +258,76 @@ pub fn execute(
     }
     outcome.rekeyed.sort();
     Ok(outcome)
+}
+
+/// What putting one host's staged outputs in place did.
+enum Placed {
+    /// A temp file could not be written: all were removed, nothing moved.
+    Blocked(HostError),
+    /// The outputs that could be staged were renamed into place.
+    Done {
+        rekeyed: Vec<(HostName, SecretName)>,
+        failed: Vec<PairFailure>,
+        fates: Vec<(SecretName, Fate)>,
+    },
+}
+
+/// Puts one host's staged outputs in place, all or none: a temp file that
+/// could not be written fails the whole host (the temps already made are
+/// dropped, which removes them) before anything is renamed.
+fn place_host(dir: &Path, items: Vec<StagedPair>) -> Placed {
+    let stage_error = items.iter().find_map(|(_, r)| match r {
+        Err(PairError::Write { path, source }) => Some(HostError::Stage {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        }),
+        _ => None,
+    });
+    if let Some(e) = stage_error {
+        drop(items);
+        return Placed::Blocked(e);
+    }
+    let mut rekeyed = Vec::new();
+    let mut failed = Vec::new();
+    let mut fates = Vec::new();
+    for (p, r) in items {
+        let fate = match r {
+            Ok((tmp, entry)) => {
+                let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
+                match tmp.persist(dir.join(name)) {
+                    Ok(()) => {
+                        rekeyed.push((p.host.clone(), p.secret.clone()));
+                        Fate::New(entry)
+                    }
+                    Err(e) => {
+                        failed.push(PairFailure {
+                            host: p.host.clone(),
+                            secret: p.secret.clone(),
+                            error: PairError::Write {
+                                path: p.output.clone(),
+                                source: e.error,
+                            },
+                        });
+                        Fate::Keep
+                    }
+                }
+            }
+            Err(error) => {
+                failed.push(PairFailure {
+                    host: p.host.clone(),
+                    secret: p.secret.clone(),
+                    error,
+                });
+                Fate::Keep
+            }
+        };
+        fates.push((p.secret, fate));
+    }
+    Placed::Done {
+        rekeyed,
+        failed,
+        fates,
+    }
 }
 
 /// Records a host that failed as a whole; its cache is left as it was.

@@ -8,7 +8,8 @@
 //! their physical locations, so a symlinked source directory pointing into
 //! the rekeyed tree is caught as well.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::{kind_of, RekeyError};
@@ -73,13 +74,13 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
     let rd_phys = root_phys.join(&rel);
 
     let mut resolver = Resolver::default();
-    let mut sources: BTreeMap<&Path, ()> = BTreeMap::new();
-    for h in profile.hosts.values() {
-        for s in h.secrets.values() {
-            sources.insert(&s.source, ());
-        }
-    }
-    for source in sources.keys() {
+    // Each distinct source once (compared as bytes: cheap for big fleets).
+    let sources: BTreeSet<&OsStr> = profile
+        .hosts
+        .values()
+        .flat_map(|h| h.secrets.values().map(|s| s.source.as_os_str()))
+        .collect();
+    for source in sources.iter().map(Path::new) {
         let phys = resolver.physical(source).map_err(rd_err(source))?;
         if phys.starts_with(&rd_phys) {
             return Err(RekeyError::Overlap {
