@@ -231,6 +231,43 @@ fn rekeyed_dir_that_could_touch_master_secrets_is_refused_before_anything_is_wri
         }
         assert!(!f.path("gen-runs").exists(), "{what}: a generator ran");
     }
+    // The source directory bind-mounted as the rekeyed directory: the same
+    // directory by device and inode, whatever its path says.
+    let mut f = Fleet::new();
+    let mut v = profile_value(&f);
+    for (host, secrets) in f.uses.clone() {
+        std::fs::create_dir_all(f.path(&format!("secrets/{host}"))).unwrap();
+        for s in secrets {
+            std::fs::copy(
+                f.path(&format!("secrets/{s}.age")),
+                f.path(&format!("secrets/{host}/{s}.age")),
+            )
+            .unwrap();
+            v["hosts"][&host]["secrets"][&s]["file"] = format!("./secrets/{host}/{s}.age").into();
+        }
+    }
+    v["rekeyedDir"] = "./rk".into();
+    write_profile_value(&f, &v);
+    std::fs::create_dir(f.path("rk")).unwrap();
+    f.uses.clear();
+    let before = tree(&f.path("secrets"));
+    let o = run_timeout(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind secrets rk && exec "$0" renc --profile profile.json"#)
+            .arg(nixseal_bin())
+            .current_dir(&f.root)
+            .stdin(Stdio::null()),
+        60,
+    );
+    assert_code(&o, 2);
+    assert_stderr_has(&o, "lies inside rekeyedDir rk");
+    assert_same_tree(
+        &before,
+        &tree(&f.path("secrets")),
+        "bind-mounted rekeyedDir",
+    );
+
     // An identity given with -i is held to the same rule.
     let f = Fleet::new();
     assert_code(&f.renc(), 0);

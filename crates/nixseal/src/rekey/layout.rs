@@ -5,11 +5,13 @@
 //! runs): the directory is inside the flake root (the profile refuses `..`
 //! and the root itself), no component below the root is a symlink, and no
 //! master secret, identity file or the profile lies inside it — compared by
-//! their physical locations, so a symlinked source directory pointing into
-//! the rekeyed tree is caught as well.
+//! their physical locations (symlinks resolved) and by device and inode of
+//! the directories above them (a bind mount), so a symlinked source
+//! directory pointing into the rekeyed tree is caught as well.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{kind_of, RekeyError};
@@ -80,9 +82,17 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
         .values()
         .flat_map(|h| h.secrets.values().map(|s| s.source.as_os_str()))
         .collect();
+    // The same directory reached another way (a bind mount) has the same
+    // device and inode: compared too when the rekeyed dir exists.
+    let rd_id = if exists {
+        let m = std::fs::metadata(&profile.rekeyed_dir).map_err(rd_err(&profile.rekeyed_dir))?;
+        Some((m.dev(), m.ino()))
+    } else {
+        None
+    };
     for source in sources.iter().map(Path::new) {
         let phys = resolver.physical(source).map_err(rd_err(source))?;
-        if phys.starts_with(&rd_phys) {
+        if phys.starts_with(&rd_phys) || resolver.below(&phys, rd_id) {
             return Err(RekeyError::Overlap {
                 what: "master secret",
                 path: source.to_path_buf(),
@@ -104,7 +114,7 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
         .chain(std::iter::once(("profile", &profile.path)));
     for (what, path) in others {
         let phys = resolver.physical(path).map_err(rd_err(path))?;
-        if phys.starts_with(&rd_phys) {
+        if phys.starts_with(&rd_phys) || resolver.below(&phys, rd_id) {
             return Err(RekeyError::Overlap {
                 what,
                 path: path.clone(),
@@ -144,9 +154,22 @@ fn join_root(root: &Path, rel: &Path) -> PathBuf {
 #[derive(Default)]
 struct Resolver {
     dirs: HashMap<PathBuf, PathBuf>,
+    ids: HashMap<PathBuf, Option<(u64, u64)>>,
 }
 
 impl Resolver {
+    /// Whether a directory above `phys` is the directory `id` (device, inode).
+    fn below(&mut self, phys: &Path, id: Option<(u64, u64)>) -> bool {
+        let Some(id) = id else { return false };
+        phys.ancestors().skip(1).any(|a| {
+            *self
+                .ids
+                .entry(a.to_owned())
+                .or_insert_with(|| std::fs::metadata(a).ok().map(|m| (m.dev(), m.ino())))
+                == Some(id)
+        })
+    }
+
     fn physical(&mut self, path: &Path) -> std::io::Result<PathBuf> {
         let abs = std::path::absolute(path)?;
         let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
