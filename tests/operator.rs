@@ -365,6 +365,39 @@ fn weak_host_keys_are_refused_for_their_host_while_the_rest_is_served() {
     }
 }
 
+/// The same for every other key nixseal encrypts to: an X25519 recipient of
+/// small order (age itself panics on it; Go age says "low order point") or
+/// a weak ssh-ed25519 key, as `-r` or in extraRecipients, is refused.
+#[test]
+fn recipients_that_protect_nothing_are_refused_not_a_panic() {
+    const ZERO_POINT: &str = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+    let mut f = Fleet::new();
+    let o = run_timeout(
+        Command::new(nixseal_bin())
+            .current_dir(&f.root)
+            .args(["edit", "secrets/new.age", "-r", ZERO_POINT])
+            .stdin(std::fs::File::open(f.path("keys/master.txt")).unwrap()),
+        60,
+    );
+    assert_code(&o, 2);
+    assert_stderr_has(&o, "is not usable: it is a point of small order");
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!f.path("secrets/new.age").exists());
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for weak in [ZERO_POINT.to_owned(), key_line(identity)] {
+        f.extra_recipients = vec![weak];
+        f.write_profile();
+        let before = tree(f.dir.path());
+        for o in [f.renc(), edit_stdin(&f, "secrets/db.age", b"x", &[])] {
+            assert_code(&o, 2);
+            assert_stderr_has(&o, "profile profile.json: extraRecipients entry");
+            assert_stderr_has(&o, "small order");
+        }
+        assert_same_tree(&before, &tree(f.dir.path()), "weak extra recipient");
+    }
+}
+
 #[test]
 fn two_hosts_with_one_key_get_a_warning_from_renc_and_check() {
     let mut f = Fleet::new();

@@ -544,13 +544,28 @@ pub enum AnyRecipient {
 }
 
 /// Parses one recipient string; the error says why, without a file name.
+/// A key that protects nothing (an X25519 or ed25519 point of small order,
+/// see [`HostKeyError::Weak`]) is refused like a host key: everything
+/// encrypted to it could be opened by anyone.
 pub fn parse_recipient(s: &str) -> Result<AnyRecipient, String> {
     let s = s.trim();
     if let Ok(r) = s.parse::<age::x25519::Recipient>() {
+        if x25519_small_order(s) {
+            return Err(
+                "it is a point of small order: anything encrypted to it could be decrypted by anyone"
+                    .into(),
+            );
+        }
         return Ok(AnyRecipient::X25519(r));
     }
     if s.starts_with("ssh-") {
         let norm: Vec<&str> = s.split_whitespace().take(2).collect();
+        if let [SSH_ED25519, b64] = norm[..] {
+            let point = ed25519_point(b64).map_err(|e| format!("invalid SSH public key ({e})"))?;
+            check_point(&point).map_err(|why| {
+                format!("{why}: anything encrypted to it could be decrypted by anyone")
+            })?;
+        }
         return norm
             .join(" ")
             .parse::<age::ssh::Recipient>()
@@ -561,6 +576,42 @@ pub fn parse_recipient(s: &str) -> Result<AnyRecipient, String> {
         return Ok(AnyRecipient::Plugin(r));
     }
     Err("expected age1…, ssh-ed25519 … or a plugin recipient".into())
+}
+
+/// Whether an `age1…` recipient (already parsed by age, so its checksum is
+/// good) is a Montgomery point of small order: multiplied by any clamped
+/// scalar (a multiple of 8) it gives zero — age itself would panic on it.
+fn x25519_small_order(bech32: &str) -> bool {
+    const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let Some((_, data)) = bech32
+        .to_ascii_lowercase()
+        .rsplit_once('1')
+        .map(|(h, d)| (h.to_owned(), d.to_owned()))
+    else {
+        return false;
+    };
+    let Some(data) = data.len().checked_sub(6).map(|n| &data.as_bytes()[..n]) else {
+        return false;
+    };
+    let mut bytes = Vec::with_capacity(32);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in data {
+        let Some(v) = CHARSET.iter().position(|x| x == c) else {
+            return false;
+        };
+        acc = (acc << 5) | v as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    let Ok(u) = <[u8; 32]>::try_from(&bytes[..]) else {
+        return false;
+    };
+    let product = curve25519_dalek::montgomery::MontgomeryPoint(u).mul_clamped([0x55; 32]);
+    product.to_bytes() == [0u8; 32]
 }
 
 /// Builds boxed age recipients from parsed ones; plugin recipients are grouped
@@ -621,6 +672,95 @@ mod tests {
             HostRecipient::parse("  "),
             Err(HostKeyError::Missing)
         ));
+    }
+
+    /// The `age1…` recipient of a raw 32-byte Montgomery u-coordinate.
+    fn age_recipient(u: [u8; 32]) -> String {
+        // bech32 with the "age" prefix, encoded by hand for the test.
+        const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+        let mut data = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for b in u {
+            acc = (acc << 8) | b as u32;
+            bits += 8;
+            while bits >= 5 {
+                bits -= 5;
+                data.push(((acc >> bits) & 31) as u8);
+            }
+            acc &= (1 << bits) - 1;
+        }
+        if bits > 0 {
+            data.push(((acc << (5 - bits)) & 31) as u8);
+        }
+        let polymod = |values: &[u8]| {
+            let gen = [
+                0x3b6a57b2u32,
+                0x26508e6d,
+                0x1ea119fa,
+                0x3d4233dd,
+                0x2a1462b3,
+            ];
+            let mut chk = 1u32;
+            for v in values {
+                let b = chk >> 25;
+                chk = ((chk & 0x1ffffff) << 5) ^ *v as u32;
+                for (i, g) in gen.iter().enumerate() {
+                    if (b >> i) & 1 == 1 {
+                        chk ^= g;
+                    }
+                }
+            }
+            chk
+        };
+        let hrp = b"age";
+        let mut values: Vec<u8> = hrp.iter().map(|c| c >> 5).collect();
+        values.push(0);
+        values.extend(hrp.iter().map(|c| c & 31));
+        values.extend(&data);
+        values.extend([0; 6]);
+        let pm = polymod(&values) ^ 1;
+        let checksum: Vec<u8> = (0..6).map(|i| ((pm >> (5 * (5 - i))) & 31) as u8).collect();
+        let mut out = String::from("age1");
+        for v in data.iter().chain(&checksum) {
+            out.push(CHARSET[*v as usize] as char);
+        }
+        out
+    }
+
+    #[test]
+    fn recipients_that_protect_nothing_are_refused() {
+        // A real age recipient still parses, and so does its re-encoding.
+        let real = age::x25519::Identity::generate().to_public().to_string();
+        assert!(parse_recipient(&real).is_ok());
+        // Small-order u-coordinates (0, 1, the order-8 points, p - 1):
+        // age would panic encrypting to them.
+        let low = [
+            [0u8; 32],
+            {
+                let mut b = [0u8; 32];
+                b[0] = 1;
+                b
+            },
+            hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            hex32("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+            hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        ];
+        for u in low {
+            let r = age_recipient(u);
+            assert!(
+                r.parse::<age::x25519::Recipient>().is_ok(),
+                "{r} is valid bech32"
+            );
+            let e = parse_recipient(&r)
+                .err()
+                .unwrap_or_else(|| panic!("{r} accepted"));
+            assert!(e.contains("small order"), "{e}");
+        }
+        // A weak ssh-ed25519 key as a recipient (extraRecipients, -r).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let e = parse_recipient(&key_line(identity)).err().unwrap();
+        assert!(e.contains("small order"), "{e}");
     }
 
     /// The OpenSSH public key line for a raw 32-byte point.
