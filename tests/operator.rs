@@ -569,6 +569,17 @@ fn jobs_out_of_range_is_a_usage_error_not_a_panic() {
     let o = run(&f, &["renc", "--profile", "profile.json", "-j", "1"]);
     assert_code(&o, 0);
     f.assert_outputs_decrypt();
+    // Nor can the environment ask for an absurd pool (rayon would obey it).
+    touch_tls(&f);
+    for cmd_line in [
+        &["renc", "--profile", "profile.json"][..],
+        &["check", "--profile", "profile.json"],
+    ] {
+        let o = run_timeout(cmd(&f, cmd_line).env("RAYON_NUM_THREADS", "100000"), 30);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    assert!(decrypt_with(&f, &f.output("web1", "tls"), "keys/web1") == b"new tls");
 }
 
 /// Generators are checked (executable, master file creatable) and the whole

@@ -70,6 +70,18 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The operator commands plan and encrypt on a pool of a bounded size
+    // (`--jobs`, or one thread per core), whatever RAYON_NUM_THREADS says.
+    let jobs = match &cli.command {
+        Command::Renc(a) => Some(a.jobs()),
+        Command::Check(_) | Command::Edit(_) | Command::Status(_) => Some(None),
+        _ => None,
+    };
+    if let Some(jobs) = jobs {
+        if let Err(e) = nixseal::rekey::init_threads(jobs) {
+            return ui::fail(ui::ENVIRONMENT, e);
+        }
+    }
     match cli.command {
         Command::Renc(a) => operator::renc(a),
         Command::Check(a) => operator::check(a),

@@ -82,6 +82,13 @@ pub struct EditArgs {
     identity: IdentityArgs,
 }
 
+impl RencArgs {
+    /// `--jobs`, if given.
+    pub fn jobs(&self) -> Option<usize> {
+        self.jobs
+    }
+}
+
 fn parse_jobs(s: &str) -> Result<usize, String> {
     let n: usize = s
         .parse()
@@ -429,7 +436,8 @@ pub fn renc(args: RencArgs) -> ExitCode {
     let outcome = rekey::execute(
         plan,
         identities.as_ref(),
-        rekey::ExecuteOptions { jobs: args.jobs },
+        // The global pool already has `--jobs` threads (main: init_threads).
+        rekey::ExecuteOptions { jobs: None },
         &tick,
     );
     if let Some(b) = &bar {

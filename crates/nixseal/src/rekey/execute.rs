@@ -163,12 +163,18 @@ pub fn execute(
             });
         }
 
-        let jobs = options.jobs.unwrap_or(0);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .build()
-            .map_err(|source| RekeyError::Threads { jobs, source })?;
-        let results: Vec<(Pair, Result<Staged, PairError>)> = pool.install(|| {
+        // `jobs` threads of their own, or the global pool (see init_threads).
+        let pool = match options.jobs {
+            Some(jobs) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(jobs.clamp(1, super::MAX_JOBS))
+                    .build()
+                    .map_err(|source| RekeyError::Threads { jobs, source })?,
+            ),
+            None => None,
+        };
+
+        let results: Vec<(Pair, Result<Staged, PairError>)> = in_pool(pool.as_ref(), || {
             todo.into_par_iter()
                 .map(|p| {
                     let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
@@ -191,7 +197,7 @@ pub fn execute(
             }
         }
         // Each host's staged outputs are put in place (hosts in parallel).
-        let placed: Vec<(HostName, Placed)> = pool.install(|| {
+        let placed: Vec<(HostName, Placed)> = in_pool(pool.as_ref(), || {
             ready
                 .into_par_iter()
                 .map(|(host, items)| {
@@ -327,6 +333,14 @@ fn place_host(dir: &Path, items: Vec<StagedPair>) -> Placed {
         rekeyed,
         failed,
         fates,
+    }
+}
+
+/// Runs `f` in `pool`, or in the current (global) pool.
+fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
     }
 }
 

@@ -434,3 +434,22 @@ pub struct ExecuteOptions {
 
 /// The most worker threads `--jobs` may ask for.
 pub const MAX_JOBS: usize = 1024;
+
+/// Starts the worker threads that plan and encrypt: `jobs`, or one per core
+/// (at most [`MAX_JOBS`]). Given explicitly, so `RAYON_NUM_THREADS` cannot
+/// ask for an absurd number. Call once, before the profile is read; later
+/// calls (or a pool someone else started) leave the pool as it is.
+pub fn init_threads(jobs: Option<usize>) -> Result<(), RekeyError> {
+    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if STARTED.get().is_some() {
+        return Ok(());
+    }
+    let n = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_JOBS);
+    let r = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    let _ = STARTED.set(());
+    r.map_err(|source| RekeyError::Threads { jobs: n, source })
+}
