@@ -8,7 +8,8 @@
 //! no panic (no exit 101, no "panicked" on stderr), no hang (killed after
 //! a timeout), only documented exit codes (0–3), and no state change after
 //! an error: `check` and dry runs change nothing, `renc` writes only inside
-//! the profile's rekeyedDir (never a master secret or identity) and leaves
+//! the profile's rekeyedDir (and makes its missing parent directories; never
+//! touches a master secret or identity) and leaves
 //! every cache true, `edit` changes at most its target, and a command that
 //! fails with exit 2 (bad input) changes nothing at all.
 //!
@@ -145,7 +146,12 @@ fn check_case(
             let profile = std::fs::read(dir.join("profile.json")).unwrap_or_default();
             let rd = rekeyed_dir_of(&profile).map(|rd| dir.join(rd));
             for p in &changed {
-                if !rd.as_ref().is_some_and(|rd| p.starts_with(rd)) {
+                let inside = rd.as_ref().is_some_and(|rd| p.starts_with(rd));
+                // Missing parents of rekeyedDir are made, as `mkdir -p` would.
+                let new_parent = rd.as_ref().is_some_and(|rd| rd.starts_with(p))
+                    && !before.contains_key(*p)
+                    && after.get(*p).is_some_and(|v| v == b"<dir>");
+                if !inside && !new_parent {
                     return Err(format!("renc changed {} outside rekeyedDir", p.display()));
                 }
             }
