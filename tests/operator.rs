@@ -616,6 +616,16 @@ fn every_generator_and_the_layout_are_validated_before_anything_is_generated() {
             },
             "rekeyedDir secrets/rekeyed is a regular file",
         ),
+        (
+            "second master file's directory cannot be made",
+            |f, good| {
+                f.generators.insert("a-good".into(), good.to_owned());
+                f.generators.insert("b-bad".into(), good.to_owned());
+                // b-bad's master file goes below a dangling symlink.
+                std::os::unix::fs::symlink("nowhere", f.path("secrets/b-bad.age.d")).unwrap();
+            },
+            "is not a directory; nothing was generated",
+        ),
     ];
     for (what, setup, want) in cases {
         let mut f = Fleet::new();
@@ -629,6 +639,11 @@ fn every_generator_and_the_layout_are_validated_before_anything_is_generated() {
             f.uses.get_mut("web1").unwrap().push(s);
         }
         f.write_profile();
+        if f.path("secrets/b-bad.age.d").is_symlink() {
+            let mut v = profile_value(&f);
+            v["hosts"]["web1"]["secrets"]["b-bad"]["file"] = "./secrets/b-bad.age.d/x.age".into();
+            write_profile_value(&f, &v);
+        }
         let before = tree(f.dir.path());
         let o = f.renc();
         assert_code(&o, 2);
