@@ -874,3 +874,52 @@ fn man_page_and_completions_are_generated_from_the_cli() {
     assert_stdout_has(&o, "_nixseal()");
     assert_stdout_has(&o, "--passphrase-file");
 }
+
+/// `examples/fleet` works as its README says: `nixseal renc --profile
+/// profile.json` from that directory rekeys every host's secrets (each
+/// output opens with that host's example key, with Go age, and with no other
+/// host's), and `check` then passes. Run on a copy: the repository's example
+/// stays as committed.
+#[test]
+fn the_example_fleet_rekeys_as_its_readme_says() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet");
+    let readme = std::fs::read_to_string(example.join("README.md")).unwrap();
+    assert!(
+        readme.contains("nixseal renc --profile profile.json"),
+        "{readme}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(Command::new("cp").arg("-a").arg(&example).arg(dir.path()));
+    let fleet = dir.path().join("fleet");
+    let o = nixseal(&fleet, &["renc", "--profile", "profile.json"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "4 rekeyed, 0 unchanged, 0 removed, 0 failed");
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fleet.join("profile.json")).unwrap()).unwrap();
+    let master = fleet.join("keys/master.txt");
+    for (host, h) in profile["hosts"].as_object().unwrap() {
+        let key = fleet.join(format!("keys/ssh_host_ed25519_key-{host}"));
+        for (secret, s) in h["secrets"].as_object().unwrap() {
+            let source = fleet.join(s["file"].as_str().unwrap());
+            let output = fleet.join(format!("secrets/rekeyed/{host}/{secret}.age"));
+            assert_eq!(
+                age_decrypt(&output, &key),
+                age_decrypt(&source, &master),
+                "{host}/{secret}"
+            );
+            for other in profile["hosts"].as_object().unwrap().keys() {
+                if other != host {
+                    let wrong = Command::new("age")
+                        .arg("-d")
+                        .arg("-i")
+                        .arg(fleet.join(format!("keys/ssh_host_ed25519_key-{other}")))
+                        .arg(&output)
+                        .output()
+                        .unwrap();
+                    assert!(!wrong.status.success(), "{other} opens {host}/{secret}");
+                }
+            }
+        }
+    }
+    assert_code(&nixseal(&fleet, &["check", "--profile", "profile.json"]), 0);
+}

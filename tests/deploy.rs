@@ -920,6 +920,8 @@ fn kill_9_at_every_step_leaves_one_complete_generation() {
 }
 
 /// Only meaningful for a normal build: the fault variable must do nothing.
+/// The suite runs with `fault-injection`, so `scripts/test` runs this test
+/// once more without the feature (and fails if it did not run).
 #[cfg(not(feature = "fault-injection"))]
 #[test]
 fn fault_points_are_compiled_out_of_normal_builds() {

@@ -8,7 +8,7 @@ use nixseal::activate::{self, DeployError, DeployOptions, ErrorClass};
 
 use crate::ui;
 
-/// Exit codes of `nixseal deploy` (also in docs/deploy.md).
+/// Exit codes of `nixseal deploy` (also in docs/host.md).
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 a secret (or a step after the switch) failed, \
 the previous generation is kept if the switch did not happen; 2 bad manifest or usage, nothing \
 touched; 3 environment (mount point, lock, host key, /etc/passwd, state directory, an existing \

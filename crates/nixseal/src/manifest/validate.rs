@@ -283,7 +283,7 @@ fn check_read_path(p: &str) -> Result<(), String> {
 
 impl Manifest {
     /// What deploy will warn about for the entries it installs in `scope`
-    /// (world-accessible modes; see docs/deploy.md for why these warn
+    /// (world-accessible modes; see docs/host.md for why these warn
     /// rather than fail).
     pub fn warnings(&self, scope: Scope) -> Vec<Warning> {
         let mut out = Vec::new();
