@@ -112,7 +112,7 @@ fn main() {
     let identity = age::ssh::Identity::from_buffer(&key_text[..], None).unwrap();
     // The same loop with nixseal's host identity (per-key work done once):
     // shows what `deploy` gains in the cryptography alone.
-    let host_identity = nixseal::identity::host::load(&key).unwrap();
+    let host_identity = nixseal::activate::load_host_key(&key).unwrap();
     let read_and_decrypt = |id: &dyn age::Identity, src: &String| {
         let ct = std::fs::read(src).unwrap();
         let dec = age::Decryptor::new_buffered(&ct[..]).unwrap();

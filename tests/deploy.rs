@@ -39,7 +39,7 @@ fn bin() -> PathBuf {
 const GRACE: Duration = Duration::from_millis(1100);
 
 /// Every fault point the library has, in the order a deploy reaches them.
-use nixseal::activate::fault::POINTS as FAULT_POINTS;
+use nixseal::activate::FAULT_POINTS;
 
 // ---------------------------------------------------------------- harness
 
@@ -627,7 +627,7 @@ fn dry_run_proves_decryption_and_writes_nothing() {
 
 /// Sources made by Go `age` and by `rage` for the host's ssh key (alone, and
 /// among X25519 and other ssh-ed25519 stanzas) install byte for byte: the
-/// host identity (identity/host.rs) unwraps what the reference tools wrap.
+/// host identity (crates/nixseal/src/host/identity.rs) unwraps what the reference tools wrap.
 #[test]
 fn sources_from_go_age_and_rage_deploy() {
     let Some(rage) = support::which("rage") else {
@@ -2583,7 +2583,7 @@ fn state_goes_to_var_lib_nixseal_by_default() {
     let h2 = Host::new();
     let sd = h2.state_dir();
     fs::create_dir_all(&sd).unwrap();
-    let name = nixseal::activate::state::file_name(&h2.mount_point());
+    let name = nixseal::activate::state_file_name(&h2.mount_point());
     fs::write(
         format!("{sd}/{name}"),
         r#"{"version":1,"mountPoint":"/elsewhere"}"#,
@@ -2858,7 +2858,7 @@ fn inputs_that_are_not_bounded_regular_files_are_refused() {
     h.deploy_ok(&h.write_manifest(&good), &[]);
     let state = h.state_dir();
     fs::create_dir_all(&state).unwrap();
-    let name = nixseal::activate::state::file_name(&h.mount_point());
+    let name = nixseal::activate::state_file_name(&h.mount_point());
     nix::unistd::mkfifo(
         format!("{state}/{name}").as_str(),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -3068,7 +3068,7 @@ fn fuzz_manifest_and_age_sources() {
     let mut before = snap(&h);
 
     // 1. Manifests in-process: parse + validate (both scopes) + warnings.
-    let accounts = nixseal::activate::users::Accounts::load_system().unwrap();
+    let accounts = nixseal::activate::Accounts::load_system().unwrap();
     let parsed = {
         let (bytes, accounts) = (base_bytes.clone(), accounts.clone());
         within(
@@ -3149,7 +3149,7 @@ fn fuzz_manifest_and_age_sources() {
     {
         let good_age = good_age.clone();
         within("age decrypt", Duration::from_secs(120), move || {
-            let id = nixseal::identity::host::load(&key).unwrap();
+            let id = nixseal::activate::load_host_key(&key).unwrap();
             for i in 0..n {
                 let mut rng = Rng::new(seed.wrapping_add(2 << 32).wrapping_add(i as u64));
                 let case = mutate::mutate(&mut rng, &good_age);

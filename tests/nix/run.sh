@@ -830,11 +830,13 @@ t_module_export() {
   [ "$(nix eval --impure --json --expr "let m = (builtins.getFlake \"git+file://$F\").inputs.nixseal.flakeModules.default; in [ m._class (builtins.match \"${NIX_STORE_DIR:-/nix/store}/[^/]*-source/flake.nix#flakeModules.default\" m.key != null) (m._file == m.key) ]")" = '["flake",true,true]' ]
   # Every Rust type the Nix files name (nixseal::<module>::<Type>, in their
   # keep-in-sync notes) exists in that module.
-  local n=0 ref mod ty
+  local n=0 ref mod ty files
   for ref in $(grep -rhoE 'nixseal::[a-z_]+::[A-Z][A-Za-z]*' "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/flake.nix" | sort -u); do
     mod=${ref#nixseal::}; ty=${mod#*::}; mod=${mod%%::*}
-    grep -qs "pub struct $ty " "$NIXSEAL_REPO/crates/nixseal/src/$mod.rs" "$NIXSEAL_REPO/crates/nixseal/src/$mod/mod.rs" ||
-      fail "$ref: crates/nixseal/src/$mod defines no struct $ty"
+    # The module's file wherever the library keeps it (contract/, operator/, host/).
+    mapfile -t files < <(find "$NIXSEAL_REPO/crates/nixseal/src" -path "*/$mod.rs" -o -path "*/$mod/mod.rs")
+    grep -qs "pub struct $ty " "${files[@]}" ||
+      fail "$ref: crates/nixseal/src has no $mod module defining struct $ty"
     n=$((n + 1))
   done
   [ "$n" -ge 2 ] || fail "only $n Rust type names found"

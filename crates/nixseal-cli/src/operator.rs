@@ -255,7 +255,7 @@ fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     for h in profile.hosts.values() {
         // The NixOS module reads the cache at evaluation: it must be tracked too.
         let cache =
-            rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(rekey::cache::CACHE_FILE);
+            rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(nixseal::cache::CACHE_FILE);
         if cache.is_file() {
             paths.push(cache);
         }

@@ -1,0 +1,6 @@
+//! What both sides share: the age operations, bounded file reads and atomic
+//! writes, and process hardening.
+
+pub mod crypto;
+pub mod fsutil;
+pub mod hardening;

@@ -1,0 +1,75 @@
+//! Strict JSON for nixseal's contracts: an object that names a key twice is
+//! an error, never "the last one wins".
+//!
+//! serde's derived structs already refuse a repeated field; maps keyed by
+//! host or secret name (`BTreeMap`) silently keep the last value. Every such
+//! map in a contract is read through [`unique_map`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// `#[serde(deserialize_with = "crate::contract::json::unique_map")]` for a
+/// `BTreeMap<String, V>`: refuses a key that appears twice, naming it.
+pub fn unique_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object whose keys are all different")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate key {key:?} (each name may appear once; remove or rename one)"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[serde(default, deserialize_with = "unique_map")]
+        m: BTreeMap<String, u32>,
+        #[allow(dead_code)]
+        #[serde(default)]
+        x: u32,
+    }
+
+    #[test]
+    fn refuses_a_repeated_key_and_a_repeated_field() {
+        let ok: Doc = serde_json::from_str(r#"{"m":{"a":1,"b":2}}"#).unwrap();
+        assert_eq!(ok.m.len(), 2);
+        let e = serde_json::from_str::<Doc>(r#"{"m":{"a":1,"a":2}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key \"a\""), "{e}");
+        // Derived structs refuse a repeated field on their own.
+        let e = serde_json::from_str::<Doc>(r#"{"x":1,"x":2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate field `x`"), "{e}");
+        // A missing map is empty (serde default), as before.
+        assert!(serde_json::from_str::<Doc>("{}").unwrap().m.is_empty());
+    }
+}

@@ -1,0 +1,389 @@
+//! The host manifest (version 1): what `nixseal deploy` installs on one host.
+//!
+//! Keep in sync with the NixOS module that emits it (`modules/`); the schema is
+//! written down in DESIGN.md. Unknown fields and unknown versions are refused.
+//!
+//! [`Manifest::validate`] (in `validate.rs`) checks the whole document before anything on the
+//! host is touched and reports every problem it finds, not only the first.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+mod validate;
+pub use validate::{Problem, Warning};
+
+/// The only manifest version this build understands.
+pub const VERSION: u64 = 1;
+
+/// Where `{{nixseal:NAME}}` placeholders start in a template.
+pub const PLACEHOLDER_OPEN: &str = "{{nixseal:";
+/// Where a placeholder ends.
+pub const PLACEHOLDER_CLOSE: &str = "}}";
+
+/// Where nixseal keeps its persistent records unless `stateDir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nixseal";
+
+/// The suffixes of the temporary names nixseal creates next to a path it
+/// places (`.<name><suffix>`): a fresh symlink, a fresh copy.
+pub const TEMP_SUFFIXES: [&str; 2] = [".nixseal-new", ".nixseal-tmp"];
+
+/// The temporary name next to `base` for a suffix of [`TEMP_SUFFIXES`].
+pub fn temp_name(base: &str, suffix: &str) -> String {
+    format!(".{base}{suffix}")
+}
+
+/// The lock file guarding `mount_point`: `<parent>/.<name>.lock`.
+pub fn lock_path(mount_point: &str) -> String {
+    let i = mount_point.rfind('/').unwrap_or(0);
+    let (parent, base) = (&mount_point[..i], &mount_point[i + 1..]);
+    format!("{parent}/.{base}.lock")
+}
+
+/// A host manifest, version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always 1.
+    pub version: u64,
+    /// Private keys the host decrypts with.
+    pub host_keys: Vec<HostKey>,
+    /// The ramfs holding the generations, e.g. `/run/nixseal.d`.
+    pub mount_point: String,
+    /// The stable symlink to the active generation, e.g. `/run/nixseal`.
+    pub symlink: String,
+    /// Generations kept, the active one included; 0 disables pruning.
+    pub keep_generations: u32,
+    /// Root-only directory for nixseal's records that must survive a reboot
+    /// (custom paths it placed, restarts still owed); [`DEFAULT_STATE_DIR`]
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// Secrets to decrypt.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Files rendered from secrets.
+    #[serde(default)]
+    pub templates: Vec<Template>,
+}
+
+/// One host private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostKey {
+    /// Absolute path of the OpenSSH private key.
+    pub path: String,
+    /// Key type; only `ed25519` is supported.
+    #[serde(rename = "type")]
+    pub key_type: String,
+}
+
+/// One secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Secret {
+    /// File name inside the generation.
+    pub name: String,
+    /// The rekeyed age file (a store path).
+    pub source: String,
+    /// Owning user.
+    pub owner: String,
+    /// Owning group.
+    pub group: String,
+    /// Octal mode, e.g. `"0400"`.
+    pub mode: String,
+    /// Where services find it; `<symlink>/<name>` needs no extra placement.
+    pub path: String,
+    /// For another `path`: a symlink through `symlink` (true) or a copy.
+    #[serde(default = "default_true")]
+    pub symlink: bool,
+    /// Units restarted when the secret changes.
+    #[serde(default)]
+    pub restart_units: Vec<String>,
+    /// Units reloaded when the secret changes.
+    #[serde(default)]
+    pub reload_units: Vec<String>,
+    /// Installed by `deploy --users`, before user accounts exist.
+    #[serde(default)]
+    pub needed_for_users: bool,
+    /// Copy mode only: allow the copy at `path` to live on a persistent file
+    /// system (plaintext on disk until the secret leaves the configuration).
+    /// Without it, a copy is placed only on a memory file system (tmpfs,
+    /// ramfs). See docs/threat-model.md.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext_on_disk: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One template: text with `{{nixseal:NAME}}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Template {
+    /// File name inside the generation.
+    pub name: String,
+    /// The text; placeholders are replaced by secret contents.
+    pub content: String,
+    /// Owning user.
+    pub owner: String,
+    /// Owning group.
+    pub group: String,
+    /// Octal mode.
+    pub mode: String,
+    /// Where services find it (a symlink through `symlink` when not the default).
+    pub path: String,
+}
+
+/// Which part of the manifest a run installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything but `neededForUsers` secrets.
+    Main,
+    /// Only `neededForUsers` secrets, owned by root (`deploy --users`).
+    Users,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read manifest {}: {source}", path.display())]
+    Read {
+        /// The manifest file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not JSON, or not the version-1 schema (unknown or missing field, wrong type).
+    #[error("manifest {} is not a valid version-1 host manifest: {source}", path.display())]
+    Json {
+        /// The manifest file.
+        path: PathBuf,
+        /// The parser's error (names the line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `version` field is missing or not 1.
+    #[error("manifest {} has version {found}; this nixseal reads version {VERSION} (rebuild the host with a matching nixseal)", path.display())]
+    Version {
+        /// The manifest file.
+        path: PathBuf,
+        /// The version found, as JSON text.
+        found: String,
+    },
+    /// Parsed, but the content is inconsistent.
+    #[error("manifest {} is invalid:{}", path.display(), Bullets(problems))]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+struct Bullets<'a>(&'a [Problem]);
+impl fmt::Display for Bullets<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    /// Reads and parses a manifest file (no validation beyond the schema).
+    /// Only a regular file of at most [`crate::common::fsutil::MAX_FILE`] bytes is
+    /// read: a FIFO, a device or a sparse giant is refused before reading.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let bytes = crate::common::fsutil::read_regular(path, crate::common::fsutil::MAX_FILE)
+            .map_err(|source| ManifestError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(path, &bytes)
+    }
+
+    /// The state directory (`stateDir`, or [`DEFAULT_STATE_DIR`]).
+    pub fn state_dir(&self) -> &str {
+        self.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR)
+    }
+
+    /// Parses manifest bytes; `path` is only used in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ManifestError> {
+        let json = |source| ManifestError::Json {
+            path: path.to_owned(),
+            source,
+        };
+        // A valid manifest parses in one pass (1000 secrets: a JSON tree
+        // first would double the parsing at every boot).
+        let direct = serde_json::from_slice::<Self>(bytes);
+        match direct {
+            Ok(m) if m.version == VERSION => return Ok(m),
+            _ => {}
+        }
+        // Anything else: check the version first so that a future manifest
+        // is reported as such, not as "unknown field".
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json)?;
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(VERSION) => {}
+            Some(v) if value.is_object() => {
+                return Err(ManifestError::Version {
+                    path: path.to_owned(),
+                    found: v.to_string(),
+                })
+            }
+            None if value.is_object() => {
+                return Err(ManifestError::Version {
+                    path: path.to_owned(),
+                    found: "(missing)".into(),
+                })
+            }
+            _ => {}
+        }
+        // Only for the error message: a document that failed the direct parse
+        // must never be accepted through the tree (serde_json's `Value` keeps
+        // the last of two equal keys, hiding a repeated field).
+        Err(match direct {
+            Err(e) => json(e),
+            Ok(m) => ManifestError::Version {
+                path: path.to_owned(),
+                found: m.version.to_string(),
+            },
+        })
+    }
+
+    /// The ramfs of `deploy --users`: `/run/nixseal.d` → `/run/nixseal-for-users.d`.
+    pub fn users_mount_point(&self) -> String {
+        for_users(&self.mount_point)
+    }
+
+    /// The symlink of `deploy --users`: `/run/nixseal` → `/run/nixseal-for-users`.
+    pub fn users_symlink(&self) -> String {
+        for_users(&self.symlink)
+    }
+
+    /// The mount point and symlink used by a run of the given scope.
+    pub fn locations(&self, scope: Scope) -> (String, String) {
+        match scope {
+            Scope::Main => (self.mount_point.clone(), self.symlink.clone()),
+            Scope::Users => (self.users_mount_point(), self.users_symlink()),
+        }
+    }
+}
+
+/// `path` is exactly `<symlink>/<name>`: nothing to place.
+pub fn is_default_path(path: &str, symlink: &str, name: &str) -> bool {
+    path.strip_prefix(symlink)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| r == name)
+}
+
+pub(crate) fn for_users(p: &str) -> String {
+    match p.strip_suffix(".d") {
+        Some(stem) => format!("{stem}-for-users.d"),
+        None => format!("{p}-for-users"),
+    }
+}
+
+/// `inner` is strictly below `outer`.
+pub fn path_within(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|r| r.starts_with('/') || outer == "/")
+        && inner != outer
+}
+
+/// An absolute, normalised path (no `.`/`..`/empty components, no trailing
+/// `/`), outside the Nix store.
+pub fn check_abs_path(p: &str) -> Result<(), &'static str> {
+    check_normal_abs(p)?;
+    if p == "/nix/store" || p.starts_with("/nix/store/") {
+        return Err("is inside /nix/store (world-readable); use a path under /run or /var");
+    }
+    Ok(())
+}
+
+pub(crate) fn check_normal_abs(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("is not an absolute path");
+    }
+    if p.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Err("ends with `/`");
+    }
+    if p.len() > 1
+        && p[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("is not normalised (empty, `.` or `..` component)");
+    }
+    Ok(())
+}
+
+/// Parses `"0400"`/`"400"`: 3 or 4 octal digits (a 4-digit mode starts with 0), ≤ 0o777.
+pub fn parse_mode(m: &str) -> Option<u32> {
+    let digits = match m.len() {
+        3 => m,
+        4 => m.strip_prefix('0')?,
+        _ => return None,
+    };
+    if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok()
+}
+
+/// A `{{nixseal:` without its closing `}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("`{{{{nixseal:` without a closing `}}}}`")]
+pub struct Unterminated;
+
+/// The secret names a template references, in order of appearance.
+pub fn placeholders(content: &str) -> Result<Vec<&str>, Unterminated> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(i) = rest.find(PLACEHOLDER_OPEN) {
+        let after = &rest[i + PLACEHOLDER_OPEN.len()..];
+        let end = after.find(PLACEHOLDER_CLOSE).ok_or(Unterminated)?;
+        out.push(&after[..end]);
+        rest = &after[end + PLACEHOLDER_CLOSE.len()..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = r#"{"version":1,"hostKeys":[],"mountPoint":"/run/a.d","symlink":"/run/a","keepGenerations":1}"#;
+
+    #[test]
+    fn a_repeated_field_is_refused_not_last_one_wins() {
+        assert!(Manifest::parse(Path::new("m.json"), M.as_bytes()).is_ok());
+        let twice = M.replace(
+            r#""symlink":"/run/a""#,
+            r#""symlink":"/run/a","symlink":"/etc""#,
+        );
+        let e = Manifest::parse(Path::new("m.json"), twice.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.json") && e.contains("duplicate field `symlink`"),
+            "{e}"
+        );
+        let v2 = M.replace(r#""version":1"#, r#""version":2"#);
+        let e = Manifest::parse(Path::new("m.json"), v2.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has version 2"), "{e}");
+    }
+}

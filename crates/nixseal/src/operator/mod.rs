@@ -1,0 +1,11 @@
+//! The operator side: what runs on the operator's machine against the flake
+//! (`renc`, `check`, `edit`, `status`, `audit`), never on a host.
+
+pub mod audit;
+pub mod edit;
+pub mod generate;
+pub mod git;
+pub mod identity;
+pub mod profile;
+pub mod rekey;
+pub mod status;

@@ -1,0 +1,573 @@
+//! The fleet profile, validated: [`RawProfile`] (the JSON contract, in
+//! `contract::profile`) turned into a [`Profile`] whose names are checked,
+//! whose relative paths are resolved against the flake root and whose host
+//! keys are parsed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::contract::names::{HostName, NameError, SecretName};
+use crate::contract::profile::{RawProfile, PROFILE_VERSION};
+use crate::operator::identity::{HostKeyError, HostRecipient};
+
+/// Why a profile was refused. Every variant names the profile file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        /// The profile file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON or does not match the schema.
+    #[error("profile {path} is not a valid nixseal profile: {source}")]
+    Json {
+        /// The profile file.
+        path: PathBuf,
+        /// The parse error (names the unknown field, if any).
+        source: serde_json::Error,
+    },
+    /// The `version` field is missing or not 1.
+    #[error("profile {path} has version {found}, but this nixseal understands only version {PROFILE_VERSION}; use the nixseal from the same flake that wrote the profile")]
+    Version {
+        /// The profile file.
+        path: PathBuf,
+        /// The version found (or "missing").
+        found: String,
+    },
+    /// A host or secret name is not a safe path component.
+    #[error("profile {path}: {source}")]
+    Name {
+        /// The profile file.
+        path: PathBuf,
+        /// What is wrong with the name.
+        source: NameError,
+    },
+    /// A flake-relative path leaves the flake root (through `..`).
+    #[error("profile {path}: {field} {value:?} resolves outside the flake root; nixseal reads and writes files inside the flake only")]
+    OutsideRoot {
+        /// The profile file.
+        path: PathBuf,
+        /// Which field.
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// `rekeyedDir` is the flake root itself.
+    #[error("profile {path}: rekeyedDir {value:?} is the flake root itself, where renc would write and prune next to your master secrets; give rekeyed files a directory of their own, e.g. \"./secrets/rekeyed\"")]
+    RekeyedDirIsRoot {
+        /// The profile file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
+    /// A path field is empty or absolute where a flake-relative path is needed.
+    #[error("profile {path}: {field} {value:?} must be a path relative to the flake root (e.g. \"./secrets/db.age\")")]
+    BadPath {
+        /// The profile file.
+        path: PathBuf,
+        /// Which field (e.g. `hosts.web1.secrets.db.file`).
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// A generator is not an absolute path.
+    #[error("profile {path}: {field} {value:?} must be an absolute path to an executable (Nix gives a store path)")]
+    BadGenerator {
+        /// The profile file.
+        path: PathBuf,
+        /// Which field (e.g. `hosts.web1.secrets.db.generator`).
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// Two hosts give one master file different generators.
+    #[error("profile {path}: {file} has different generators in {first} and {second}; give the secret one generator")]
+    GeneratorConflict {
+        /// The profile file.
+        path: PathBuf,
+        /// The master file, as written.
+        file: String,
+        /// `host/secret` of one use.
+        first: String,
+        /// `host/secret` of the other.
+        second: String,
+    },
+    /// An `extraRecipients` entry is not an age recipient.
+    #[error(
+        "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
+    )]
+    ExtraRecipient {
+        /// The profile file.
+        path: PathBuf,
+        /// The entry.
+        recipient: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// A validated secret of a host, with its source resolved against the root.
+#[derive(Debug, Clone)]
+pub struct SecretEntry {
+    /// The secret's name.
+    pub name: SecretName,
+    /// The source as written in the profile (flake-relative).
+    pub file: String,
+    /// The source resolved against the flake root.
+    pub source: PathBuf,
+    /// Run by `renc` to create `source` when it does not exist.
+    pub generator: Option<PathBuf>,
+}
+
+/// A validated host.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// The host's name.
+    pub name: HostName,
+    /// The host's key, parsed, or why it cannot be used. A bad or missing
+    /// key blocks this host only: the rest of the fleet is still served.
+    pub recipient: Result<HostRecipient, HostKeyError>,
+    /// The host's secrets, by name.
+    pub secrets: BTreeMap<SecretName, SecretEntry>,
+}
+
+/// A validated fleet profile, its relative paths resolved against a root.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// The flake root every relative path is resolved against.
+    pub root: PathBuf,
+    /// Master identity files, resolved.
+    pub identities: Vec<PathBuf>,
+    /// Extra recipients, as written.
+    pub extra_recipients: Vec<String>,
+    /// The rekeyed directory, resolved (lexically normalised: no `.` or
+    /// `..`, never the root itself).
+    pub rekeyed_dir: PathBuf,
+    /// The rekeyed directory as written (for messages and `git add` hints).
+    pub rekeyed_dir_rel: String,
+    /// Hosts, by name.
+    pub hosts: BTreeMap<HostName, HostEntry>,
+}
+
+impl Profile {
+    /// Reads and validates a profile file; relative paths are taken from `root`.
+    pub fn load(path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        let bytes = crate::common::fsutil::read_regular(path, crate::common::fsutil::MAX_FILE)
+            .map_err(|source| ProfileError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(&bytes, path, root)
+    }
+
+    /// Hosts that share one public key (each group has two or more hosts):
+    /// each of them can decrypt the others' rekeyed files.
+    pub fn shared_host_keys(&self) -> Vec<(String, Vec<HostName>)> {
+        let mut by_key: BTreeMap<&str, Vec<HostName>> = BTreeMap::new();
+        for h in self.hosts.values() {
+            if let Ok(r) = &h.recipient {
+                by_key.entry(r.as_str()).or_default().push(h.name.clone());
+            }
+        }
+        by_key
+            .into_iter()
+            .filter(|(_, hosts)| hosts.len() > 1)
+            .map(|(k, hosts)| (k.to_owned(), hosts))
+            .collect()
+    }
+
+    /// Validates profile bytes; `path` is used in messages only.
+    pub fn parse(bytes: &[u8], path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        let json_err = |source| ProfileError::Json {
+            path: path.to_owned(),
+            source,
+        };
+        // The version first, on its own (so a newer profile says "version"
+        // rather than "unknown field"), without building a JSON tree of the
+        // whole fleet.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<serde_json::Value>,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(json_err)?;
+        match &v.version {
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROFILE_VERSION) => {}
+            other => {
+                return Err(ProfileError::Version {
+                    path: path.to_owned(),
+                    found: other.as_ref().map_or("missing".into(), |v| v.to_string()),
+                })
+            }
+        }
+        let raw: RawProfile = serde_json::from_slice(bytes).map_err(json_err)?;
+        Self::from_raw(raw, path, root)
+    }
+
+    fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        // Flake-relative paths, normalised without touching the file system;
+        // one that climbs out of the root is refused.
+        let rel = |field: String, value: &str| -> Result<PathBuf, ProfileError> {
+            if value.is_empty() || Path::new(value).is_absolute() {
+                return Err(ProfileError::BadPath {
+                    path: path.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+            let Some(inside) = normalize(value) else {
+                return Err(ProfileError::OutsideRoot {
+                    path: path.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+            };
+            Ok(join_root(root, &inside))
+        };
+        let name_err = |source| ProfileError::Name {
+            path: path.to_owned(),
+            source,
+        };
+        let identities = raw
+            .identities
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                // Identities may be absolute (e.g. ~/.config/nixseal/master.age):
+                // they never enter the store, so only relative ones are rooted.
+                if id.is_empty() {
+                    return Err(ProfileError::BadPath {
+                        path: path.to_owned(),
+                        field: format!("identities[{i}]"),
+                        value: id.clone(),
+                    });
+                }
+                Ok(resolve(root, id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in &raw.extra_recipients {
+            crate::operator::identity::parse_recipient(r).map_err(|reason| {
+                ProfileError::ExtraRecipient {
+                    path: path.to_owned(),
+                    recipient: r.clone(),
+                    reason,
+                }
+            })?;
+        }
+        let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
+        if normalize(&raw.rekeyed_dir).is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(ProfileError::RekeyedDirIsRoot {
+                path: path.to_owned(),
+                value: raw.rekeyed_dir.clone(),
+            });
+        }
+        // Each master file has at most one generator, whichever hosts use it.
+        let mut generators: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
+        let mut hosts = BTreeMap::new();
+        // Checking a key's point (decompression, torsion) costs tens of
+        // microseconds: done for all hosts in parallel.
+        let keys: Vec<Result<HostRecipient, HostKeyError>> = {
+            use rayon::prelude::*;
+            raw.hosts
+                .values()
+                .collect::<Vec<_>>()
+                .par_iter()
+                .map(|h| match h.host_pubkey.as_deref() {
+                    None => Err(HostKeyError::Missing),
+                    Some(k) => HostRecipient::parse(k),
+                })
+                .collect()
+        };
+        for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
+            let name = HostName::new(host.clone()).map_err(name_err)?;
+            let mut secrets = BTreeMap::new();
+            for (secret, s) in h.secrets {
+                let sname = SecretName::new(secret.clone()).map_err(name_err)?;
+                let source = rel(format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                let generator = match s.generator {
+                    Some(g) if !Path::new(&g).is_absolute() => {
+                        return Err(ProfileError::BadGenerator {
+                            path: path.to_owned(),
+                            field: format!("hosts.{host}.secrets.{secret}.generator"),
+                            value: g,
+                        })
+                    }
+                    g => g.map(PathBuf::from),
+                };
+                if let Some(g) = &generator {
+                    let here = format!("{host}/{secret}");
+                    match generators.get(&source) {
+                        Some((other, at)) if other != g => {
+                            return Err(ProfileError::GeneratorConflict {
+                                path: path.to_owned(),
+                                file: s.file,
+                                first: at.clone(),
+                                second: here,
+                            })
+                        }
+                        Some(_) => {}
+                        None => {
+                            generators.insert(source.clone(), (g.clone(), here));
+                        }
+                    }
+                }
+                secrets.insert(
+                    sname.clone(),
+                    SecretEntry {
+                        name: sname,
+                        file: s.file,
+                        source,
+                        generator,
+                    },
+                );
+            }
+            hosts.insert(
+                name.clone(),
+                HostEntry {
+                    name,
+                    recipient,
+                    secrets,
+                },
+            );
+        }
+        Ok(Profile {
+            path: path.to_owned(),
+            root: root.to_owned(),
+            identities,
+            extra_recipients: raw.extra_recipients,
+            rekeyed_dir,
+            rekeyed_dir_rel: raw.rekeyed_dir,
+            hosts,
+        })
+    }
+}
+
+/// Joins a flake-relative path to the root, dropping `.` components so that
+/// messages show `secrets/db.age`, not `./secrets/db.age`.
+fn resolve(root: &Path, rel: &str) -> PathBuf {
+    let rel: PathBuf = Path::new(rel)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    join_root(root, &rel)
+}
+
+fn join_root(root: &Path, rel: &Path) -> PathBuf {
+    if root == Path::new(".") || root.as_os_str().is_empty() {
+        rel.to_owned()
+    } else {
+        root.join(rel)
+    }
+}
+
+/// A relative path with `.` dropped and `..` applied lexically; `None` when
+/// it climbs above its start (or is absolute). The empty path is the start.
+pub fn normalize(rel: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtWm69iYTGTy5i5e7G0xyE8zACs6fQk57xCA9AOuhV+ web1";
+
+    fn parse(json: &str) -> Result<Profile, ProfileError> {
+        Profile::parse(json.as_bytes(), Path::new("p.json"), Path::new("/flake"))
+    }
+
+    fn with_host(host: &str, key: &str, secret: &str, file: &str) -> String {
+        format!(
+            r#"{{"version":1,"identities":["./k"],"rekeyedDir":"./r","hosts":{{"{host}":{{"hostPubkey":"{key}","secrets":{{"{secret}":{{"file":"{file}"}}}}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let p = parse(&with_host("web1", KEY, "db-password", "./secrets/db.age")).unwrap();
+        let h = p.hosts.values().next().unwrap();
+        assert_eq!(h.name.as_str(), "web1");
+        let s = h.secrets.values().next().unwrap();
+        assert_eq!(s.source, Path::new("/flake/secrets/db.age"));
+        assert_eq!(p.rekeyed_dir, Path::new("/flake/r"));
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        let cases = [
+            ("not json", "not a valid nixseal profile"),
+            (r#"{"version":2,"rekeyedDir":"r"}"#, "version 2"),
+            (r#"{"rekeyedDir":"r"}"#, "version missing"),
+            (
+                r#"{"version":1,"rekeyedDir":"r","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"version":1,"rekeyedDir":"/abs"}"#,
+                "rekeyedDir \"/abs\"",
+            ),
+            (
+                r#"{"version":1,"rekeyedDir":"r","extraRecipients":["nope"]}"#,
+                "extraRecipients entry \"nope\"",
+            ),
+        ];
+        for (json, want) in cases {
+            let e = parse(json).unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+            assert!(e.contains("p.json"), "{e}");
+        }
+    }
+
+    #[test]
+    fn generators_are_absolute_and_one_per_file() {
+        let two = |g1: &str, g2: &str| {
+            format!(
+                r#"{{"version":1,"rekeyedDir":"r","hosts":{{
+                  "a":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"s.age","generator":"{g1}"}}}}}},
+                  "b":{{"hostPubkey":"{KEY}","secrets":{{"t":{{"file":"./s.age","generator":"{g2}"}}}}}}}}}}"#
+            )
+        };
+        // The generator of host `h`'s only secret.
+        let g = |p: &Profile, h: &str| {
+            let host = p.hosts.values().find(|e| e.name.as_str() == h).unwrap();
+            host.secrets.values().next().unwrap().generator.clone()
+        };
+        let p = parse(&two("/nix/store/x-gen", "/nix/store/x-gen")).unwrap();
+        assert_eq!(g(&p, "a"), Some(PathBuf::from("/nix/store/x-gen")));
+        assert_eq!(g(&p, "b"), Some(PathBuf::from("/nix/store/x-gen")));
+        let e = parse(&two("/nix/store/x-gen", "/nix/store/y-gen"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.json")
+                && e.contains("different generators")
+                && e.contains("a/s")
+                && e.contains("b/t"),
+            "{e}"
+        );
+        let e = parse(&two("gen.sh", "gen.sh")).unwrap_err().to_string();
+        assert!(
+            e.contains("hosts.a.secrets.s.generator \"gen.sh\"") && e.contains("absolute"),
+            "{e}"
+        );
+        // No generator: none.
+        let p = parse(&with_host("h", KEY, "s", "s.age")).unwrap();
+        assert_eq!(g(&p, "h"), None);
+    }
+
+    #[test]
+    fn a_host_or_secret_named_twice_is_an_error() {
+        let twice_host = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"h":{{"hostPubkey":"{KEY}"}},"h":{{"hostPubkey":"{KEY}"}}}}}}"#
+        );
+        let e = parse(&twice_host).unwrap_err().to_string();
+        assert!(
+            e.contains("p.json") && e.contains("duplicate key \"h\""),
+            "{e}"
+        );
+        let twice_secret = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"h":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"a"}},"s":{{"file":"b"}}}}}}}}}}"#
+        );
+        let e = parse(&twice_secret).unwrap_err().to_string();
+        assert!(e.contains("duplicate key \"s\""), "{e}");
+        let twice_field = r#"{"version":1,"rekeyedDir":"r","rekeyedDir":"s"}"#;
+        let e = parse(twice_field).unwrap_err().to_string();
+        assert!(e.contains("duplicate field `rekeyedDir`"), "{e}");
+    }
+
+    #[test]
+    fn refuses_bad_names_and_keys() {
+        for host in ["", "../x", ".h", "a/b"] {
+            let e = parse(&with_host(host, KEY, "s", "s.age")).unwrap_err();
+            assert!(matches!(e, ProfileError::Name { .. }), "{host}: {e}");
+        }
+        let e = parse(&with_host("h", KEY, "..", "s.age")).unwrap_err();
+        assert!(matches!(e, ProfileError::Name { .. }), "{e}");
+        // A bad host key is that host's problem, kept as data: the profile
+        // (and the rest of the fleet) is still usable.
+        let p = parse(&with_host("h", "ssh-rsa AAAAB3NzaC1yc2E", "s", "s.age")).unwrap();
+        let e = p.hosts["h"].recipient.as_ref().unwrap_err().to_string();
+        assert!(e.contains("ssh-rsa"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_host_key_is_null_absent_or_empty() {
+        for key in [
+            r#""hostPubkey":null,"#,
+            "",
+            r#""hostPubkey":"","#,
+            r#""hostPubkey":"  ","#,
+        ] {
+            let json = format!(
+                r#"{{"version":1,"rekeyedDir":"r","hosts":{{"new":{{{key}"secrets":{{}}}},"old":{{"hostPubkey":"{KEY}"}}}}}}"#
+            );
+            let p = parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(
+                p.hosts["new"].recipient.as_ref().unwrap_err(),
+                &HostKeyError::Missing
+            );
+            assert!(p.hosts["old"].recipient.is_ok());
+        }
+    }
+
+    #[test]
+    fn shared_keys_are_found() {
+        let json = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"a":{{"hostPubkey":"{KEY}"}},"b":{{"hostPubkey":"{KEY} other comment"}},"c":{{"hostPubkey":null}}}}}}"#
+        );
+        let shared = parse(&json).unwrap().shared_host_keys();
+        assert_eq!(shared.len(), 1);
+        let names: Vec<&str> = shared[0].1.iter().map(|h| h.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn paths_stay_inside_the_root_and_rekeyed_dir_is_not_the_root() {
+        let doc = |rd: &str, file: &str| {
+            format!(
+                r#"{{"version":1,"rekeyedDir":"{rd}","hosts":{{"h":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"{file}"}}}}}}}}}}"#
+            )
+        };
+        let p = parse(&doc("./a/../r/./x", "./s/../t.age")).unwrap();
+        assert_eq!(p.rekeyed_dir, Path::new("/flake/r/x"));
+        assert_eq!(p.hosts["h"].secrets["s"].source, Path::new("/flake/t.age"));
+        for rd in [".", "./", "a/..", ""] {
+            let e = parse(&doc(rd, "s.age")).unwrap_err().to_string();
+            assert!(
+                e.contains("flake root itself") || e.contains("must be a path relative"),
+                "{rd}: {e}"
+            );
+        }
+        for rd in ["..", "../r", "a/../../r"] {
+            let e = parse(&doc(rd, "s.age")).unwrap_err().to_string();
+            assert!(e.contains("resolves outside the flake root"), "{rd}: {e}");
+        }
+        let e = parse(&doc("r", "../s.age")).unwrap_err().to_string();
+        assert!(
+            e.contains("hosts.h.secrets.s.file") && e.contains("outside"),
+            "{e}"
+        );
+    }
+}

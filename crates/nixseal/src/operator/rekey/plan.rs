@@ -1,0 +1,402 @@
+//! Planning: what is current, stale or left over — read from the profile, the
+//! sources, the caches and the outputs, never from an identity.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::{
+    check_layout, host_dir, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan,
+    RekeyError, Removal, Staleness, Warning, OUTPUT_SUFFIX,
+};
+use crate::common::fsutil::{kind_name, sha256_hex, MAX_FILE, TEMP_PREFIX};
+use crate::contract::cache::{CacheEntry, CacheRead, HostCache, CACHE_FILE};
+use crate::operator::profile::Profile;
+
+/// Reads the profile's sources and caches and decides what to do. The
+/// layout is checked first ([`check_layout`]): a rekeyed directory that is
+/// not nixseal's alone is an error before anything else is read.
+pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
+    let rekeyed_dir = profile.rekeyed_dir.clone();
+    let rd_exists = check_layout(profile)?;
+
+    // Hash each distinct source once, however many hosts use it. Only a
+    // regular file of bounded size is read: a FIFO, a device or a huge
+    // sparse file is that secret's error, not a hang.
+    let mut source_hashes = HashMap::new();
+    let mut source_errors: HashMap<PathBuf, std::sync::Arc<std::io::Error>> = HashMap::new();
+    let sources: BTreeSet<&PathBuf> = profile
+        .hosts
+        .values()
+        .flat_map(|h| h.secrets.values().map(|s| &s.source))
+        .collect();
+    let hashed: Vec<(PathBuf, std::io::Result<String>)> = sources
+        .into_par_iter()
+        .map(|p| {
+            let r = crate::common::fsutil::read_regular(p, MAX_FILE).map(|b| sha256_hex(&b));
+            (p.clone(), r)
+        })
+        .collect();
+    for (p, r) in hashed {
+        match r {
+            Ok(h) => {
+                source_hashes.insert(p, h);
+            }
+            Err(e) => {
+                source_errors.insert(p, std::sync::Arc::new(e));
+            }
+        }
+    }
+
+    let mut pairs = Vec::new();
+    let mut removals = Vec::new();
+    let mut warnings = Vec::new();
+    let mut host_errors = Vec::new();
+    let mut caches = BTreeMap::new();
+    let mut recipients = BTreeMap::new();
+    // Each host's outputs are verified (every file read and hashed) in
+    // parallel across hosts: this is most of a no-op run.
+    let planned: Vec<HostPlan> = profile
+        .hosts
+        .values()
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|host| plan_host(host, &rekeyed_dir, &source_hashes, &source_errors))
+        .collect();
+    for (host, hp) in profile.hosts.values().zip(planned) {
+        if let Ok(r) = &host.recipient {
+            recipients.insert(host.name.clone(), r.clone());
+        }
+        pairs.extend(hp.pairs);
+        removals.extend(hp.removals);
+        warnings.extend(hp.warnings);
+        if let Some(error) = hp.error {
+            host_errors.push(HostFailure {
+                host: host.name.to_string(),
+                error,
+            });
+        } else {
+            caches.insert(host.name.clone(), hp.cache);
+        }
+    }
+    for (key, hosts) in profile.shared_host_keys() {
+        warnings.push(Warning::SharedHostKey { key, hosts });
+    }
+
+    // Host directories of hosts that left the profile: only ones nixseal made
+    // (they hold a cache file) are cleared, and only when they hold nothing
+    // but nixseal's files; anything else is left alone.
+    if rd_exists {
+        let entries = std::fs::read_dir(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
+            path: rekeyed_dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if profile.hosts.contains_key(name.as_str()) {
+                continue;
+            }
+            let path = e.path();
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if !is_dir {
+                continue;
+            }
+            let cache_is_file = kind_of(&path.join(CACHE_FILE))
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.is_file());
+            if !cache_is_file {
+                warnings.push(Warning::ForeignDir { path });
+                continue;
+            }
+            match departed_host(&path, &name) {
+                Ok(r) => removals.extend(r),
+                Err(error) => host_errors.push(HostFailure { host: name, error }),
+            }
+        }
+    }
+
+    Ok(Plan {
+        pairs,
+        removals,
+        warnings,
+        host_errors,
+        rekeyed_dir,
+        caches,
+        recipients,
+    })
+}
+
+/// What planning found for one host.
+struct HostPlan {
+    pairs: Vec<Pair>,
+    removals: Vec<Removal>,
+    warnings: Vec<Warning>,
+    cache: HostCache,
+    /// Set when the host is blocked: its pairs are all `HostBlocked`.
+    error: Option<HostError>,
+}
+
+fn plan_host(
+    host: &crate::operator::profile::HostEntry,
+    rekeyed_dir: &Path,
+    source_hashes: &HashMap<PathBuf, String>,
+    source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
+) -> HostPlan {
+    let dir = host_dir(rekeyed_dir, host.name.as_str());
+    let output = |s: &crate::contract::names::SecretName| dir.join(format!("{s}{OUTPUT_SUFFIX}"));
+    let blocked = |error: HostError| HostPlan {
+        pairs: host
+            .secrets
+            .values()
+            .map(|s| Pair {
+                host: host.name.clone(),
+                secret: s.name.clone(),
+                source: s.source.clone(),
+                output: output(&s.name),
+                state: PairState::Blocked(PairError::HostBlocked {
+                    host: host.name.clone(),
+                }),
+            })
+            .collect(),
+        removals: Vec::new(),
+        warnings: Vec::new(),
+        cache: HostCache::default(),
+        error: Some(error),
+    };
+    let mut warnings = Vec::new();
+    let recipient = match &host.recipient {
+        Ok(r) => r.as_str(),
+        // Nothing is encrypted to a host without secrets: its key can wait
+        // (its old outputs, if any, are still pruned).
+        Err(e) if host.secrets.is_empty() => {
+            warnings.push(Warning::UnusableHostKey {
+                host: host.name.clone(),
+                error: e.clone(),
+            });
+            ""
+        }
+        Err(e) => return blocked(HostError::Key(e.clone())),
+    };
+    let dir_kind = match kind_of(&dir) {
+        Ok(k) => k,
+        Err(source) => {
+            return blocked(HostError::Read {
+                path: dir.clone(),
+                source,
+            })
+        }
+    };
+    if let Some(t) = dir_kind.filter(|t| !t.is_dir()) {
+        return blocked(HostError::DirNotPlain {
+            path: dir.clone(),
+            what: kind_name(t),
+        });
+    }
+    let cache = match dir_kind.is_some() {
+        true => match HostCache::read(&dir) {
+            CacheRead::Valid(c) => Some(c),
+            CacheRead::Absent => None,
+            CacheRead::Invalid(reason) => {
+                warnings.push(Warning::InvalidCache {
+                    path: dir.join(CACHE_FILE),
+                    reason,
+                });
+                None
+            }
+            CacheRead::NotRegular(what) => {
+                return blocked(HostError::CacheNotPlain {
+                    path: dir.join(CACHE_FILE),
+                    what,
+                })
+            }
+        },
+        false => None,
+    };
+    let pairs = host
+        .secrets
+        .values()
+        .map(|s| {
+            let output = output(&s.name);
+            let state = if let Some(e) = source_errors.get(&s.source) {
+                PairState::Blocked(PairError::SourceUnreadable {
+                    path: s.source.clone(),
+                    source: e.clone(),
+                })
+            } else {
+                pair_state(
+                    &output,
+                    cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
+                    &source_hashes[&s.source],
+                    recipient,
+                )
+            };
+            Pair {
+                host: host.name.clone(),
+                secret: s.name.clone(),
+                source: s.source.clone(),
+                output,
+                state,
+            }
+        })
+        .collect();
+    let removals = if dir_kind.is_some() {
+        let mut r = Vec::new();
+        for (path, secret) in nixseal_files(&dir).0 {
+            let keep = secret
+                .as_deref()
+                .is_some_and(|s| host.secrets.contains_key(s));
+            if !keep {
+                r.push(Removal {
+                    path,
+                    host: host.name.to_string(),
+                    secret,
+                    departed: false,
+                });
+            }
+        }
+        r
+    } else {
+        Vec::new()
+    };
+    HostPlan {
+        pairs,
+        removals,
+        warnings,
+        cache: cache.unwrap_or_default(),
+        error: None,
+    }
+}
+
+fn pair_state(
+    output: &Path,
+    entry: Option<&CacheEntry>,
+    source_sha256: &str,
+    recipient: &str,
+) -> PairState {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // One open that refuses symlinks (and never blocks on a FIFO), fstat, one
+    // read, close: the no-op path does this for every output.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(output)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return PairState::Stale(Staleness::Missing)
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return PairState::Blocked(PairError::NotPlain {
+                path: output.to_owned(),
+            })
+        }
+        Err(source) => {
+            return PairState::Blocked(PairError::ReadOutput {
+                path: output.to_owned(),
+                source,
+            })
+        }
+    };
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => {
+            return PairState::Blocked(PairError::NotPlain {
+                path: output.to_owned(),
+            })
+        }
+        Err(source) => {
+            return PairState::Blocked(PairError::ReadOutput {
+                path: output.to_owned(),
+                source,
+            })
+        }
+    };
+    let Some(entry) = entry else {
+        return PairState::Stale(Staleness::NotInCache);
+    };
+    if entry.recipient != recipient {
+        return PairState::Stale(Staleness::HostKeyChanged);
+    }
+    if entry.source_sha256 != source_sha256 {
+        return PairState::Stale(Staleness::SourceChanged);
+    }
+    // nixseal never writes an output larger than it reads: a bigger one
+    // (a sparse 100 GB file, say) was not written by it. Nothing allocated.
+    if len > MAX_FILE {
+        return PairState::Stale(Staleness::OutputModified);
+    }
+    // fstat gave the size: one read, no second read to see EOF.
+    let mut bytes = vec![0u8; len as usize];
+    match file.read_exact(&mut bytes) {
+        Ok(_) if sha256_hex(&bytes) == entry.output_sha256 => PairState::Current,
+        Ok(_) => PairState::Stale(Staleness::OutputModified),
+        // Shrunk since fstat: modified behind our back.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            PairState::Stale(Staleness::OutputModified)
+        }
+        Err(source) => PairState::Blocked(PairError::ReadOutput {
+            path: output.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The files in a host directory that nixseal made — `*.age` outputs (with
+/// their secret name) and temp files left by a crash (`None`) — and the
+/// entries it did not make (the cache is neither).
+fn nixseal_files(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == CACHE_FILE {
+            continue;
+        }
+        let is_file_or_link = e
+            .file_type()
+            .map(|t| t.is_file() || t.is_symlink())
+            .unwrap_or(false);
+        if is_file_or_link && name.starts_with(TEMP_PREFIX) {
+            ours.push((e.path(), None));
+        } else if let (true, Some(secret)) = (is_file_or_link, name.strip_suffix(OUTPUT_SUFFIX)) {
+            ours.push((e.path(), Some(secret.to_owned())));
+        } else {
+            foreign.push(e.path());
+        }
+    }
+    ours.sort();
+    foreign.sort();
+    (ours, foreign)
+}
+
+/// Everything to remove for a host that left the profile: its outputs and
+/// temp files, then its cache, then the directory — or, when the directory
+/// holds anything nixseal did not make, an error and nothing at all.
+fn departed_host(dir: &Path, host: &str) -> Result<Vec<Removal>, HostError> {
+    let (ours, foreign) = nixseal_files(dir);
+    if !foreign.is_empty() {
+        return Err(HostError::Foreign {
+            dir: dir.to_owned(),
+            entries: foreign,
+        });
+    }
+    let removal = |path: PathBuf, secret: Option<String>| Removal {
+        path,
+        host: host.to_owned(),
+        secret,
+        departed: true,
+    };
+    let mut out: Vec<Removal> = ours.into_iter().map(|(p, s)| removal(p, s)).collect();
+    out.push(removal(dir.join(CACHE_FILE), None));
+    out.push(removal(dir.to_owned(), None));
+    Ok(out)
+}
