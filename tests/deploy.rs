@@ -3011,6 +3011,7 @@ fn within<T: Send + 'static>(
 /// `NIXSEAL_FUZZ_CASES` / `NIXSEAL_FUZZ_SEED` run more (docs/testing.md).
 #[test]
 fn fuzz_manifest_and_age_sources() {
+    use nixseal::activate::InstallPlan;
     use nixseal::manifest::{Manifest, Scope};
     use support::mutate::{self, Rng};
     let h = Host::new();
@@ -3082,9 +3083,9 @@ fn fuzz_manifest_and_age_sources() {
                     let r = std::panic::catch_unwind(|| {
                         let p = Path::new("fuzzed.json");
                         let m = Manifest::parse(p, &case).ok()?;
-                        let valid = m.validate(p, &accounts, Scope::Main).is_ok();
-                        let _ = m.validate(p, &accounts, Scope::Users);
-                        let _ = m.warnings(Scope::Main);
+                        let valid = InstallPlan::resolve(&m, p, Scope::Main, &accounts).is_ok();
+                        let _ = InstallPlan::resolve(&m, p, Scope::Users, &accounts);
+                        let _ = m.check(p);
                         valid.then_some(())
                     });
                     match r {

@@ -42,7 +42,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
     };
     // Plaintext in this process's memory stays out of swap where the kernel
     // lets us lock it (root has CAP_IPC_LOCK); see docs/threat-model.md.
-    if let Err(e) = activate::lock_memory() {
+    if let Err(e) = nixseal::hardening::lock_memory() {
         eprintln!("nixseal: warning: cannot lock memory ({e}); decrypted secrets may be swapped out while deploy runs");
     }
     match activate::deploy(&args.manifest, &opts) {

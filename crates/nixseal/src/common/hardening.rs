@@ -29,3 +29,28 @@ pub fn is_dumpable() -> bool {
         Ok(rustix::process::DumpableBehavior::NotDumpable)
     )
 }
+
+/// Keeps this process's memory out of swap (`mlockall` with
+/// `MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT`: pages are locked as they are
+/// touched, nothing is pre-faulted). Deploy holds every secret of the host in
+/// memory for a moment; the ramfs is never swapped, and with this neither are
+/// the buffers. Only done with `CAP_IPC_LOCK` (root has it) or an unlimited
+/// `RLIMIT_MEMLOCK`: under a finite limit, `MCL_FUTURE` would make later
+/// allocations fail. Otherwise an error says why; the caller decides whether
+/// that is fatal (the CLI warns and goes on).
+pub fn lock_memory() -> std::io::Result<()> {
+    use rustix::mm::{mlockall, MlockAllFlags};
+    use rustix::process::{getrlimit, Resource};
+    use rustix::thread::{capabilities, CapabilitySet};
+    let capable = capabilities(None)
+        .map(|c| c.effective.contains(CapabilitySet::IPC_LOCK))
+        .unwrap_or(false);
+    if !capable && getrlimit(Resource::Memlock).current.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "no CAP_IPC_LOCK and a finite RLIMIT_MEMLOCK",
+        ));
+    }
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .map_err(Into::into)
+}

@@ -2,7 +2,6 @@
 //! host identities, write each installed file into the new generation, and
 //! render templates.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -11,25 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use super::accounts::Accounts;
 use super::identity::{self as host, HostIdentity, HostKeyError};
+use super::plan::{InstallPlan, Piece};
 use super::{fault, generation, DeployError, SecretFailure};
-use crate::contract::manifest::{self, Manifest, Secret, Template};
+use crate::contract::manifest::{Manifest, Secret};
 
-/// One secret to decrypt.
-pub(super) struct Item<'m> {
-    pub(super) secret: &'m Secret,
-    pub(super) install: bool,
-    pub(super) uid: u32,
-    pub(super) gid: u32,
-    pub(super) mode: u32,
-    pub(super) ciphertext: Vec<u8>,
-}
-
-/// What was decrypted for one item.
+/// What was decrypted for one secret of the plan.
 pub(super) struct Plain {
     pub(super) bytes: Zeroizing<Vec<u8>>,
+    /// Installed and different (content, owner or mode) from the previous
+    /// generation's file.
     pub(super) changed: bool,
+}
+
+/// Reads every source of the plan (in parallel), in plan order.
+pub(super) fn read_sources(plan: &InstallPlan) -> Result<Vec<Vec<u8>>, DeployError> {
+    plan.secrets
+        .par_iter()
+        .map(|s| read_source(s.secret))
+        .collect()
 }
 
 pub(super) fn read_source(s: &Secret) -> Result<Vec<u8>, DeployError> {
@@ -81,46 +80,49 @@ fn decrypt(ct: &[u8], ids: &[HostIdentity]) -> Result<Zeroizing<Vec<u8>>, String
 }
 
 pub(super) struct Built {
-    /// Parallel to `items`.
+    /// Parallel to the plan's secrets.
     pub(super) secrets: Vec<Plain>,
 }
 
-/// Decrypts every item (in parallel) and renders every template; with `dir`,
-/// writes installed files there and compares them with `prev`.
+/// Decrypts every secret of the plan (in parallel) and renders every
+/// template; with `dir`, writes installed files there and compares them
+/// with `prev`.
 pub(super) fn build(
-    items: &[Item],
-    templates: &[&Template],
+    plan: &InstallPlan,
+    sources: &[Vec<u8>],
     ids: &[HostIdentity],
-    accounts: &Accounts,
     dir: Option<&OwnedFd>,
     prev: Option<&OwnedFd>,
 ) -> Result<Built, DeployError> {
     let first = AtomicBool::new(true);
-    let results: Vec<Result<Plain, SecretFailure>> = items
+    let results: Vec<Result<Plain, SecretFailure>> = plan
+        .secrets
         .par_iter()
-        .map(|it| {
+        .zip(sources)
+        .map(|(s, ciphertext)| {
+            let name = &s.secret.name;
             let fail = |reason| SecretFailure {
                 what: "secret",
-                name: it.secret.name.clone(),
+                name: name.clone(),
                 reason,
             };
-            let bytes = decrypt(&it.ciphertext, ids).map_err(fail)?;
+            let bytes = decrypt(ciphertext, ids).map_err(fail)?;
             let mut changed = false;
-            if let (Some(dir), true) = (dir, it.install) {
-                generation::write_new_file(dir, &it.secret.name, it.uid, it.gid, it.mode, &bytes)
+            if let (Some(dir), Some(install)) = (dir, &s.install) {
+                let o = install.owner;
+                generation::write_new_file(dir, name, o.uid, o.gid, o.mode, &bytes)
                     .map_err(|e| fail(format!("cannot write: {e}")))?;
                 if first.swap(false, Ordering::Relaxed) {
                     fault::point("mid-decrypt");
                 }
-                changed = !prev.is_some_and(|p| {
-                    generation::same_file(p, &it.secret.name, it.uid, it.gid, it.mode, &bytes)
-                });
+                changed = !prev
+                    .is_some_and(|p| generation::same_file(p, name, o.uid, o.gid, o.mode, &bytes));
             }
             Ok(Plain { bytes, changed })
         })
         .collect();
     let mut failures = Vec::new();
-    let mut secrets = Vec::with_capacity(items.len());
+    let mut secrets = Vec::with_capacity(plan.secrets.len());
     for r in results {
         match r {
             Ok(p) => secrets.push(p),
@@ -130,59 +132,35 @@ pub(super) fn build(
     if !failures.is_empty() {
         return Err(DeployError::Secrets { failures });
     }
-    let by_name: HashMap<&str, &[u8]> = items
-        .iter()
-        .zip(&secrets)
-        .map(|(it, p)| (it.secret.name.as_str(), p.bytes.as_slice()))
-        .collect();
-    for t in templates {
-        let fail = |reason| SecretFailure {
-            what: "template",
-            name: t.name.clone(),
-            reason,
+    for t in &plan.templates {
+        let fail = |reason| DeployError::Secrets {
+            failures: vec![SecretFailure {
+                what: "template",
+                name: t.template.name.clone(),
+                reason,
+            }],
         };
-        let out = render(&t.content, &by_name).map_err(|r| DeployError::Secrets {
-            failures: vec![fail(r)],
-        })?;
+        let out = render(&t.pieces, &secrets).map_err(fail)?;
         if let Some(dir) = dir {
-            let uid = accounts.uid(&t.owner).unwrap_or(u32::MAX);
-            let gid = accounts.gid(&t.group).unwrap_or(u32::MAX);
-            let mode = manifest::parse_mode(&t.mode).unwrap_or(0);
-            if uid == u32::MAX || gid == u32::MAX {
-                unreachable!("validated owner of template {} has no id", t.name);
-            }
-            generation::write_new_file(dir, &t.name, uid, gid, mode, &out).map_err(|e| {
-                DeployError::Secrets {
-                    failures: vec![fail(format!("cannot write: {e}"))],
-                }
-            })?;
+            let o = t.owner;
+            generation::write_new_file(dir, &t.template.name, o.uid, o.gid, o.mode, &out)
+                .map_err(|e| fail(format!("cannot write: {e}")))?;
         }
     }
     Ok(Built { secrets })
 }
 
-/// Replaces `{{nixseal:NAME}}` placeholders with secret contents.
-pub(super) fn render(
-    content: &str,
-    secrets: &HashMap<&str, &[u8]>,
-) -> Result<Zeroizing<Vec<u8>>, String> {
-    // Sized first and allocated once: growing the buffer would leave
-    // unwiped copies of the plaintext in freed memory.
-    let mut len = 0usize;
-    let mut rest = content;
-    while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
-        let after = &rest[i + manifest::PLACEHOLDER_OPEN.len()..];
-        let end = after
-            .find(manifest::PLACEHOLDER_CLOSE)
-            .ok_or("unterminated placeholder")?;
-        let name = &after[..end];
-        let value = secrets
-            .get(name)
-            .ok_or_else(|| format!("placeholder names unknown secret {name:?}"))?;
-        len += i + value.len();
-        rest = &after[end + manifest::PLACEHOLDER_CLOSE.len()..];
-    }
-    len += rest.len();
+/// A template's text with each placeholder replaced by its secret's
+/// plaintext. Sized first and allocated once: growing the buffer would leave
+/// unwiped copies of the plaintext in freed memory.
+pub(super) fn render(pieces: &[Piece], secrets: &[Plain]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let bytes = |p: &Piece| -> usize {
+        match *p {
+            Piece::Text(t) => t.len(),
+            Piece::Secret(i) => secrets[i].bytes.len(),
+        }
+    };
+    let len: usize = pieces.iter().map(bytes).sum();
     if len as u64 > crate::common::fsutil::MAX_FILE {
         return Err(format!(
             "renders to {len} bytes, more than the {} bytes nixseal writes",
@@ -190,21 +168,12 @@ pub(super) fn render(
         ));
     }
     let mut out = Zeroizing::new(Vec::with_capacity(len));
-    let mut rest = content;
-    while let Some(i) = rest.find(manifest::PLACEHOLDER_OPEN) {
-        out.extend_from_slice(&rest.as_bytes()[..i]);
-        let after = &rest[i + manifest::PLACEHOLDER_OPEN.len()..];
-        let end = after
-            .find(manifest::PLACEHOLDER_CLOSE)
-            .ok_or("unterminated placeholder")?;
-        let name = &after[..end];
-        let value = secrets
-            .get(name)
-            .ok_or_else(|| format!("placeholder names unknown secret {name:?}"))?;
-        out.extend_from_slice(value);
-        rest = &after[end + manifest::PLACEHOLDER_CLOSE.len()..];
+    for p in pieces {
+        match *p {
+            Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Piece::Secret(i) => out.extend_from_slice(&secrets[i].bytes),
+        }
     }
-    out.extend_from_slice(rest.as_bytes());
     debug_assert_eq!(out.len(), len);
     Ok(out)
 }
@@ -214,16 +183,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_placeholders() {
-        let mut m: HashMap<&str, &[u8]> = HashMap::new();
-        m.insert("a", b"AAA");
-        m.insert("b", b"B\n");
-        let out = render("x={{nixseal:a}};y={{nixseal:b}}{{nixseal:a}}\n", &m).unwrap();
+    fn renders_pieces_with_one_allocation() {
+        let plain = |b: &[u8]| Plain {
+            bytes: Zeroizing::new(b.to_vec()),
+            changed: false,
+        };
+        let secrets = [plain(b"AAA"), plain(b"B\n")];
+        let out = render(
+            &[
+                Piece::Text("x="),
+                Piece::Secret(0),
+                Piece::Text(";y="),
+                Piece::Secret(1),
+                Piece::Secret(0),
+                Piece::Text("\n"),
+            ],
+            &secrets,
+        )
+        .unwrap();
         assert_eq!(out.as_slice(), b"x=AAA;y=B\nAAA\n");
-        assert!(render("{{nixseal:zz}}", &m).is_err());
-        assert_eq!(
-            render("plain {{x}}", &m).unwrap().as_slice(),
-            b"plain {{x}}"
-        );
+        assert_eq!(out.capacity(), out.len());
+        assert_eq!(render(&[], &secrets).unwrap().as_slice(), b"");
     }
 }

@@ -1,46 +1,23 @@
-//! [`deploy`]: the eight steps in order, and the errors and report they make.
+//! [`deploy`]: the eight steps in order, each a small function over the
+//! [`InstallPlan`] that step 1 resolves.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
-use rayon::prelude::*;
 use rustix::fs::{fchmod, mkdirat, renameat, Mode};
 
-use super::accounts::{Accounts, AccountsError};
-use super::contents::{build, load_keys, read_source, Item};
+use super::accounts::Accounts;
+use super::contents::{self, build, load_keys, Built};
+use super::error::{DeployError, FinishFailure};
 use super::paths::{self, PathError, Trust};
 use super::place::{self, Departed, METADATA};
-use super::state::{self, Placed, State, StateError};
+use super::plan::InstallPlan;
+use super::state::{self, Placed, State};
 use super::switch::{self, There};
 use super::{fault, generation, lock, mount, units};
-use crate::contract::manifest::{self, Manifest, ManifestError, Scope, Template, Warning};
-use crate::host::identity::HostKeyError;
-
-/// Keeps this process's memory out of swap (`mlockall` with
-/// `MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT`: pages are locked as they are
-/// touched, nothing is pre-faulted). Deploy holds every secret of the host in
-/// memory for a moment; the ramfs is never swapped, and with this neither are
-/// the buffers. Only done with `CAP_IPC_LOCK` (root has it) or an unlimited
-/// `RLIMIT_MEMLOCK`: under a finite limit, `MCL_FUTURE` would make later
-/// allocations fail. Otherwise an error says why; the caller decides whether
-/// that is fatal (the CLI warns and goes on).
-pub fn lock_memory() -> io::Result<()> {
-    use rustix::mm::{mlockall, MlockAllFlags};
-    use rustix::process::{getrlimit, Resource};
-    use rustix::thread::{capabilities, CapabilitySet};
-    let capable = capabilities(None)
-        .map(|c| c.effective.contains(CapabilitySet::IPC_LOCK))
-        .unwrap_or(false);
-    if !capable && getrlimit(Resource::Memlock).current.is_some() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "no CAP_IPC_LOCK and a finite RLIMIT_MEMLOCK",
-        ));
-    }
-    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
-        .map_err(Into::into)
-}
+use crate::contract::manifest::{self, Manifest, Scope, Warning};
 
 /// What `nixseal deploy` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -92,382 +69,73 @@ pub struct DeployReport {
     pub owed: Vec<String>,
 }
 
-/// How a deploy error maps to the documented exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Exit 2: the manifest or a source is wrong; nothing was touched.
-    BadInput,
-    /// Exit 1: a secret could not be decrypted/installed, or a later step failed.
-    Failed,
-    /// Exit 3: mount, lock, host key or account database.
-    Environment,
-}
-
-/// One secret (or template) that could not be produced.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} {name:?}: {reason}")]
-pub struct SecretFailure {
-    /// `secret` or `template`.
-    pub what: &'static str,
-    /// Its name.
-    pub name: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// A step after the switch that failed (the new generation is active).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FinishFailure {
-    /// A custom path could not be placed.
-    #[error("cannot place {path} for {name:?}: {reason}")]
-    Place {
-        /// The custom path.
-        path: String,
-        /// The secret or template.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A path placed by the previous generation could not be removed.
-    #[error("cannot remove stale {path}: {source}")]
-    Stale {
-        /// The path.
-        path: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// Pruning old generations failed.
-    #[error("cannot prune old generations in {mount_point}: {source}")]
-    Prune {
-        /// The mount point.
-        mount_point: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// systemctl failed; the units are retried by the next deploy.
-    #[error("{0} (the next deploy tries again)")]
-    Units(#[from] units::UnitsError),
-    /// The final records could not be written.
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
-/// Why a deploy failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeployError {
-    /// The manifest is unreadable or invalid.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// A secret's source file is missing or not an age file.
-    #[error("secret {secret:?}: source {}: {reason}", path.display())]
-    Source {
-        /// The secret.
-        secret: String,
-        /// The source path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// /etc/passwd or /etc/group unreadable.
-    #[error(transparent)]
-    Accounts(#[from] AccountsError),
-    /// The lock could not be taken.
-    #[error(transparent)]
-    Lock(#[from] lock::LockError),
-    /// The mount point is unusable.
-    #[error(transparent)]
-    Mount(#[from] mount::MountError),
-    /// The symlink's directory is unusable.
-    #[error("symlink {symlink}: {source}")]
-    Location {
-        /// The symlink.
-        symlink: String,
-        /// Why.
-        #[source]
-        source: PathError,
-    },
-    /// A host key could not be loaded.
-    #[error(transparent)]
-    HostKey(#[from] HostKeyError),
-    /// The state directory or file is unusable.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// Something nixseal did not create is where the stable symlink goes.
-    #[error("symlink {path} holds {what}, which nixseal did not create; nixseal never replaces it — move it away, or choose another symlink")]
-    Occupied {
-        /// The symlink path.
-        path: String,
-        /// What is there.
-        what: String,
-    },
-    /// Custom paths that cannot be placed; found before the switch, so the
-    /// previous generation is still active.
-    #[error("{} cannot be placed; nothing was switched, previous generation kept:{}", count(failures.len(), "custom path"), bullets(failures))]
-    Placement {
-        /// Every failure.
-        failures: Vec<SecretFailure>,
-    },
-    /// One or more secrets failed; the temporary generation was removed and
-    /// the previous generation is still active.
-    #[error("{} failed; previous generation kept:{}", count(failures.len(), "secret"), bullets(failures))]
-    Secrets {
-        /// Every failure.
-        failures: Vec<SecretFailure>,
-    },
-    /// The generation directory could not be created or switched to.
-    #[error("cannot {op} {path}: {source}; previous generation kept")]
-    Generation {
-        /// What was attempted.
-        op: &'static str,
-        /// The path.
-        path: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The new generation is active but a later step failed.
-    #[error("generation {generation} is active, but {}:{}", count(failures.len(), "step"), bullets(failures))]
-    Finish {
-        /// The active generation.
-        generation: u64,
-        /// Every failure.
-        failures: Vec<FinishFailure>,
-        /// What was done.
-        report: Box<DeployReport>,
-    },
-}
-
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-fn bullets<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter().map(|x| format!("\n  - {x}")).collect()
-}
-
-impl DeployError {
-    /// The exit-code class of this error.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            DeployError::Manifest(ManifestError::Read { .. }) => ErrorClass::BadInput,
-            DeployError::Manifest(_) | DeployError::Source { .. } => ErrorClass::BadInput,
-            DeployError::Accounts(_)
-            | DeployError::Lock(_)
-            | DeployError::Mount(_)
-            | DeployError::Location { .. }
-            | DeployError::HostKey(_)
-            | DeployError::State(_)
-            | DeployError::Occupied { .. } => ErrorClass::Environment,
-            DeployError::Secrets { .. }
-            | DeployError::Placement { .. }
-            | DeployError::Generation { .. }
-            | DeployError::Finish { .. } => ErrorClass::Failed,
+impl DeployReport {
+    /// What a run of `plan` is about to do, before it does anything.
+    fn planned(plan: &InstallPlan) -> Self {
+        DeployReport {
+            mount_point: plan.mount_point.clone(),
+            symlink: plan.symlink.clone(),
+            secrets: plan.installed(),
+            templates: plan.templates(),
+            warnings: plan.warnings.clone(),
+            ..DeployReport::default()
         }
     }
 }
 
 /// Runs `nixseal deploy` for the manifest at `manifest_path`.
 pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport, DeployError> {
-    // 1. Validate everything before touching anything.
-    let m = Manifest::load(manifest_path)?;
     let scope = if opts.users {
         Scope::Users
     } else {
         Scope::Main
     };
-    let accounts = if scope == Scope::Main {
-        Accounts::load_system()?
-    } else {
+    // 1. Validate everything before touching anything: the plan, then the
+    // sources it decrypts.
+    let m = Manifest::load(manifest_path)?;
+    let accounts = match scope {
+        Scope::Main => Accounts::load_system()?,
         // `--users` installs root-owned files and runs before accounts exist.
-        Accounts::load_system().unwrap_or_default()
+        Scope::Users => Accounts::load_system().unwrap_or_default(),
     };
-    m.validate(manifest_path, &accounts, scope)?;
-    let (mount_point, symlink) = m.locations(scope);
-    let templates: Vec<&Template> = match scope {
-        Scope::Main => m.templates.iter().collect(),
-        Scope::Users => Vec::new(),
-    };
-    let referenced: HashSet<&str> = templates
-        .iter()
-        .flat_map(|t| manifest::placeholders(&t.content).unwrap_or_default())
-        .collect();
-    let mut items = Vec::new();
-    for s in &m.secrets {
-        let install = match scope {
-            Scope::Main => !s.needed_for_users,
-            Scope::Users => s.needed_for_users,
-        };
-        if !install && !referenced.contains(s.name.as_str()) {
-            continue;
-        }
-        let (uid, gid) = match scope {
-            Scope::Main if install => (
-                accounts.uid(&s.owner).unwrap_or(u32::MAX),
-                accounts.gid(&s.group).unwrap_or(u32::MAX),
-            ),
-            _ => (0, 0),
-        };
-        if uid == u32::MAX || gid == u32::MAX {
-            // validate() refused unknown accounts; never fall back to root.
-            unreachable!("validated owner of {} has no id", s.name);
-        }
-        items.push(Item {
-            secret: s,
-            install,
-            uid,
-            gid,
-            mode: manifest::parse_mode(&s.mode).unwrap_or(0),
-            ciphertext: Vec::new(),
-        });
-    }
-    items
-        .par_iter_mut()
-        .try_for_each(|it| -> Result<(), DeployError> {
-            it.ciphertext = read_source(it.secret)?;
-            Ok(())
-        })?;
+    let plan = InstallPlan::resolve(&m, manifest_path, scope, &accounts)?;
+    let sources = contents::read_sources(&plan)?;
     fault::point("after-validate");
-
-    let mut report = DeployReport {
-        mount_point: mount_point.clone(),
-        symlink: symlink.clone(),
-        secrets: items.iter().filter(|i| i.install).count(),
-        templates: templates.len(),
-        warnings: m.warnings(scope),
-        ..DeployReport::default()
-    };
+    let mut report = DeployReport::planned(&plan);
 
     // 4. Host keys (only needed when there is something to decrypt). Loaded
     // before the lock and the mount so that a missing key touches nothing.
-    let ids = load_keys(&m, !items.is_empty())?;
+    let ids = load_keys(&m, plan.decrypts())?;
     fault::point("after-keys");
 
     if opts.dry_run {
-        build(&items, &templates, &ids, &accounts, None, None)?;
+        build(&plan, &sources, &ids, None, None)?;
         return Ok(report);
     }
 
     // 2. Lock.
-    let _lock = lock::acquire(&mount_point)?;
+    let _lock = lock::acquire(&plan.mount_point)?;
     fault::point("after-lock");
 
     // The records of earlier deploys (custom paths, restarts owed): a
     // damaged record stops the deploy before anything is mounted.
-    let (mut store, old_state) = state::Store::open(m.state_dir(), &mount_point)?;
+    let (mut store, old_state) = state::Store::open(m.state_dir(), &plan.mount_point)?;
 
     // 3. Mount point and the symlink's directory.
-    let (mount_fd, state) = mount::ensure(&mount_point)?;
-    report.mounted = state == mount::MountState::Mounted;
-    let (link_parent, link_base) = paths::split(&symlink);
-    let link_dir = paths::open_dir(link_parent, true, Trust::RootOnly).map_err(|source| {
-        DeployError::Location {
-            symlink: symlink.clone(),
-            source,
-        }
-    })?;
-    check_stable_link(&link_dir, link_base, &symlink, &mount_point)?;
-
+    let site = Site::prepare(&plan)?;
+    report.mounted = site.mounted;
     // What a crash may have left next to the paths the records name.
     place::clean_temps(&old_state.placed);
     fault::point("after-mount");
 
-    // 5. Build <n>.tmp.
-    let gen_err = |op, path: &str| {
-        let path = path.to_owned();
-        move |e: rustix::io::Errno| DeployError::Generation {
-            op,
-            path,
-            source: e.into(),
-        }
-    };
-    let entries = generation::list(&mount_fd).map_err(|source| DeployError::Generation {
-        op: "list",
-        path: mount_point.clone(),
-        source,
-    })?;
-    for e in &entries {
-        if let generation::Entry::Tmp(n) = e {
-            let name = format!("{n}.tmp");
-            generation::remove_tree(&mount_fd, &name).map_err(|source| {
-                DeployError::Generation {
-                    op: "remove leftover",
-                    path: format!("{mount_point}/{name}"),
-                    source,
-                }
-            })?;
-        }
-    }
-    let previous = generation::active(&link_dir, link_base, &mount_point);
-    report.previous = previous;
-    let n = generation::next_number(&entries);
-    let tmp_name = format!("{n}.tmp");
-    let tmp_path = format!("{mount_point}/{tmp_name}");
-    mkdirat(&mount_fd, tmp_name.as_str(), Mode::from_raw_mode(0o700))
-        .map_err(gen_err("create", &tmp_path))?;
-    let remove_tmp = || {
-        let _ = generation::remove_tree(&mount_fd, &tmp_name);
-    };
-    let tmp_fd = match paths::open_dir_at(&mount_fd, &tmp_name, &tmp_path) {
-        Ok(fd) => fd,
-        Err(e) => {
-            remove_tmp();
-            return Err(DeployError::Generation {
-                op: "open",
-                path: tmp_path.clone(),
-                source: io::Error::other(e.to_string()),
-            });
-        }
-    };
+    // 5. Build <n>.tmp: removed again (when `staged` is dropped) on every
+    // failure before the switch.
+    let mut staged = Staged::create(&site)?;
+    report.previous = staged.previous;
     fault::point("after-tmp-created");
-    let prev_fd = previous.and_then(|p| {
-        let name = p.to_string();
-        paths::open_dir_at(&mount_fd, &name, &name).ok()
-    });
-
-    let built = (|| {
-        let built = build(
-            &items,
-            &templates,
-            &ids,
-            &accounts,
-            Some(&tmp_fd),
-            prev_fd.as_ref(),
-        )?;
-        Ok::<_, DeployError>(built)
-    })();
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => {
-            drop(tmp_fd);
-            remove_tmp();
-            return Err(e);
-        }
-    };
-    let mut plans = place::plans(&items, &templates, &built, &symlink);
-    let finished = serde_json::to_vec(&place::metadata(&plans))
-        .map_err(|e| io::Error::other(e.to_string()))
-        .and_then(|json| generation::write_new_file(&tmp_fd, METADATA, 0, 0, 0o600, &json))
-        .map_err(|source| DeployError::Generation {
-            op: "write",
-            path: format!("{tmp_path}/{METADATA}"),
-            source,
-        })
-        .and_then(|()| {
-            fchmod(&tmp_fd, Mode::from_raw_mode(0o751)).map_err(gen_err("chmod", &tmp_path))
-        });
-    drop(tmp_fd);
-    if let Err(e) = finished {
-        remove_tmp();
-        return Err(e);
-    }
+    let built = staged.fill(&plan, &sources, &ids)?;
+    let mut placements = place::plans(&plan, &built);
+    staged.complete(&placements)?;
     fault::point("after-tmp-complete");
 
     // 6a. Before switching: every custom path must be placeable.
@@ -476,196 +144,97 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         .iter()
         .map(|r| (r.path.as_str(), r))
         .collect();
-    let failures = place::precheck(&mut plans, &records);
+    let failures = place::precheck(&mut placements, &records);
     if !failures.is_empty() {
-        remove_tmp();
         return Err(DeployError::Placement { failures });
     }
 
     // Changes are known from the build (compared with the previous
-    // generation); restarts owed by earlier deploys are added, as long as
-    // a secret of this manifest still names the unit.
-    let changed: Vec<&Item> = items
-        .iter()
-        .zip(&built.secrets)
-        .filter(|(it, p)| it.install && p.changed)
-        .map(|(it, _)| it)
-        .collect();
-    report.changed = changed.iter().map(|i| i.secret.name.clone()).collect();
-    let listed: HashSet<&str> = items
-        .iter()
-        .filter(|i| i.install)
-        .flat_map(|i| i.secret.restart_units.iter().chain(&i.secret.reload_units))
-        .map(String::as_str)
-        .collect();
-    let owed = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .filter(|u| listed.contains(u.as_str()))
-            .cloned()
-            .collect()
-    };
-    let (owed_restart, owed_reload) = (
-        owed(&old_state.pending_restart),
-        owed(&old_state.pending_reload),
-    );
-    let (restart, reload) = units::plan(
-        owed_restart
-            .iter()
-            .chain(changed.iter().flat_map(|i| &i.secret.restart_units)),
-        owed_reload
-            .iter()
-            .chain(changed.iter().flat_map(|i| &i.secret.reload_units)),
-    );
-    let skip = if restart.is_empty() && reload.is_empty() {
-        None
-    } else if opts.no_restart {
-        Some("--no-restart")
-    } else if !units::systemd_running() {
-        Some("systemd is not running")
-    } else if units::early_boot() {
-        Some("the system is still booting")
-    } else {
-        None
-    };
-    let (pending_restart, pending_reload) = match skip {
-        None => (restart.clone(), reload.clone()),
-        // Units that have not started yet read the new generation when
-        // they start: nothing is owed any more.
-        Some("the system is still booting") => (Vec::new(), Vec::new()),
-        Some(_) => (owed_restart.clone(), owed_reload.clone()),
-    };
+    // generation); restarts owed by earlier deploys are added.
+    let units = Units::plan(&plan, &built, &old_state, opts.no_restart);
+    report.changed = units.changed.iter().map(|s| s.to_string()).collect();
 
     // 6b. Record, before the switch, everything that may exist after it:
     // the custom paths (with the copies about to be written) and the
     // restarts owed.
-    let intent = |plans: &[place::Plan]| State {
+    let intent = |placements: &[place::Plan]| State {
         version: state::VERSION,
-        mount_point: mount_point.clone(),
+        mount_point: plan.mount_point.clone(),
         placed: {
-            let planned: HashSet<&str> = plans.iter().map(|p| p.path).collect();
+            let planned: HashSet<&str> = placements.iter().map(|p| p.path).collect();
             let mut v: Vec<Placed> = old_state
                 .placed
                 .iter()
                 .filter(|r| !planned.contains(r.path.as_str()))
                 .cloned()
                 .collect();
-            v.extend(plans.iter().map(|p| p.record(records.get(p.path).copied())));
+            v.extend(
+                placements
+                    .iter()
+                    .map(|p| p.record(records.get(p.path).copied())),
+            );
             v
         },
-        pending_restart: pending_restart.clone(),
-        pending_reload: pending_reload.clone(),
+        pending_restart: units.pending_restart.clone(),
+        pending_reload: units.pending_reload.clone(),
     };
-    if let Err(e) = store.save(&intent(&plans)) {
-        remove_tmp();
-        return Err(e.into());
-    }
+    store.save(&intent(&placements))?;
     fault::point("after-record");
-    let failures = place::write_copies(&mut plans);
+    let failures = place::write_copies(&mut placements);
     let recorded = if failures.is_empty() {
-        store.save(&intent(&plans)).map_err(DeployError::from)
+        store.save(&intent(&placements)).map_err(DeployError::from)
     } else {
         Err(DeployError::Placement { failures })
     };
     if let Err(e) = recorded {
-        place::remove_copy_temps(&plans);
-        remove_tmp();
+        place::remove_copy_temps(&placements);
         return Err(e);
     }
     fault::point("after-copies");
 
     // 6c. Rename, switch, place.
-    let gen_name = n.to_string();
-    let gen_path = format!("{mount_point}/{gen_name}");
-    if let Err(e) = renameat(&mount_fd, tmp_name.as_str(), &mount_fd, gen_name.as_str()) {
-        place::remove_copy_temps(&plans);
-        remove_tmp();
-        return Err(gen_err("rename to", &gen_path)(e));
-    }
-    fault::point("after-rename");
-    if let Err(source) = switch::replace_symlink(&link_dir, link_base, &gen_path, true) {
-        place::remove_copy_temps(&plans);
-        let _ = generation::remove_tree(&mount_fd, &gen_name);
-        return Err(DeployError::Generation {
-            op: "switch symlink",
-            path: symlink.clone(),
-            source,
-        });
-    }
-    fault::point("after-switch");
-    report.generation = Some(n);
-
-    let mut failures = Vec::new();
-    place::place(&mut plans, &records, &mut failures);
-    // Paths earlier deploys placed that are no longer configured.
-    let planned: HashSet<&str> = plans.iter().map(|p| p.path).collect();
-    let mut kept = Vec::new();
-    for r in old_state
-        .placed
-        .iter()
-        .filter(|r| !planned.contains(r.path.as_str()))
-    {
-        match place::remove_departed(r, &mut failures) {
-            Departed::Removed => report.removed.push(r.path.clone()),
-            Departed::Gone => {}
-            Departed::LeftAlone(t) => report.left_alone.push(format!("{}: {t}", r.path)),
-            Departed::Failed => kept.push(r.clone()),
+    let n = match staged.switch() {
+        Ok(n) => n,
+        Err(e) => {
+            place::remove_copy_temps(&placements);
+            return Err(e);
         }
-    }
-    drop(prev_fd);
+    };
+    report.generation = Some(n);
+    let mut failures = Vec::new();
+    let kept = place_paths(
+        &mut placements,
+        &records,
+        &old_state,
+        &mut report,
+        &mut failures,
+    );
+    drop(staged);
     fault::point("after-paths");
 
     // 7. Prune.
-    match generation::prune(&mount_fd, m.keep_generations, n, previous) {
+    match generation::prune(&site.mount_fd, m.keep_generations, n, report.previous) {
         Ok(p) => report.pruned = p,
         Err(source) => failures.push(FinishFailure::Prune {
-            mount_point: mount_point.clone(),
+            mount_point: plan.mount_point.clone(),
             source,
         }),
     }
     fault::point("after-prune");
 
     // 8. Units.
-    let (mut still_restart, mut still_reload) = (pending_restart, pending_reload);
-    if let Some(why) = skip {
-        report.units_skipped = Some(why);
-    } else if !restart.is_empty() || !reload.is_empty() {
-        let now: HashSet<&str> = changed
-            .iter()
-            .flat_map(|i| i.secret.restart_units.iter().chain(&i.secret.reload_units))
-            .map(String::as_str)
-            .collect();
-        report.owed = restart
-            .iter()
-            .chain(&reload)
-            .filter(|u| !now.contains(u.as_str()))
-            .cloned()
-            .collect();
-        match units::systemctl("try-restart", &restart) {
-            Ok(()) => {
-                report.restarted = restart;
-                still_restart.clear();
-            }
-            Err(e) => failures.push(e.into()),
-        }
-        match units::systemctl("try-reload-or-restart", &reload) {
-            Ok(()) => {
-                report.reloaded = reload;
-                still_reload.clear();
-            }
-            Err(e) => failures.push(e.into()),
-        }
-    }
+    let (still_restart, still_reload) = units.run(&mut report, &mut failures);
     fault::point("after-units");
 
     // The records as they are now.
-    let mut placed: Vec<Placed> = plans
+    let mut placed: Vec<Placed> = placements
         .iter()
         .map(|p| p.final_record(records.get(p.path).copied()))
         .collect();
     placed.extend(kept);
     let last = State {
         version: state::VERSION,
-        mount_point: mount_point.clone(),
+        mount_point: plan.mount_point.clone(),
         placed,
         pending_restart: still_restart,
         pending_reload: still_reload,
@@ -684,6 +253,350 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
         })
     }
 }
+
+/// Step 3's result: nixseal's own ramfs at the mount point, and the
+/// directory the stable symlink lives in.
+struct Site<'p> {
+    mount_point: &'p str,
+    symlink: &'p str,
+    mount_fd: OwnedFd,
+    link_dir: OwnedFd,
+    link_base: &'p str,
+    /// Whether this run mounted the ramfs.
+    mounted: bool,
+}
+
+impl<'p> Site<'p> {
+    /// Mounts (or recognises) the ramfs, opens the symlink's directory and
+    /// checks that what is at the symlink may be replaced.
+    fn prepare(plan: &'p InstallPlan) -> Result<Self, DeployError> {
+        let (mount_point, symlink) = (plan.mount_point.as_str(), plan.symlink.as_str());
+        let (mount_fd, state) = mount::ensure(mount_point)?;
+        let (link_parent, link_base) = paths::split(symlink);
+        let link_dir = paths::open_dir(link_parent, true, Trust::RootOnly).map_err(|source| {
+            DeployError::Location {
+                symlink: symlink.to_owned(),
+                source,
+            }
+        })?;
+        check_stable_link(&link_dir, link_base, symlink, mount_point)?;
+        Ok(Site {
+            mount_point,
+            symlink,
+            mount_fd,
+            link_dir,
+            link_base,
+            mounted: state == mount::MountState::Mounted,
+        })
+    }
+}
+
+/// Step 5's temporary generation `<n>.tmp`, removed when dropped unless it
+/// became the active generation.
+struct Staged<'s> {
+    site: &'s Site<'s>,
+    n: u64,
+    /// What to remove on drop: `<n>.tmp`, then `<n>` once renamed; `None`
+    /// once switched to.
+    name: Option<String>,
+    tmp_fd: Option<OwnedFd>,
+    /// The generation active before, and a descriptor of it (for comparing).
+    previous: Option<u64>,
+    prev_fd: Option<OwnedFd>,
+}
+
+fn gen_err(op: &'static str, path: &str) -> impl FnOnce(rustix::io::Errno) -> DeployError {
+    let path = path.to_owned();
+    move |e| DeployError::Generation {
+        op,
+        path,
+        source: e.into(),
+    }
+}
+
+impl<'s> Staged<'s> {
+    /// Removes leftover temporaries, numbers the new generation and creates
+    /// its empty `<n>.tmp` (mode 0700).
+    fn create(site: &'s Site<'s>) -> Result<Self, DeployError> {
+        let mount_point = site.mount_point;
+        let entries =
+            generation::list(&site.mount_fd).map_err(|source| DeployError::Generation {
+                op: "list",
+                path: mount_point.to_owned(),
+                source,
+            })?;
+        for e in &entries {
+            if let generation::Entry::Tmp(n) = e {
+                let name = format!("{n}.tmp");
+                generation::remove_tree(&site.mount_fd, &name).map_err(|source| {
+                    DeployError::Generation {
+                        op: "remove leftover",
+                        path: format!("{mount_point}/{name}"),
+                        source,
+                    }
+                })?;
+            }
+        }
+        let previous = generation::active(&site.link_dir, site.link_base, mount_point);
+        let n = generation::next_number(&entries);
+        let tmp_name = format!("{n}.tmp");
+        let tmp_path = format!("{mount_point}/{tmp_name}");
+        mkdirat(
+            &site.mount_fd,
+            tmp_name.as_str(),
+            Mode::from_raw_mode(0o700),
+        )
+        .map_err(gen_err("create", &tmp_path))?;
+        let mut staged = Staged {
+            site,
+            n,
+            name: Some(tmp_name),
+            tmp_fd: None,
+            previous,
+            prev_fd: None,
+        };
+        let name = format!("{n}.tmp");
+        staged.tmp_fd = Some(
+            paths::open_dir_at(&site.mount_fd, &name, &tmp_path).map_err(|e| {
+                DeployError::Generation {
+                    op: "open",
+                    path: tmp_path.clone(),
+                    source: io::Error::other(e.to_string()),
+                }
+            })?,
+        );
+        staged.prev_fd = previous.and_then(|p| {
+            let name = p.to_string();
+            paths::open_dir_at(&site.mount_fd, &name, &name).ok()
+        });
+        Ok(staged)
+    }
+
+    /// Decrypts and renders into `<n>.tmp` (compared with the previous
+    /// generation).
+    fn fill(
+        &self,
+        plan: &InstallPlan,
+        sources: &[Vec<u8>],
+        ids: &[super::identity::HostIdentity],
+    ) -> Result<Built, DeployError> {
+        build(
+            plan,
+            sources,
+            ids,
+            self.tmp_fd.as_ref(),
+            self.prev_fd.as_ref(),
+        )
+    }
+
+    /// Writes the generation's record of its custom paths and makes it
+    /// readable (0751): a complete generation, not yet active.
+    fn complete(&mut self, placements: &[place::Plan]) -> Result<(), DeployError> {
+        let tmp_path = format!("{}/{}.tmp", self.site.mount_point, self.n);
+        let Some(tmp_fd) = self.tmp_fd.take() else {
+            return Err(DeployError::Generation {
+                op: "complete",
+                path: tmp_path,
+                source: io::Error::other("the temporary generation was completed already"),
+            });
+        };
+        serde_json::to_vec(&place::metadata(placements))
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|json| generation::write_new_file(&tmp_fd, METADATA, 0, 0, 0o600, &json))
+            .map_err(|source| DeployError::Generation {
+                op: "write",
+                path: format!("{tmp_path}/{METADATA}"),
+                source,
+            })?;
+        fchmod(&tmp_fd, Mode::from_raw_mode(0o751)).map_err(gen_err("chmod", &tmp_path))
+    }
+
+    /// Renames `<n>.tmp` to `<n>` and switches the stable symlink to it by
+    /// `rename(2)` of a fresh symlink; returns `n`.
+    fn switch(&mut self) -> Result<u64, DeployError> {
+        let site = self.site;
+        let n = self.n;
+        let gen_name = n.to_string();
+        let gen_path = format!("{}/{gen_name}", site.mount_point);
+        let tmp_name = format!("{n}.tmp");
+        renameat(
+            &site.mount_fd,
+            tmp_name.as_str(),
+            &site.mount_fd,
+            gen_name.as_str(),
+        )
+        .map_err(gen_err("rename to", &gen_path))?;
+        self.name = Some(gen_name);
+        fault::point("after-rename");
+        switch::replace_symlink(&site.link_dir, site.link_base, &gen_path, true).map_err(
+            |source| DeployError::Generation {
+                op: "switch symlink",
+                path: site.symlink.to_owned(),
+                source,
+            },
+        )?;
+        self.name = None;
+        fault::point("after-switch");
+        Ok(n)
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        drop(self.tmp_fd.take());
+        if let Some(name) = self.name.take() {
+            let _ = generation::remove_tree(&self.site.mount_fd, &name);
+        }
+    }
+}
+
+/// After the switch: places every custom path and removes what earlier
+/// deploys placed that is no longer configured. Returns the records of
+/// paths that could not be removed (kept for the next deploy).
+fn place_paths(
+    placements: &mut [place::Plan],
+    records: &HashMap<&str, &Placed>,
+    old_state: &State,
+    report: &mut DeployReport,
+    failures: &mut Vec<FinishFailure>,
+) -> Vec<Placed> {
+    place::place(placements, records, failures);
+    let planned: HashSet<&str> = placements.iter().map(|p| p.path).collect();
+    let mut kept = Vec::new();
+    for r in old_state
+        .placed
+        .iter()
+        .filter(|r| !planned.contains(r.path.as_str()))
+    {
+        match place::remove_departed(r, failures) {
+            Departed::Removed => report.removed.push(r.path.clone()),
+            Departed::Gone => {}
+            Departed::LeftAlone(t) => report.left_alone.push(format!("{}: {t}", r.path)),
+            Departed::Failed => kept.push(r.clone()),
+        }
+    }
+    kept
+}
+
+/// Step 8, planned before the switch: which units to restart and reload,
+/// and what the records must say is owed if it does not happen.
+struct Units<'m> {
+    /// Installed secrets whose content, owner or mode changed.
+    changed: Vec<&'m str>,
+    /// Units of the changed secrets.
+    changed_units: HashSet<&'m str>,
+    restart: Vec<String>,
+    reload: Vec<String>,
+    /// Why units are not touched now, if they are not.
+    skip: Option<&'static str>,
+    /// What the records say is owed until systemctl succeeded.
+    pending_restart: Vec<String>,
+    pending_reload: Vec<String>,
+}
+
+impl<'m> Units<'m> {
+    fn plan(plan: &InstallPlan<'m>, built: &Built, old: &State, no_restart: bool) -> Self {
+        let changed: Vec<&'m manifest::Secret> = plan
+            .secrets
+            .iter()
+            .zip(&built.secrets)
+            .filter(|(s, p)| s.install.is_some() && p.changed)
+            .map(|(s, _)| s.secret)
+            .collect();
+        // Restarts owed by earlier deploys, as long as a secret of this
+        // manifest still names the unit.
+        let listed: HashSet<&str> = plan
+            .installs()
+            .flat_map(|(s, _)| s.secret.restart_units.iter().chain(&s.secret.reload_units))
+            .map(String::as_str)
+            .collect();
+        let owed = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .filter(|u| listed.contains(u.as_str()))
+                .cloned()
+                .collect()
+        };
+        let (owed_restart, owed_reload) = (owed(&old.pending_restart), owed(&old.pending_reload));
+        let (restart, reload) = units::plan(
+            owed_restart
+                .iter()
+                .chain(changed.iter().flat_map(|s| &s.restart_units)),
+            owed_reload
+                .iter()
+                .chain(changed.iter().flat_map(|s| &s.reload_units)),
+        );
+        let skip = if restart.is_empty() && reload.is_empty() {
+            None
+        } else if no_restart {
+            Some("--no-restart")
+        } else if !units::systemd_running() {
+            Some("systemd is not running")
+        } else if units::early_boot() {
+            Some(EARLY_BOOT)
+        } else {
+            None
+        };
+        let (pending_restart, pending_reload) = match skip {
+            None => (restart.clone(), reload.clone()),
+            // Units that have not started yet read the new generation when
+            // they start: nothing is owed any more.
+            Some(EARLY_BOOT) => (Vec::new(), Vec::new()),
+            Some(_) => (owed_restart, owed_reload),
+        };
+        let changed_units = changed
+            .iter()
+            .flat_map(|s| s.restart_units.iter().chain(&s.reload_units))
+            .map(String::as_str)
+            .collect();
+        Units {
+            changed: changed.iter().map(|s| s.name.as_str()).collect(),
+            changed_units,
+            restart,
+            reload,
+            skip,
+            pending_restart,
+            pending_reload,
+        }
+    }
+
+    /// Restarts and reloads (or says why not); returns what is still owed.
+    fn run(
+        self,
+        report: &mut DeployReport,
+        failures: &mut Vec<FinishFailure>,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut still_restart, mut still_reload) = (self.pending_restart, self.pending_reload);
+        if let Some(why) = self.skip {
+            report.units_skipped = Some(why);
+        } else if !self.restart.is_empty() || !self.reload.is_empty() {
+            report.owed = self
+                .restart
+                .iter()
+                .chain(&self.reload)
+                .filter(|u| !self.changed_units.contains(u.as_str()))
+                .cloned()
+                .collect();
+            match units::systemctl("try-restart", &self.restart) {
+                Ok(()) => {
+                    report.restarted = self.restart;
+                    still_restart.clear();
+                }
+                Err(e) => failures.push(e.into()),
+            }
+            match units::systemctl("try-reload-or-restart", &self.reload) {
+                Ok(()) => {
+                    report.reloaded = self.reload;
+                    still_reload.clear();
+                }
+                Err(e) => failures.push(e.into()),
+            }
+        }
+        (still_restart, still_reload)
+    }
+}
+
+/// Why units are not restarted while the system boots.
+const EARLY_BOOT: &str = "the system is still booting";
 
 /// The stable symlink may only replace nothing or a symlink nixseal made: one
 /// into `mount_point`, or into another ramfs nixseal mounted (the mount

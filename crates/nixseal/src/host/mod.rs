@@ -23,6 +23,7 @@
 mod accounts;
 mod contents;
 mod deploy;
+mod error;
 pub(crate) mod fault;
 mod generation;
 mod identity;
@@ -30,15 +31,15 @@ mod lock;
 mod mount;
 mod paths;
 mod place;
+mod plan;
 mod state;
 mod switch;
 mod units;
 
 pub use accounts::{Accounts, AccountsError, GROUP, PASSWD};
-pub use deploy::{
-    deploy, lock_memory, DeployError, DeployOptions, DeployReport, ErrorClass, FinishFailure,
-    SecretFailure,
-};
+pub use deploy::{deploy, DeployOptions, DeployReport};
+pub use error::{DeployError, ErrorClass, FinishFailure, SecretFailure};
+pub use plan::{InstallPlan, Ownership};
 // For the crash tests, which kill a `fault-injection` build at each point
 // (tests/deploy_crash.rs): not an API.
 #[doc(hidden)]

@@ -23,14 +23,15 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{fstat, fstatfs};
 use serde::{Deserialize, Serialize};
 
-use super::contents::{Built, Item};
+use super::contents::Built;
 use super::generation;
 use super::mount::{RAMFS_MAGIC, TMPFS_MAGIC};
 use super::paths::{self, Trust};
+use super::plan::{InstallPlan, Ownership};
 use super::state::{removable_temp, FileId, Placed};
 use super::switch::{self, There};
 use super::{FinishFailure, SecretFailure};
-use crate::contract::manifest::{self, temp_name, Template, TEMP_SUFFIXES};
+use crate::contract::manifest::{temp_name, TEMP_SUFFIXES};
 
 /// The per-generation list of the custom paths it placed (informational;
 /// the authoritative records are in the state directory). Not a valid
@@ -59,7 +60,7 @@ pub(super) enum How<'a> {
     Link(String),
     /// A copy of the plaintext, owned and moded like the secret.
     Copy {
-        item: &'a Item<'a>,
+        owner: Ownership,
         bytes: &'a [u8],
         allow_disk: bool,
     },
@@ -150,24 +151,22 @@ fn ours(record: Option<&Placed>, want_link: Option<&str>, there: &There) -> bool
     }
 }
 
-/// The custom paths of this deploy, in manifest order.
-pub(super) fn plans<'a>(
-    items: &'a [Item<'a>],
-    templates: &[&'a Template],
-    built: &'a Built,
-    symlink: &str,
-) -> Vec<Plan<'a>> {
+/// The custom paths of this deploy: secrets, then templates, in manifest
+/// order.
+pub(super) fn plans<'a>(plan: &'a InstallPlan<'a>, built: &'a Built) -> Vec<Plan<'a>> {
+    let symlink = &plan.symlink;
     let mut v = Vec::new();
-    for (it, p) in items.iter().zip(&built.secrets) {
-        let s = it.secret;
-        if !it.install || manifest::is_default_path(&s.path, symlink, &s.name) {
+    for (s, p) in plan.secrets.iter().zip(&built.secrets) {
+        let Some(install) = &s.install else { continue };
+        let Some(path) = install.custom_path else {
             continue;
-        }
+        };
+        let s = s.secret;
         let how = if s.symlink {
             How::Link(format!("{symlink}/{}", s.name))
         } else {
             How::Copy {
-                item: it,
+                owner: install.owner,
                 bytes: p.bytes.as_slice(),
                 allow_disk: s.allow_plaintext_on_disk,
             }
@@ -175,20 +174,21 @@ pub(super) fn plans<'a>(
         v.push(Plan {
             what: "secret",
             name: &s.name,
-            path: &s.path,
+            path,
             how,
             dir: None,
             temp: None,
             done: false,
         });
     }
-    for t in templates {
-        if !manifest::is_default_path(&t.path, symlink, &t.name) {
+    for t in &plan.templates {
+        if let Some(path) = t.custom_path {
+            let name = &t.template.name;
             v.push(Plan {
                 what: "template",
-                name: &t.name,
-                path: &t.path,
-                how: How::Link(format!("{symlink}/{}", t.name)),
+                name,
+                path,
+                how: How::Link(format!("{symlink}/{name}")),
                 dir: None,
                 temp: None,
                 done: false,
@@ -282,13 +282,13 @@ pub(super) fn precheck(plans: &mut [Plan], records: &HashMap<&str, &Placed>) -> 
 pub(super) fn write_copies(plans: &mut [Plan]) -> Vec<SecretFailure> {
     let mut failures = Vec::new();
     for plan in plans.iter_mut() {
-        let How::Copy { item, bytes, .. } = plan.how else {
+        let How::Copy { owner, bytes, .. } = plan.how else {
             continue;
         };
         let Some(dir) = &plan.dir else { continue };
         let tmp = plan.temp_name();
         let r = switch::unlink_if_present(dir, &tmp).and_then(|()| {
-            let mut f = generation::create_file(dir, &tmp, item.uid, item.gid, item.mode)?;
+            let mut f = generation::create_file(dir, &tmp, owner.uid, owner.gid, owner.mode)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             Ok(FileId::of(&fstat(&f)?))

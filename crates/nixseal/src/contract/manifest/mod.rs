@@ -3,15 +3,23 @@
 //! Keep in sync with the NixOS module that emits it (`modules/`); the schema is
 //! written down in DESIGN.md. Unknown fields and unknown versions are refused.
 //!
-//! [`Manifest::validate`] (in `validate.rs`) checks the whole document before anything on the
-//! host is touched and reports every problem it finds, not only the first.
+//! [`Manifest::check`] (in `validate.rs`) checks the whole document without
+//! the host and reports every problem it finds, not only the first; the host
+//! side's `InstallPlan::resolve` adds the owners and groups and turns the
+//! facts validation learned into what a deploy installs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod paths;
+mod template;
 mod validate;
+
+pub use paths::{check_abs_path, path_within};
+pub use template::{pieces, placeholders, Piece, Unterminated};
+pub(crate) use validate::{check, Part};
 pub use validate::{Problem, Warning};
 
 /// The only manifest version this build understands.
@@ -291,44 +299,6 @@ pub(crate) fn for_users(p: &str) -> String {
     }
 }
 
-/// `inner` is strictly below `outer`.
-pub fn path_within(inner: &str, outer: &str) -> bool {
-    inner
-        .strip_prefix(outer)
-        .is_some_and(|r| r.starts_with('/') || outer == "/")
-        && inner != outer
-}
-
-/// An absolute, normalised path (no `.`/`..`/empty components, no trailing
-/// `/`), outside the Nix store.
-pub fn check_abs_path(p: &str) -> Result<(), &'static str> {
-    check_normal_abs(p)?;
-    if p == "/nix/store" || p.starts_with("/nix/store/") {
-        return Err("is inside /nix/store (world-readable); use a path under /run or /var");
-    }
-    Ok(())
-}
-
-pub(crate) fn check_normal_abs(p: &str) -> Result<(), &'static str> {
-    if !p.starts_with('/') {
-        return Err("is not an absolute path");
-    }
-    if p.contains('\0') {
-        return Err("contains a NUL byte");
-    }
-    if p.len() > 1 && p.ends_with('/') {
-        return Err("ends with `/`");
-    }
-    if p.len() > 1
-        && p[1..]
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err("is not normalised (empty, `.` or `..` component)");
-    }
-    Ok(())
-}
-
 /// Parses `"0400"`/`"400"`: 3 or 4 octal digits (a 4-digit mode starts with 0), ≤ 0o777.
 pub fn parse_mode(m: &str) -> Option<u32> {
     let digits = match m.len() {
@@ -342,48 +312,5 @@ pub fn parse_mode(m: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok()
 }
 
-/// A `{{nixseal:` without its closing `}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("`{{{{nixseal:` without a closing `}}}}`")]
-pub struct Unterminated;
-
-/// The secret names a template references, in order of appearance.
-pub fn placeholders(content: &str) -> Result<Vec<&str>, Unterminated> {
-    let mut out = Vec::new();
-    let mut rest = content;
-    while let Some(i) = rest.find(PLACEHOLDER_OPEN) {
-        let after = &rest[i + PLACEHOLDER_OPEN.len()..];
-        let end = after.find(PLACEHOLDER_CLOSE).ok_or(Unterminated)?;
-        out.push(&after[..end]);
-        rest = &after[end + PLACEHOLDER_CLOSE.len()..];
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const M: &str = r#"{"version":1,"hostKeys":[],"mountPoint":"/run/a.d","symlink":"/run/a","keepGenerations":1}"#;
-
-    #[test]
-    fn a_repeated_field_is_refused_not_last_one_wins() {
-        assert!(Manifest::parse(Path::new("m.json"), M.as_bytes()).is_ok());
-        let twice = M.replace(
-            r#""symlink":"/run/a""#,
-            r#""symlink":"/run/a","symlink":"/etc""#,
-        );
-        let e = Manifest::parse(Path::new("m.json"), twice.as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("m.json") && e.contains("duplicate field `symlink`"),
-            "{e}"
-        );
-        let v2 = M.replace(r#""version":1"#, r#""version":2"#);
-        let e = Manifest::parse(Path::new("m.json"), v2.as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("has version 2"), "{e}");
-    }
-}
+mod tests;

@@ -1,15 +1,22 @@
 //! Validation of a parsed manifest: every problem found, before anything on
-//! the host is touched.
+//! the host is touched, and what was learned on the way (modes parsed,
+//! templates split, default or custom paths) so that nobody derives it again.
+//! Owners and groups are the one thing left to the host side: whether they
+//! exist is a fact of the host's account databases (`host::plan`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use super::paths::{
+    check_abs_path, check_location, check_normal_abs, check_read_path, path_within, Extra,
+    STATE_FILE_EXTRA, TEMP_EXTRA, USERS_EXTRA,
+};
+use super::template::{pieces, Piece, Unterminated};
 use super::{
-    check_abs_path, check_normal_abs, is_default_path, lock_path, parse_mode, path_within,
-    placeholders, temp_name, Manifest, ManifestError, Scope, Secret, Unterminated, TEMP_SUFFIXES,
+    is_default_path, lock_path, parse_mode, temp_name, Manifest, ManifestError, Scope,
+    TEMP_SUFFIXES,
 };
 use crate::contract::names::{self as name, NameError};
-use crate::host::Accounts;
 
 /// One problem in an otherwise parseable manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,202 +166,143 @@ pub enum Warning {
     },
 }
 
-/// Paths under these are kernel file systems: nixseal never writes there.
-const KERNEL_FS: [&str; 3] = ["/proc", "/sys", "/dev"];
-
-/// Directories of the system itself: nixseal never mounts its ramfs over
-/// one, replaces one by its symlink, keeps its state in one, or places a
-/// secret at one.
-const SYSTEM_DIRS: &[&str] = &[
-    "/",
-    "/bin",
-    "/boot",
-    "/efi",
-    "/etc",
-    "/home",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/media",
-    "/mnt",
-    "/nix",
-    "/opt",
-    "/persist",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/tmp",
-    "/usr",
-    "/var",
-    "/etc/nixos",
-    "/etc/ssh",
-    "/etc/systemd",
-    "/etc/static",
-    "/nix/var",
-    "/run/booted-system",
-    "/run/current-system",
-    "/run/keys",
-    "/run/lock",
-    "/run/systemd",
-    "/run/udev",
-    "/run/user",
-    "/run/wrappers",
-    "/usr/bin",
-    "/usr/lib",
-    "/usr/local",
-    "/usr/sbin",
-    "/usr/share",
-    "/var/cache",
-    "/var/db",
-    "/var/empty",
-    "/var/lib",
-    "/var/lock",
-    "/var/log",
-    "/var/run",
-    "/var/spool",
-    "/var/tmp",
-];
-
-/// Longest file name (NAME_MAX) and path (PATH_MAX, with its NUL) on Linux.
-const NAME_MAX: usize = 255;
-const PATH_MAX: usize = 4096;
-
-/// Bytes nixseal adds to a path's last component / to the whole path.
-#[derive(Clone, Copy)]
-struct Extra {
-    last: usize,
-    total: usize,
+/// What validation learned about one secret or template, once: its mode,
+/// parsed, and where it goes (`None`: the default `<symlink>/<name>`, which
+/// needs no placing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryFacts<'m> {
+    /// The mode bits (at most 0o777).
+    pub(crate) mode: u32,
+    /// A path other than the default, to be placed.
+    pub(crate) custom_path: Option<&'m str>,
 }
 
-/// A temporary name `.<base>.nixseal-new` adds 13 bytes.
-const TEMP_EXTRA: usize = 1 + 12;
-/// `-for-users` (the `--users` locations derived from the manifest's).
-const USERS_EXTRA: usize = 10;
-/// The longest state file name plus its temporary name (see host::state).
-const STATE_FILE_EXTRA: usize = 1 + 86 + TEMP_EXTRA;
-
-/// Refuses a path nixseal writes that is a system directory, is inside a
-/// kernel file system, or does not fit NAME_MAX/PATH_MAX with what nixseal
-/// adds to it.
-fn check_location(p: &str, extra: Extra) -> Result<(), String> {
-    if SYSTEM_DIRS.contains(&p) {
-        return Err("is a system directory; nixseal never mounts over, replaces or writes into it (use a directory of its own, e.g. under /run or /var/lib)".into());
-    }
-    if KERNEL_FS.iter().any(|k| p == *k || path_within(p, k)) {
-        return Err("is inside a kernel file system (/proc, /sys, /dev)".into());
-    }
-    let comps: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
-    if let Some(c) = comps.iter().find(|c| c.len() > NAME_MAX) {
-        return Err(format!(
-            "has a component of {} bytes; file names are at most {NAME_MAX} bytes",
-            c.len()
-        ));
-    }
-    if let Some(last) = comps.last() {
-        if last.len() + extra.last > NAME_MAX {
-            return Err(format!(
-                "has a last component of {} bytes; with the {} bytes nixseal adds for its own names next to it (temporary names, lock, `-for-users`) it exceeds the {NAME_MAX} bytes a file name may have — use a shorter name",
-                last.len(),
-                extra.last
-            ));
-        }
-    }
-    if p.len() + extra.total >= PATH_MAX {
-        return Err(format!(
-            "is {} bytes long; with the {} bytes nixseal adds below or next to it, it exceeds PATH_MAX ({PATH_MAX} bytes) — use a shorter path",
-            p.len(),
-            extra.total
-        ));
-    }
-    Ok(())
+/// What validation learned about one template: its entry facts and its text
+/// split at the placeholders, each naming a secret by its index in
+/// [`Manifest::secrets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateFacts<'m> {
+    /// Mode and path.
+    pub(crate) entry: EntryFacts<'m>,
+    /// Literal text and secrets, in order.
+    pub(crate) parts: Vec<Part<'m>>,
 }
 
-fn check_read_path(p: &str) -> Result<(), String> {
-    check_location(p, Extra { last: 0, total: 0 }).or_else(|e| {
-        // Read-only paths may be anywhere but must fit the file system.
-        if e.starts_with("is a system") || e.starts_with("is inside a kernel") {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
+/// A piece of a validated template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part<'m> {
+    /// Literal text.
+    Text(&'m str),
+    /// The content of `Manifest::secrets[i]`.
+    Secret(usize),
+}
+
+/// The outcome of validating a manifest for one scope: every problem, every
+/// warning, and the facts of each entry that has no problem of its own
+/// (`None` exactly where a problem was recorded for that entry).
+#[derive(Debug)]
+pub(crate) struct Checked<'m> {
+    /// Every problem found.
+    pub(crate) problems: Vec<Problem>,
+    /// World-accessible modes of the entries this scope installs.
+    pub(crate) warnings: Vec<Warning>,
+    /// Parallel to [`Manifest::secrets`].
+    pub(crate) secrets: Vec<Option<EntryFacts<'m>>>,
+    /// Parallel to [`Manifest::templates`].
+    pub(crate) templates: Vec<Option<TemplateFacts<'m>>>,
 }
 
 impl Manifest {
-    /// What deploy will warn about for the entries it installs in `scope`
-    /// (world-accessible modes; see docs/host.md for why these warn
-    /// rather than fail).
-    pub fn warnings(&self, scope: Scope) -> Vec<Warning> {
-        let mut out = Vec::new();
-        let mut check = |what, name: &str, mode: &str| {
-            let Some(bits) = parse_mode(mode) else { return };
-            let access = match (bits & 0o004 != 0, bits & 0o002 != 0) {
-                (true, true) => "read and write",
-                (true, false) => "read",
-                (false, true) => "write",
-                (false, false) if bits & 0o001 != 0 => "execute",
-                _ => return,
-            };
-            out.push(Warning::WorldAccessible {
-                what,
-                name: name.to_owned(),
-                mode: mode.to_owned(),
-                access,
-            });
-        };
-        for s in &self.secrets {
-            if s.needed_for_users == (scope == Scope::Users) {
-                check("secret", &s.name, &s.mode);
+    /// Checks everything that can be checked without the host: the whole
+    /// document, for both a main and a `--users` run, but not whether owners
+    /// and groups exist (the host's account databases decide that when
+    /// `nixseal deploy` runs). What `nixseal manifest check` runs at build
+    /// time; returns the warnings deploy would print (world-accessible
+    /// modes).
+    pub fn check(&self, path: &Path) -> Result<Vec<Warning>, ManifestError> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        for scope in [Scope::Main, Scope::Users] {
+            let c = check(self, scope);
+            for p in c.problems {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
             }
+            warnings.extend(c.warnings);
         }
-        if scope == Scope::Main {
-            for t in &self.templates {
-                check("template", &t.name, &t.mode);
-            }
-        }
-        out
-    }
-
-    /// Checks everything that can be checked without touching the host.
-    ///
-    /// Owners and groups are checked for the entries the `scope` installs
-    /// (`--users` runs before accounts exist and installs root-owned files).
-    pub fn validate(
-        &self,
-        path: &Path,
-        accounts: &Accounts,
-        scope: Scope,
-    ) -> Result<(), ManifestError> {
-        let mut p = Vec::new();
-        self.check(accounts, scope, &mut p);
-        if p.is_empty() {
-            Ok(())
+        if problems.is_empty() {
+            Ok(warnings)
         } else {
             Err(ManifestError::Invalid {
                 path: path.to_owned(),
-                problems: p,
+                problems,
             })
         }
     }
+}
 
-    fn check(&self, accounts: &Accounts, scope: Scope, p: &mut Vec<Problem>) {
+/// Which warning a mode deserves, if any: permissions for "other" mean every
+/// user on the host may read (or write) the plaintext. They warn rather than
+/// fail (docs/host.md).
+fn world_access(bits: u32) -> Option<&'static str> {
+    match (bits & 0o004 != 0, bits & 0o002 != 0) {
+        (true, true) => Some("read and write"),
+        (true, false) => Some("read"),
+        (false, true) => Some("write"),
+        (false, false) if bits & 0o001 != 0 => Some("execute"),
+        _ => None,
+    }
+}
+
+/// Validates `m` for a run of `scope`, without touching the host and without
+/// the account databases (owners and groups are the host side's to resolve).
+pub(crate) fn check(m: &Manifest, scope: Scope) -> Checked<'_> {
+    let mut c = Checker {
+        m,
+        scope,
+        p: Vec::new(),
+        warnings: Vec::new(),
+        custom: Vec::new(),
+    };
+    let (secrets, templates) = c.run();
+    Checked {
+        problems: c.p,
+        warnings: c.warnings,
+        secrets,
+        templates,
+    }
+}
+
+struct Checker<'m> {
+    m: &'m Manifest,
+    scope: Scope,
+    p: Vec<Problem>,
+    warnings: Vec<Warning>,
+    /// Custom paths seen so far (field, path).
+    custom: Vec<(String, String)>,
+}
+
+/// The per-entry facts of [`check`].
+type Facts<'m> = (Vec<Option<EntryFacts<'m>>>, Vec<Option<TemplateFacts<'m>>>);
+
+impl<'m> Checker<'m> {
+    fn run(&mut self) -> Facts<'m> {
+        let m = self.m;
+        let scope = self.scope;
         // Locations.
-        let users_mp = self.users_mount_point();
-        let users_sl = self.users_symlink();
+        let users_mp = m.users_mount_point();
+        let users_sl = m.users_symlink();
         let mut fixed: Vec<(String, String)> = Vec::new();
-        for (field, value) in [
-            ("mountPoint", &self.mount_point),
-            ("symlink", &self.symlink),
-        ] {
+        for (field, value) in [("mountPoint", &m.mount_point), ("symlink", &m.symlink)] {
             if let Err(why) = check_abs_path(value) {
-                p.push(Problem::Path {
+                self.p.push(Problem::Path {
                     field: field.into(),
                     path: value.clone(),
                     why,
                 });
             } else if value == "/" {
-                p.push(Problem::Path {
+                self.p.push(Problem::Path {
                     field: field.into(),
                     path: value.clone(),
                     why: "is the root directory",
@@ -366,7 +314,7 @@ impl Manifest {
         for (field, value, extra) in [
             (
                 "mountPoint",
-                &self.mount_point,
+                &m.mount_point,
                 // `-for-users` and `.lock`; below: `/<12 digits>.tmp/<name>`.
                 Extra {
                     last: USERS_EXTRA + 6,
@@ -375,7 +323,7 @@ impl Manifest {
             ),
             (
                 "symlink",
-                &self.symlink,
+                &m.symlink,
                 Extra {
                     last: USERS_EXTRA + TEMP_EXTRA,
                     total: USERS_EXTRA + 1 + crate::contract::names::SECRET_NAME_MAX + TEMP_EXTRA,
@@ -384,7 +332,7 @@ impl Manifest {
         ] {
             if check_abs_path(value).is_ok() {
                 if let Err(why) = check_location(value, extra) {
-                    p.push(Problem::Location {
+                    self.p.push(Problem::Location {
                         field: field.into(),
                         path: value.clone(),
                         why,
@@ -396,9 +344,9 @@ impl Manifest {
             fixed.push(("users mount point (derived)".into(), users_mp.clone()));
             fixed.push(("users symlink (derived)".into(), users_sl.clone()));
         }
-        let state_dir = self.state_dir().to_owned();
+        let state_dir = m.state_dir().to_owned();
         match check_abs_path(&state_dir) {
-            Err(why) => p.push(Problem::Path {
+            Err(why) => self.p.push(Problem::Path {
                 field: "stateDir".into(),
                 path: state_dir.clone(),
                 why,
@@ -411,7 +359,7 @@ impl Manifest {
                         total: STATE_FILE_EXTRA,
                     },
                 ) {
-                    Err(why) => p.push(Problem::Location {
+                    Err(why) => self.p.push(Problem::Location {
                         field: "stateDir".into(),
                         path: state_dir.clone(),
                         why,
@@ -420,25 +368,25 @@ impl Manifest {
                 }
             }
         }
-        conflicts(&fixed, p, true);
+        conflicts(&fixed, &mut self.p, true);
 
         // Host keys.
-        for k in &self.host_keys {
+        for k in &m.host_keys {
             if let Err(why) = check_abs_path(&k.path) {
-                p.push(Problem::Path {
+                self.p.push(Problem::Path {
                     field: "hostKeys: path".into(),
                     path: k.path.clone(),
                     why,
                 });
             } else if let Err(why) = check_read_path(&k.path) {
-                p.push(Problem::Location {
+                self.p.push(Problem::Location {
                     field: "hostKeys: path".into(),
                     path: k.path.clone(),
                     why,
                 });
             }
             if k.key_type != "ed25519" {
-                p.push(Problem::HostKeyType {
+                self.p.push(Problem::HostKeyType {
                     path: k.path.clone(),
                     key_type: k.key_type.clone(),
                 });
@@ -447,113 +395,140 @@ impl Manifest {
 
         // Names.
         let mut names: HashMap<&str, u32> = HashMap::new();
-        for (what, n) in self
+        let mut named = Vec::with_capacity(m.secrets.len() + m.templates.len());
+        for (what, n) in m
             .secrets
             .iter()
             .map(|s| ("secret", &s.name))
-            .chain(self.templates.iter().map(|t| ("template", &t.name)))
+            .chain(m.templates.iter().map(|t| ("template", &t.name)))
         {
-            if let Err(source) = name::validate(what, n) {
-                p.push(Problem::Name { what, source });
-            }
+            let ok = match name::validate(what, n) {
+                Ok(()) => true,
+                Err(source) => {
+                    self.p.push(Problem::Name { what, source });
+                    false
+                }
+            };
+            named.push(ok);
             *names.entry(n).or_default() += 1;
         }
         let mut dups: Vec<_> = names.iter().filter(|(_, c)| **c > 1).collect();
         dups.sort();
         for (n, _) in dups {
-            p.push(Problem::DuplicateName {
+            self.p.push(Problem::DuplicateName {
                 name: (*n).to_owned(),
             });
         }
+        let unique = |n: &str| names.get(n) == Some(&1);
 
-        // Entries: modes, owners, paths, units.
-        let mut custom: Vec<(String, String)> = Vec::new();
-        let secret_names: HashMap<&str, &Secret> =
-            self.secrets.iter().map(|s| (s.name.as_str(), s)).collect();
-        let installs = |users: bool| match scope {
-            Scope::Main => !users,
-            Scope::Users => users,
-        };
-        for s in &self.secrets {
+        // Entries: modes, paths, units.
+        let secret_index: HashMap<&str, usize> = m
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let mut secrets = Vec::with_capacity(m.secrets.len());
+        for (i, s) in m.secrets.iter().enumerate() {
             let field = format!("secret {:?}: source", s.name);
+            let mut ok = named[i] && unique(&s.name);
             if let Err(why) = check_source(&s.source) {
-                p.push(Problem::Path {
+                self.p.push(Problem::Path {
                     field,
                     path: s.source.clone(),
                     why,
                 });
+                ok = false;
             } else if let Err(why) = check_read_path(&s.source) {
-                p.push(Problem::Location {
+                self.p.push(Problem::Location {
                     field,
                     path: s.source.clone(),
                     why,
                 });
+                ok = false;
             }
-            self.check_entry(
+            let installs = match scope {
+                Scope::Main => !s.needed_for_users,
+                Scope::Users => s.needed_for_users,
+            };
+            let entry = self.check_entry(
                 "secret",
                 &s.name,
                 &s.mode,
-                &s.owner,
-                &s.group,
                 &s.path,
-                installs(s.needed_for_users) && scope == Scope::Main,
-                accounts,
+                installs,
                 s.needed_for_users,
-                &mut custom,
-                p,
             );
-            if s.needed_for_users && path_within(&s.path, &self.symlink) {
-                p.push(Problem::UsersPath {
+            if s.needed_for_users && path_within(&s.path, &m.symlink) {
+                self.p.push(Problem::UsersPath {
                     secret: s.name.clone(),
                     path: s.path.clone(),
                     expected: users_sl.clone(),
                 });
+                ok = false;
             }
             for u in s.restart_units.iter().chain(&s.reload_units) {
                 if !valid_unit(u) {
-                    p.push(Problem::Unit {
+                    self.p.push(Problem::Unit {
                         secret: s.name.clone(),
                         unit: u.clone(),
                     });
+                    ok = false;
                 }
             }
+            secrets.push(entry.filter(|_| ok));
         }
-        for t in &self.templates {
-            self.check_entry(
+        let mut templates = Vec::with_capacity(m.templates.len());
+        for (i, t) in m.templates.iter().enumerate() {
+            let ok = named[m.secrets.len() + i] && unique(&t.name);
+            let entry = self.check_entry(
                 "template",
                 &t.name,
                 &t.mode,
-                &t.owner,
-                &t.group,
                 &t.path,
                 scope == Scope::Main,
-                accounts,
                 false,
-                &mut custom,
-                p,
             );
-            match placeholders(&t.content) {
-                Err(Unterminated) => p.push(Problem::TemplateSyntax {
-                    template: t.name.clone(),
-                }),
-                Ok(refs) => {
-                    for r in refs {
-                        if !secret_names.contains_key(r) {
-                            p.push(Problem::TemplateRef {
-                                template: t.name.clone(),
-                                secret: r.to_owned(),
-                            });
+            let parts = match pieces(&t.content) {
+                Err(Unterminated) => {
+                    self.p.push(Problem::TemplateSyntax {
+                        template: t.name.clone(),
+                    });
+                    None
+                }
+                Ok(pieces) => {
+                    let mut parts = Vec::with_capacity(pieces.len());
+                    let mut all = true;
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(text) => parts.push(Part::Text(text)),
+                            Piece::Placeholder(r) => match secret_index.get(r) {
+                                Some(&k) => parts.push(Part::Secret(k)),
+                                None => {
+                                    self.p.push(Problem::TemplateRef {
+                                        template: t.name.clone(),
+                                        secret: r.to_owned(),
+                                    });
+                                    all = false;
+                                }
+                            },
                         }
                     }
+                    all.then_some(parts)
                 }
-            }
+            };
+            templates.push(match (entry, parts) {
+                (Some(entry), Some(parts)) if ok => Some(TemplateFacts { entry, parts }),
+                _ => None,
+            });
         }
         // Custom paths against each other and against the fixed locations.
-        conflicts(&custom, p, true);
+        let custom = std::mem::take(&mut self.custom);
+        conflicts(&custom, &mut self.p, true);
         for (cf, cp) in &custom {
             for (ff, fp) in &fixed {
                 if cp == fp || path_within(cp, fp) || path_within(fp, cp) {
-                    p.push(Problem::PathConflict {
+                    self.p.push(Problem::PathConflict {
                         first: cf.clone(),
                         first_path: cp.clone(),
                         second: ff.clone(),
@@ -568,19 +543,16 @@ impl Manifest {
         // Names nixseal itself uses: the locks and the temporary names next
         // to the symlinks and custom paths. No path may be one of them.
         let mut reserved: Vec<(String, String)> = Vec::new();
-        if check_abs_path(&self.mount_point).is_ok() && self.mount_point != "/" {
-            reserved.push((
-                "the lock of mountPoint".into(),
-                lock_path(&self.mount_point),
-            ));
+        if check_abs_path(&m.mount_point).is_ok() && m.mount_point != "/" {
+            reserved.push(("the lock of mountPoint".into(), lock_path(&m.mount_point)));
             reserved.push((
                 "the lock of the users mount point".into(),
                 lock_path(&users_mp),
             ));
         }
         let mut beside: Vec<(String, String)> = custom.clone();
-        if check_abs_path(&self.symlink).is_ok() && self.symlink != "/" {
-            beside.push(("symlink".into(), self.symlink.clone()));
+        if check_abs_path(&m.symlink).is_ok() && m.symlink != "/" {
+            beside.push(("symlink".into(), m.symlink.clone()));
             beside.push(("users symlink (derived)".into(), users_sl.clone()));
         }
         for (f, v) in &beside {
@@ -592,12 +564,12 @@ impl Manifest {
                 ));
             }
         }
-        let mut written: Vec<(String, String)> = custom.clone();
+        let mut written: Vec<(String, String)> = custom;
         written.extend(fixed.iter().cloned());
         for (wf, wp) in &written {
             for (rf, rp) in &reserved {
                 if wp == rp || path_within(rp, wp) {
-                    p.push(Problem::PathConflict {
+                    self.p.push(Problem::PathConflict {
                         first: wf.clone(),
                         first_path: wp.clone(),
                         second: rf.clone(),
@@ -609,67 +581,63 @@ impl Manifest {
         }
 
         let decrypts = match scope {
-            Scope::Main => !self.secrets.is_empty(),
-            Scope::Users => self.secrets.iter().any(|s| s.needed_for_users),
+            Scope::Main => !m.secrets.is_empty(),
+            Scope::Users => m.secrets.iter().any(|s| s.needed_for_users),
         };
-        if decrypts && self.host_keys.is_empty() {
-            p.push(Problem::NoHostKeys);
+        if decrypts && m.host_keys.is_empty() {
+            self.p.push(Problem::NoHostKeys);
         }
+        (secrets, templates)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Mode and path of one entry; `installed`: this scope installs it (its
+    /// mode is then judged for a warning); `users`: its default location is
+    /// under the users symlink.
     fn check_entry(
-        &self,
+        &mut self,
         what: &'static str,
         name: &str,
         mode: &str,
-        owner: &str,
-        group: &str,
-        path: &str,
-        check_accounts: bool,
-        accounts: &Accounts,
+        path: &'m str,
+        installed: bool,
         users: bool,
-        custom: &mut Vec<(String, String)>,
-        p: &mut Vec<Problem>,
-    ) {
-        if parse_mode(mode).is_none() {
-            p.push(Problem::Mode {
+    ) -> Option<EntryFacts<'m>> {
+        let bits = parse_mode(mode);
+        match bits {
+            None => self.p.push(Problem::Mode {
                 what,
                 name: name.to_owned(),
                 mode: mode.to_owned(),
-            });
-        }
-        if check_accounts {
-            if accounts.uid(owner).is_none() {
-                p.push(Problem::UnknownUser {
-                    what,
-                    name: name.to_owned(),
-                    user: owner.to_owned(),
-                });
+            }),
+            Some(bits) if installed => {
+                if let Some(access) = world_access(bits) {
+                    self.warnings.push(Warning::WorldAccessible {
+                        what,
+                        name: name.to_owned(),
+                        mode: mode.to_owned(),
+                        access,
+                    });
+                }
             }
-            if accounts.gid(group).is_none() {
-                p.push(Problem::UnknownGroup {
-                    what,
-                    name: name.to_owned(),
-                    group: group.to_owned(),
-                });
-            }
+            Some(_) => {}
         }
         let field = format!("{what} {name:?}: path");
         if let Err(why) = check_abs_path(path) {
-            p.push(Problem::Path {
+            self.p.push(Problem::Path {
                 field,
                 path: path.to_owned(),
                 why,
             });
-            return;
+            return None;
         }
         let link = if users {
-            self.users_symlink()
+            self.m.users_symlink()
         } else {
-            self.symlink.clone()
+            self.m.symlink.clone()
         };
-        if !is_default_path(path, &link, name) {
+        let custom_path = if is_default_path(path, &link, name) {
+            None
+        } else {
             if let Err(why) = check_location(
                 path,
                 Extra {
@@ -677,15 +645,20 @@ impl Manifest {
                     total: TEMP_EXTRA,
                 },
             ) {
-                p.push(Problem::Location {
+                self.p.push(Problem::Location {
                     field,
                     path: path.to_owned(),
                     why,
                 });
-                return;
+                return None;
             }
-            custom.push((field, path.to_owned()));
-        }
+            self.custom.push((field, path.to_owned()));
+            Some(path)
+        };
+        Some(EntryFacts {
+            mode: bits?,
+            custom_path,
+        })
     }
 }
 
@@ -735,281 +708,4 @@ fn valid_unit(u: &str) -> bool {
         && u.len() <= 256
         && u.chars()
             .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn accounts() -> Accounts {
-        Accounts::parse(
-            "root:x:0:0::/:/\npostgres:x:71:71::/:/\n",
-            "root:x:0:\npostgres:x:71:\n",
-        )
-    }
-
-    fn good() -> Manifest {
-        serde_json::from_str(
-            r#"{"version":1,
-            "hostKeys":[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],
-            "mountPoint":"/run/nixseal.d","symlink":"/run/nixseal","keepGenerations":1,
-            "secrets":[{"name":"db-password","source":"/nix/store/x-db.age",
-                "owner":"postgres","group":"postgres","mode":"0400",
-                "path":"/run/nixseal/db-password","symlink":true,
-                "restartUnits":["postgresql.service"],"reloadUnits":[],
-                "neededForUsers":false}],
-            "templates":[{"name":"app.env","content":"PASSWORD={{nixseal:db-password}}\n",
-                "owner":"root","group":"root","mode":"0400","path":"/run/nixseal/app.env"}]}"#,
-        )
-        .unwrap()
-    }
-
-    fn problems(m: &Manifest, scope: Scope) -> Vec<Problem> {
-        match m.validate(Path::new("m.json"), &accounts(), scope) {
-            Ok(()) => vec![],
-            Err(ManifestError::Invalid { problems, .. }) => problems,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[test]
-    fn design_example_is_valid() {
-        assert_eq!(problems(&good(), Scope::Main), vec![]);
-        assert_eq!(problems(&good(), Scope::Users), vec![]);
-    }
-
-    #[test]
-    fn version_and_unknown_fields_refused() {
-        let p = Path::new("m.json");
-        let e = Manifest::parse(p, br#"{"version":2,"x":1}"#).unwrap_err();
-        assert!(
-            matches!(e, ManifestError::Version { ref found, .. } if found == "2"),
-            "{e}"
-        );
-        let e = Manifest::parse(p, br#"{"hostKeys":[]}"#).unwrap_err();
-        assert!(e.to_string().contains("(missing)"), "{e}");
-        let mut v = serde_json::to_value(good()).unwrap();
-        v["surprise"] = 1.into();
-        let e = Manifest::parse(p, v.to_string().as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("unknown field `surprise`"), "{e}");
-        v = serde_json::to_value(good()).unwrap();
-        v["secrets"][0]["sourse"] = "x".into();
-        let e = Manifest::parse(p, v.to_string().as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("sourse"), "{e}");
-        assert!(matches!(
-            Manifest::parse(p, b"not json"),
-            Err(ManifestError::Json { .. })
-        ));
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("0400"), Some(0o400));
-        assert_eq!(parse_mode("440"), Some(0o440));
-        assert_eq!(parse_mode("0777"), Some(0o777));
-        for bad in [
-            "999", "0o400", "-1", "4755", "04000", "", "40", "0x40", "04OO",
-        ] {
-            assert_eq!(parse_mode(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn paths() {
-        assert!(check_abs_path("/run/x").is_ok());
-        for bad in [
-            "run/x",
-            "/run/../etc",
-            "/run//x",
-            "/run/x/",
-            "/run/./x",
-            "/nix/store/abc",
-            "/nix/store",
-        ] {
-            assert!(check_abs_path(bad).is_err(), "{bad}");
-        }
-        assert!(path_within("/a/b", "/a"));
-        assert!(!path_within("/ab", "/a"));
-        assert!(!path_within("/a", "/a"));
-    }
-
-    #[test]
-    fn every_problem_is_reported() {
-        let mut m = good();
-        let mut s2 = m.secrets[0].clone();
-        s2.mode = "999".into();
-        s2.owner = "nobody-such".into();
-        s2.group = "nogroup-such".into();
-        s2.path = "relative".into();
-        m.secrets.push(s2);
-        let mut s3 = m.secrets[0].clone();
-        s3.name = "a..b".into();
-        s3.path = "/nix/store/y".into();
-        s3.restart_units = vec!["--now".into()];
-        m.secrets.push(s3);
-        m.templates[0].content = "{{nixseal:missing}} {{nixseal:db-password}}".into();
-        m.host_keys[0].key_type = "rsa".into();
-        let ps = problems(&m, Scope::Main);
-        let text: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
-        let has = |needle: &str| {
-            assert!(
-                text.iter().any(|t| t.contains(needle)),
-                "{needle} not in {text:#?}"
-            )
-        };
-        has("used twice");
-        has("mode \"999\"");
-        has("user \"nobody-such\" does not exist");
-        has("group \"nogroup-such\" does not exist");
-        has("\"relative\" is not an absolute path");
-        has("contains `..`");
-        has("inside /nix/store");
-        has("{{nixseal:missing}}");
-        has("type \"rsa\"");
-        has("unit name \"--now\"");
-    }
-
-    #[test]
-    fn custom_path_conflicts() {
-        let mut m = good();
-        m.secrets[0].path = "/etc/app/pw".into();
-        m.templates[0].path = "/etc/app/pw".into();
-        assert!(problems(&m, Scope::Main)
-            .iter()
-            .any(|p| p.to_string().contains("same path")));
-        m.templates[0].path = "/etc/app/pw/inner".into();
-        assert!(problems(&m, Scope::Main)
-            .iter()
-            .any(|p| p.to_string().contains("inside one another")));
-        m.templates[0].path = "/run/nixseal.d/3/x".into();
-        assert!(problems(&m, Scope::Main)
-            .iter()
-            .any(|p| p.to_string().contains("overlap")));
-        m.templates[0].path = "/run/nixseal/other-name".into();
-        assert!(problems(&m, Scope::Main)
-            .iter()
-            .any(|p| p.to_string().contains("overlap")));
-    }
-
-    #[test]
-    fn users_scope_skips_account_checks_of_others() {
-        let mut m = good();
-        m.secrets[0].owner = "not-yet".into();
-        assert!(!problems(&m, Scope::Main).is_empty());
-        assert_eq!(problems(&m, Scope::Users), vec![]);
-        m.secrets[0].needed_for_users = true;
-        // Default path under the main symlink is refused for users secrets.
-        assert!(problems(&m, Scope::Users)
-            .iter()
-            .any(|p| matches!(p, Problem::UsersPath { .. })));
-        m.secrets[0].path = "/run/nixseal-for-users/db-password".into();
-        assert_eq!(problems(&m, Scope::Users), vec![]);
-        assert_eq!(problems(&m, Scope::Main), vec![]);
-        assert_eq!(m.users_mount_point(), "/run/nixseal-for-users.d");
-    }
-
-    #[test]
-    fn world_accessible_modes_warn() {
-        let mut m = good();
-        assert_eq!(m.warnings(Scope::Main), vec![]);
-        m.secrets[0].mode = "0444".into();
-        m.templates[0].mode = "0602".into();
-        let w: Vec<String> = m
-            .warnings(Scope::Main)
-            .iter()
-            .map(|w| w.to_string())
-            .collect();
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(
-            w[0].contains("secret \"db-password\" has mode \"0444\"")
-                && w[0].contains("can read it"),
-            "{w:?}"
-        );
-        assert!(
-            w[1].contains("template \"app.env\"") && w[1].contains("can write it"),
-            "{w:?}"
-        );
-        // The users run installs only neededForUsers secrets, no templates.
-        assert_eq!(m.warnings(Scope::Users), vec![]);
-        for (mode, warns) in [
-            ("0004", true),
-            ("0001", true),
-            ("0777", true),
-            ("0440", false),
-            ("0070", false),
-        ] {
-            m.secrets[0].mode = mode.into();
-            m.templates[0].mode = "0400".into();
-            assert_eq!(!m.warnings(Scope::Main).is_empty(), warns, "{mode}");
-        }
-    }
-
-    #[test]
-    fn locations_system_dirs_and_lengths() {
-        let e = Extra {
-            last: TEMP_EXTRA,
-            total: TEMP_EXTRA,
-        };
-        assert!(check_location("/etc/app/pw", e).is_ok());
-        for bad in [
-            "/",
-            "/run",
-            "/etc",
-            "/var/lib",
-            "/home",
-            "/proc/1",
-            "/sys/x",
-            "/dev/shm/x",
-        ] {
-            assert!(check_location(bad, e).is_err(), "{bad}");
-        }
-        let ok = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA));
-        assert!(check_location(&ok, e).is_ok());
-        let long = format!("/etc/{}", "x".repeat(NAME_MAX - TEMP_EXTRA + 1));
-        assert!(check_location(&long, e).unwrap_err().contains("255 bytes"));
-        let comp = format!("/etc/{}/x", "x".repeat(NAME_MAX + 1));
-        assert!(check_location(&comp, e)
-            .unwrap_err()
-            .contains("component of 256 bytes"));
-        let deep = "/a".repeat(PATH_MAX / 2);
-        assert!(check_location(&deep, e).unwrap_err().contains("PATH_MAX"));
-    }
-
-    #[test]
-    fn nixseal_own_names_are_reserved() {
-        let collide = |m: &Manifest| {
-            problems(m, Scope::Main)
-                .iter()
-                .any(|p| p.to_string().contains("collide"))
-        };
-        let mut m = good();
-        assert!(!collide(&m));
-        m.secrets[0].path = "/run/.nixseal.d.lock".into();
-        assert!(collide(&m));
-        m.secrets[0].path = "/run/.nixseal-for-users.d.lock".into();
-        assert!(collide(&m));
-        m.secrets[0].path = "/run/.nixseal.nixseal-new".into();
-        assert!(collide(&m));
-        m.secrets[0].path = "/etc/a".into();
-        m.templates[0].path = "/etc/.a.nixseal-tmp".into();
-        assert!(collide(&m));
-        m.templates[0].path = "/run/nixseal/app.env".into();
-        m.state_dir = Some("/run/.nixseal.d.lock".into());
-        assert!(collide(&m));
-        m.state_dir = Some("/var/lib/nixseal".into());
-        m.secrets[0].path = "/var/lib/nixseal/x".into();
-        assert!(problems(&m, Scope::Main)
-            .iter()
-            .any(|p| p.to_string().contains("overlap")));
-    }
-
-    #[test]
-    fn template_placeholders() {
-        assert_eq!(
-            placeholders("a{{nixseal:x}}b{{nixseal:y}}").unwrap(),
-            ["x", "y"]
-        );
-        assert!(placeholders("a{{nixseal:x").is_err());
-        assert_eq!(placeholders("{{other}}").unwrap(), Vec::<&str>::new());
-    }
 }
