@@ -10,6 +10,7 @@ use nixseal::edit::{EditError, EditOptions, EditOutcome, NewContent};
 use nixseal::identity::{self, Interaction, MasterIdentities};
 use nixseal::profile::Profile;
 use nixseal::rekey::{self, PairError, PairState, Plan};
+use nixseal::renc::{CheckProblem, DryRun, RencError, RencEvents, RencOptions, RencOutcome};
 
 use crate::ui::{self, BAD_INPUT, ENVIRONMENT, FAILED, OK};
 
@@ -124,84 +125,16 @@ fn load_identities(
     MasterIdentities::load_split(master, decrypt_only, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
 }
 
-/// The master identities of a profile: its `identities`, or the `-i` files
-/// when it names none.
-fn master_files<'a>(profile: &'a Profile, args: &'a IdentityArgs) -> &'a [PathBuf] {
-    if profile.identities.is_empty() {
-        &args.identities
-    } else {
-        &profile.identities
-    }
-}
-
 /// Takes the flake's operator lock, saying so if another run holds it.
 fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, ExitCode> {
-    rekey::lock::acquire(root, &|path| {
-        eprintln!(
-            "nixseal: waiting for another nixseal renc or edit of this flake to finish (lock {})",
-            path.display()
-        )
-    })
-    .map_err(|e| ui::fail(ENVIRONMENT, e))
+    rekey::lock::acquire(root, &|path| waiting_for_lock(path)).map_err(|e| ui::fail(ENVIRONMENT, e))
 }
 
-/// Parses and builds recipients given as strings (`extraRecipients`,
-/// `--recipient`), naming the first unusable one.
-fn extra_recipients(
-    list: &[String],
-) -> Result<Vec<Box<dyn nixseal::age::Recipient + Send>>, ExitCode> {
-    let mut parsed = Vec::new();
-    for r in list {
-        match identity::parse_recipient(r) {
-            Ok(p) => parsed.push(p),
-            Err(why) => {
-                return Err(ui::fail(
-                    BAD_INPUT,
-                    format_args!("recipient {r:?} is not usable: {why}"),
-                ))
-            }
-        }
-    }
-    let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(None));
-    identity::build_recipients(parsed, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
-}
-
-/// Runs the generators of missing master files (before planning, so the new
-/// files are rekeyed in the same run). Returns the number that failed.
-fn generate_missing(
-    profile: &Profile,
-    pending: &[nixseal::generate::Pending],
-    identities: &MasterIdentities,
-) -> Result<usize, ExitCode> {
-    let extra = extra_recipients(&profile.extra_recipients)?;
-    let mut recipients: Vec<&dyn nixseal::age::Recipient> =
-        extra.iter().map(|r| r.as_ref() as _).collect();
-    recipients.extend(identities.recipients());
-    let mut failed = 0;
-    for p in pending {
-        match nixseal::generate::generate(p, &profile.root, &recipients) {
-            Ok(()) => eprintln!(
-                "nixseal renc: generated {} with {} (used by {}); commit it",
-                p.file,
-                p.generator.display(),
-                p.used_by.join(", ")
-            ),
-            Err(e) => {
-                ui::error(format_args!("{e} (used by {})", p.used_by.join(", ")));
-                failed += 1;
-            }
-        }
-    }
-    Ok(failed)
-}
-
-/// Whether a pair is blocked only because its master file does not exist yet
-/// and a generator will make it.
-fn awaits_generation(p: &rekey::Pair, pending: &[nixseal::generate::Pending]) -> bool {
-    matches!(
-        p.state,
-        PairState::Blocked(rekey::PairError::SourceUnreadable { .. })
-    ) && pending.iter().any(|g| g.source == p.source)
+fn waiting_for_lock(path: &Path) {
+    eprintln!(
+        "nixseal: waiting for another nixseal renc or edit of this flake to finish (lock {})",
+        path.display()
+    )
 }
 
 /// Prints the pairs `show` selects (rekey or error), every blocked host and
@@ -223,8 +156,8 @@ fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
     }
 }
 
-fn warn_plan(plan: &Plan) {
-    for w in &plan.warnings {
+fn warn_plan(warnings: &[rekey::Warning]) {
+    for w in warnings {
         match w {
             rekey::Warning::InvalidCache { path, reason } => ui::warn(format_args!(
                 "rekey cache {} is unreadable ({reason}); that host's outputs are rewritten",
@@ -246,31 +179,6 @@ fn warn_plan(plan: &Plan) {
     }
 }
 
-/// Sources, outputs and caches git does not track (flakes see tracked files
-/// only), relative to the flake root. `outputs` are the rekeyed files known
-/// to exist (from the plan and the outcome: no stat). `None` outside git.
-fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
-    let mut paths: Vec<PathBuf> = outputs;
-    let mut sources: Vec<&PathBuf> = Vec::new();
-    for h in profile.hosts.values() {
-        // The NixOS module reads the cache at evaluation: it must be tracked too.
-        let cache =
-            rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(nixseal::cache::CACHE_FILE);
-        if cache.is_file() {
-            paths.push(cache);
-        }
-        sources.extend(h.secrets.values().map(|s| &s.source));
-    }
-    // Each distinct source once; one that does not exist is not "untracked".
-    // (Sorted as bytes, not path components: cheap for big fleets.)
-    sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    sources.dedup();
-    paths.extend(sources.into_iter().filter(|s| s.is_file()).cloned());
-    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    paths.dedup();
-    nixseal::git::untracked(&profile.root, &paths)
-}
-
 /// The `git add` that makes `paths` (relative to the flake root) visible.
 fn git_add(profile: &Profile, paths: &[PathBuf]) -> String {
     let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -283,17 +191,15 @@ fn git_add(profile: &Profile, paths: &[PathBuf]) -> String {
 }
 
 /// Warns about sources, outputs and caches git does not track.
-fn warn_untracked(profile: &Profile, outputs: Vec<PathBuf>) {
-    if let Some(untracked) = untracked(profile, outputs) {
-        if !untracked.is_empty() {
-            let list: Vec<String> = untracked.iter().map(|p| p.display().to_string()).collect();
-            ui::warn(format_args!(
-                "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: {}",
-                list.len(),
-                list.join("\n  "),
-                git_add(profile, &untracked)
-            ));
-        }
+fn warn_untracked(profile: &Profile, untracked: &[PathBuf]) {
+    if !untracked.is_empty() {
+        let list: Vec<String> = untracked.iter().map(|p| p.display().to_string()).collect();
+        ui::warn(format_args!(
+            "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: {}",
+            list.len(),
+            list.join("\n  "),
+            git_add(profile, untracked)
+        ));
     }
 }
 
@@ -307,12 +213,33 @@ fn report_failures(outcome: &rekey::Outcome) {
     }
 }
 
-/// Loads the profile and plans the rekey (no identity), printing plan warnings.
-fn profile_and_plan(args: &ProfileArgs) -> Result<(Profile, Plan), ExitCode> {
-    let profile = load_profile(args)?;
-    let plan = rekey::plan(&profile).map_err(|e| ui::fail(BAD_INPUT, e))?;
-    warn_plan(&plan);
-    Ok((profile, plan))
+/// The progress bar of a renc on a terminal.
+struct Progress(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl RencEvents for Progress {
+    fn waiting_for_lock(&self, lock: &Path) {
+        waiting_for_lock(lock)
+    }
+    fn rekey_started(&self, total: u64) {
+        if total > 0 && std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("rekeying {bar:30} {pos}/{len} {elapsed}")
+                    .expect("static template"),
+            );
+            *self.0.lock().unwrap() = Some(b);
+        }
+    }
+    fn rekeyed_one(&self) {
+        if let Some(b) = &*self.0.lock().unwrap() {
+            b.inc(1);
+        }
+    }
+    fn rekey_finished(&self) {
+        if let Some(b) = self.0.lock().unwrap().take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 pub fn renc(args: RencArgs) -> ExitCode {
@@ -320,134 +247,42 @@ pub fn renc(args: RencArgs) -> ExitCode {
         Ok(p) => p,
         Err(c) => return c,
     };
-    // One renc or edit of this flake at a time (a dry run changes nothing).
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match lock(&profile.root) {
-            Ok(l) => Some(l),
-            Err(c) => return c,
-        }
+    let opts = RencOptions {
+        decrypt_with: &args.identity.identities,
+        interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
+        dry_run: args.dry_run,
     };
-    // Everything that can be known up front is checked before the first
-    // write, generators included.
-    if let Err(e) = rekey::check_layout_with(&profile, &args.identity.identities) {
-        return ui::fail(BAD_INPUT, e);
-    }
-    let pending = nixseal::generate::pending(&profile);
-    let mut identities = None;
-    let mut generate_failed = 0;
-    if !pending.is_empty() {
-        if args.dry_run {
-            for p in &pending {
-                println!("generate {} with {}", p.file, p.generator.display());
+    let outcome = match nixseal::renc::renc(&profile, &opts, &Progress(Default::default())) {
+        Ok(o) => o,
+        Err(RencError::Generators { generators }) => {
+            for e in &generators {
+                ui::error(e);
             }
-        } else {
-            let problems = nixseal::generate::validate(&pending);
-            if !problems.is_empty() {
-                for e in &problems {
-                    ui::error(e);
-                }
-                return ExitCode::from(BAD_INPUT);
-            }
-            // Generated master files are encrypted to the profile's master
-            // identities (and extraRecipients), whatever `-i` decrypts with.
-            let ids = match load_identities(
-                master_files(&profile, &args.identity),
-                &args.identity.identities,
-                &args.identity,
-            ) {
-                Ok(i) => i,
-                Err(c) => return c,
-            };
-            generate_failed = match generate_missing(&profile, &pending, &ids) {
-                Ok(n) => n,
-                Err(c) => return c,
-            };
-            identities = Some(ids);
+            return ExitCode::from(BAD_INPUT);
         }
-    }
-    let plan = match rekey::plan(&profile) {
-        Ok(p) => p,
+        Err(e @ RencError::Lock(_)) => return ui::fail(ENVIRONMENT, e),
+        Err(e @ RencError::Execute(_)) => return ui::fail(FAILED, e),
         Err(e) => return ui::fail(BAD_INPUT, e),
     };
-    warn_plan(&plan);
-    if args.dry_run {
-        // A pair whose source a generator will make is rekeyed after it.
-        let later = |p: &rekey::Pair| awaits_generation(p, &pending);
-        for p in plan.pairs.iter().filter(|p| later(p)) {
-            println!(
-                "rekey  {}/{} (after generating its master file)",
-                p.host, p.secret
-            );
-        }
-        print_plan(&plan, |p| !later(p));
-        let generated = plan.pairs.iter().filter(|p| later(p)).count();
-        let host_blocked = plan
-            .pairs
-            .iter()
-            .filter(|p| matches!(p.state, PairState::Blocked(PairError::HostBlocked { .. })))
-            .count();
-        let current = plan.pairs.len() - plan.stale().count() - plan.blocked().count();
-        let stale = plan.stale().count() + generated;
-        let blocked = plan.blocked().count() - generated - host_blocked + plan.host_errors.len();
-        println!(
-            "dry run: {} to generate, {stale} to rekey, {} to remove, {blocked} failing, {current} current",
-            pending.len(),
-            plan.removals.len(),
-        );
-        return ExitCode::from(if blocked > 0 { FAILED } else { OK });
-    }
-    // No identity is read unless something must be decrypted or generated:
-    // a no-op run never prompts for a passphrase or touches a YubiKey.
-    if identities.is_none() && plan.needs_identity() {
-        // `-i` replaces the profile's identities for decrypting.
-        let (master, decrypt_only): (&[PathBuf], &[PathBuf]) =
-            if args.identity.identities.is_empty() {
-                (&profile.identities, &[])
-            } else {
-                (&[], &args.identity.identities)
-            };
-        match load_identities(master, decrypt_only, &args.identity) {
-            Ok(i) => identities = Some(i),
-            Err(c) => return c,
-        }
-    }
-    let mut present: Vec<PathBuf> = plan
-        .pairs
-        .iter()
-        .filter(|p| matches!(p.state, PairState::Current))
-        .map(|p| p.output.clone())
-        .collect();
-    let total = plan.stale().count() as u64;
-    let bar = (total > 0 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("rekeying {bar:30} {pos}/{len} {elapsed}")
-                .expect("static template"),
-        );
-        b
-    });
-    let tick = || {
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
+    let report = match outcome {
+        RencOutcome::DryRun(dry) => return dry_run(&dry),
+        RencOutcome::Done(report) => report,
     };
-    let outcome = rekey::execute(
-        plan,
-        identities.as_ref(),
-        // The global pool already has `--jobs` threads (main: init_threads).
-        rekey::ExecuteOptions { jobs: None },
-        &tick,
-    );
-    if let Some(b) = &bar {
-        b.finish_and_clear();
+    for g in &report.generated {
+        let p = &g.pending;
+        match &g.result {
+            Ok(()) => eprintln!(
+                "nixseal renc: generated {} with {} (used by {}); commit it",
+                p.file,
+                p.generator.display(),
+                p.used_by.join(", ")
+            ),
+            Err(e) => ui::error(format_args!("{e} (used by {})", p.used_by.join(", "))),
+        }
     }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => return ui::fail(FAILED, e),
-    };
-    report_failures(&outcome);
+    warn_plan(&report.warnings);
+    let outcome = &report.outcome;
+    report_failures(outcome);
     println!(
         "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
         outcome.rekeyed.len(),
@@ -455,88 +290,85 @@ pub fn renc(args: RencArgs) -> ExitCode {
         outcome.removed.len(),
         outcome.failed.len() + outcome.host_failures.len()
     );
-    present.extend(outcome.rekeyed.iter().map(|(host, secret)| {
-        rekey::host_dir(&profile.rekeyed_dir, host.as_str())
-            .join(format!("{secret}{}", rekey::OUTPUT_SUFFIX))
-    }));
-    warn_untracked(&profile, present);
-    if outcome.is_ok() && generate_failed == 0 {
-        ExitCode::from(OK)
-    } else {
-        ExitCode::from(FAILED)
+    if let Some(untracked) = &report.untracked {
+        warn_untracked(&profile, untracked);
     }
+    ExitCode::from(if report.is_ok() { OK } else { FAILED })
+}
+
+/// Prints what a dry run would do.
+fn dry_run(dry: &DryRun) -> ExitCode {
+    for p in &dry.generate {
+        println!("generate {} with {}", p.file, p.generator.display());
+    }
+    warn_plan(&dry.plan.warnings);
+    // A pair whose source a generator will make is rekeyed after it.
+    for p in dry.plan.pairs.iter().filter(|p| dry.awaits_generation(p)) {
+        println!(
+            "rekey  {}/{} (after generating its master file)",
+            p.host, p.secret
+        );
+    }
+    print_plan(&dry.plan, |p| !dry.awaits_generation(p));
+    let c = dry.counts();
+    println!(
+        "dry run: {} to generate, {} to rekey, {} to remove, {} failing, {} current",
+        c.generate, c.rekey, c.remove, c.failing, c.current,
+    );
+    ExitCode::from(if c.failing > 0 { FAILED } else { OK })
 }
 
 pub fn check(args: CheckArgs) -> ExitCode {
-    let (profile, plan) = match profile_and_plan(&args.profile) {
-        Ok(v) => v,
+    let profile = match load_profile(&args.profile) {
+        Ok(p) => p,
         Err(c) => return c,
     };
+    let report = match nixseal::renc::check(&profile) {
+        Ok(r) => r,
+        Err(e) => return ui::fail(BAD_INPUT, e),
+    };
+    warn_plan(&report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
-    let pending = nixseal::generate::pending(&profile);
-    let mut n = 0;
-    for h in &plan.host_errors {
-        n += 1;
-        println!("{}: {}", h.host, h.error);
-    }
-    for p in &plan.pairs {
-        match &p.state {
-            PairState::Current => {}
-            PairState::Blocked(PairError::HostBlocked { .. }) => {}
-            PairState::Stale(why) => {
-                n += 1;
-                println!("{}/{}: {why}; {hint}", p.host, p.secret);
+    let problems = report.problems();
+    for problem in &problems {
+        match problem {
+            CheckProblem::Host(h) => println!("{}: {}", h.host, h.error),
+            CheckProblem::Stale { pair: p, why } => {
+                println!("{}/{}: {why}; {hint}", p.host, p.secret)
             }
-            PairState::Blocked(_) if awaits_generation(p, &pending) => {
-                n += 1;
-                println!(
-                    "{}/{}: its master file {} does not exist yet and has a generator; {hint} (it generates and rekeys it)",
-                    p.host,
-                    p.secret,
-                    p.source.display()
-                );
+            CheckProblem::AwaitsGeneration(p) => println!(
+                "{}/{}: its master file {} does not exist yet and has a generator; {hint} (it generates and rekeys it)",
+                p.host,
+                p.secret,
+                p.source.display()
+            ),
+            CheckProblem::Blocked { pair: p, error } => {
+                println!("{}/{}: {error}", p.host, p.secret)
             }
-            PairState::Blocked(e) => {
-                n += 1;
-                println!("{}/{}: {e}", p.host, p.secret);
-            }
+            CheckProblem::LeftOver(r) => println!(
+                "{}: left over (its host or secret left the profile); {hint}",
+                r.path.display()
+            ),
+            CheckProblem::Untracked(u) => println!(
+                "{}: exists but is not tracked by git, so the flake cannot see it",
+                u.display()
+            ),
+            _ => {}
         }
     }
-    for r in &plan.removals {
-        n += 1;
-        println!(
-            "{}: left over (its host or secret left the profile); {hint}",
-            r.path.display()
-        );
+    if !report.untracked.is_empty() {
+        println!("run: {}", git_add(&profile, &report.untracked));
     }
-    // What exists but git does not track is invisible to the flake: the
-    // hosts would not evaluate, so check fails as evaluation would.
-    let present: Vec<PathBuf> = plan
-        .pairs
-        .iter()
-        .filter(|p| p.output.is_file())
-        .map(|p| p.output.clone())
-        .collect();
-    let untracked = untracked(&profile, present).unwrap_or_default();
-    for u in &untracked {
-        n += 1;
-        println!(
-            "{}: exists but is not tracked by git, so the flake cannot see it",
-            u.display()
-        );
-    }
-    if !untracked.is_empty() {
-        println!("run: {}", git_add(&profile, &untracked));
-    }
-    if n == 0 {
+    if problems.is_empty() {
         println!(
             "nixseal check: all {} rekeyed outputs are current",
-            plan.pairs.len()
+            report.plan.pairs.len()
         );
         return ExitCode::from(OK);
     }
     ui::error(format_args!(
-        "{n} problem(s): rekeyed outputs not current or not visible to the flake"
+        "{} problem(s): rekeyed outputs not current or not visible to the flake",
+        problems.len()
     ));
     ExitCode::from(FAILED)
 }
@@ -563,7 +395,7 @@ pub fn edit(args: EditArgs) -> ExitCode {
     // The profile's identities are the master recipients (whatever `-i`
     // decrypts with); without a profile only `-r` says where to encrypt.
     let master: &[PathBuf] = match &profile {
-        Some(p) => master_files(p, &args.identity),
+        Some(p) => nixseal::renc::master_files(p, &args.identity.identities),
         None => &[],
     };
     let identities = if master.is_empty() && args.identity.identities.is_empty() {
@@ -578,9 +410,10 @@ pub fn edit(args: EditArgs) -> ExitCode {
     if let Some(p) = &profile {
         extra.extend(p.extra_recipients.iter().cloned());
     }
-    let extra = match extra_recipients(&extra) {
+    let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(None));
+    let extra = match identity::recipients_from(&extra, prompt) {
         Ok(r) => r,
-        Err(c) => return c,
+        Err(e) => return ui::fail(BAD_INPUT, e),
     };
     let mut recipients: Vec<&dyn nixseal::age::Recipient> =
         extra.iter().map(|r| r.as_ref() as _).collect();

@@ -63,6 +63,11 @@ pub mod rekey {
     pub use crate::operator::rekey::*;
 }
 
+/// `nixseal renc` and `nixseal check`: one call each, returning what to print.
+pub mod renc {
+    pub use crate::operator::renc::*;
+}
+
 /// `nixseal edit`.
 pub mod edit {
     pub use crate::operator::edit::*;

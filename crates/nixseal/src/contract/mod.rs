@@ -15,7 +15,7 @@
 
 pub mod cache;
 pub mod json;
-
+pub mod layout;
 pub mod manifest;
 pub mod names;
 pub mod profile;

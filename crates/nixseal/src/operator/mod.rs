@@ -8,4 +8,5 @@ pub mod git;
 pub mod identity;
 pub mod profile;
 pub mod rekey;
+pub mod renc;
 pub mod status;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, NameError, SecretName};
 use crate::contract::profile::{RawProfile, PROFILE_VERSION};
 use crate::operator::identity::{HostKeyError, HostRecipient};
@@ -158,6 +159,11 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Where this profile's rekeyed files are.
+    pub fn layout(&self) -> RekeyedLayout {
+        RekeyedLayout::new(self.rekeyed_dir.clone())
+    }
+
     /// Reads and validates a profile file; relative paths are taken from `root`.
     pub fn load(path: &Path, root: &Path) -> Result<Self, ProfileError> {
         let bytes = crate::common::fsutil::read_regular(path, crate::common::fsutil::MAX_FILE)

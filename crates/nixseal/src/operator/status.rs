@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::contract::layout::store_name;
 use crate::contract::names::HostName;
 use crate::operator::profile::Profile;
 use crate::store_path::{self, StorePath, StorePathError};
@@ -220,22 +221,20 @@ pub fn host_status(
         .map(|s| (s.name, s.source))
         .collect();
 
+    let layout = profile.layout();
     let mut secrets = BTreeMap::new();
     for name in entry.secrets.keys() {
-        let file = profile
-            .rekeyed_dir
-            .join(host)
-            .join(format!("{}.age", name.as_str()));
+        let file = layout.output(host, name.as_str());
         let deployed = running.remove(name.as_str());
         let state = if !file.is_file() {
             SecretState::NotRekeyed { path: file }
         } else {
-            let expected = store_path::source_store_path(&file, &format!("{host}-{name}.age"))
+            let expected = store_path::source_store_path(&file, &store_name(host, name.as_str()))
                 .map_err(|source| StatusError::StorePath {
-                    host: host.to_owned(),
-                    secret: name.to_string(),
-                    source,
-                })?;
+                host: host.to_owned(),
+                secret: name.to_string(),
+                source,
+            })?;
             match deployed {
                 Some(r) if r == expected.to_string() => SecretState::Current,
                 Some(r) => SecretState::Stale {

@@ -14,7 +14,6 @@ use crate::common::fsutil;
 use crate::contract::cache::CACHE_FILE;
 use crate::contract::names::HostName;
 use crate::operator::profile::Profile;
-use crate::operator::rekey::OUTPUT_SUFFIX;
 use crate::store_path::{self, NarHash, StorePath, STORE_DIR};
 
 /// How many leading bytes of each known file are kept, so that a walked
@@ -257,7 +256,7 @@ impl Known {
                         host: h_name.clone(),
                         file: shown.clone(),
                     }
-                } else if let Some(secret) = name.strip_suffix(OUTPUT_SUFFIX) {
+                } else if let Some(secret) = crate::contract::layout::secret_of(&name) {
                     Holding::RekeyedFile {
                         host: h_name.clone(),
                         secret: secret.to_owned(),

@@ -17,7 +17,10 @@ use zeroize::Zeroizing;
 use crate::common::crypto::{self, clean_age_message, DecryptFailure};
 
 mod recipient;
-pub use recipient::{build_recipients, parse_recipient, AnyRecipient, HostKeyError, HostRecipient};
+pub use recipient::{
+    build_recipients, parse_recipient, recipients_from, AnyRecipient, HostKeyError, HostRecipient,
+    RecipientError,
+};
 
 /// How the library asks the operator for passphrases and plugin input.
 pub trait Interaction: Send + Sync {

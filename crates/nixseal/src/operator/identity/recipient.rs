@@ -271,6 +271,41 @@ pub fn build_recipients(
     Ok(out)
 }
 
+/// Why recipients given as text (`extraRecipients`, `--recipient`) cannot
+/// be encrypted to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecipientError {
+    /// One entry is not a usable recipient.
+    #[error("recipient {recipient:?} is not usable: {reason}")]
+    Unusable {
+        /// The entry as given.
+        recipient: String,
+        /// Why.
+        reason: String,
+    },
+    /// A plugin's recipients could not be set up.
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// Parses and builds recipients given as text, naming the first unusable one.
+pub fn recipients_from(
+    list: &[String],
+    interaction: Arc<dyn Interaction>,
+) -> Result<Vec<Box<dyn age::Recipient + Send>>, RecipientError> {
+    let parsed = list
+        .iter()
+        .map(|r| {
+            parse_recipient(r).map_err(|reason| RecipientError::Unusable {
+                recipient: r.clone(),
+                reason,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    build_recipients(parsed, interaction).map_err(RecipientError::Plugin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

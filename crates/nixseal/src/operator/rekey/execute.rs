@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{
-    host_dir, kind_of, ExecuteOptions, HostError, HostFailure, Outcome, Pair, PairError,
-    PairFailure, PairState, Plan, RekeyError, Removal, OUTPUT_SUFFIX,
+    kind_of, ExecuteOptions, HostError, HostFailure, Outcome, Pair, PairError, PairFailure,
+    PairState, Plan, RekeyError, Removal,
 };
 use crate::common::crypto::{self, EncryptFailure, Plaintext};
 use crate::common::fsutil::{self, sha256_hex, MAX_FILE};
 use crate::contract::cache::{self, CacheEntry, HostCache, CACHE_FILE};
+use crate::contract::layout::output_name;
 use crate::contract::names::{HostName, SecretName};
 use crate::operator::identity::MasterIdentities;
 
@@ -51,13 +52,14 @@ pub fn execute(
     let Plan {
         pairs,
         removals,
-        rekeyed_dir,
+        layout,
         mut caches,
         recipients,
         host_errors,
         ..
     } = plan;
     outcome.host_failures = host_errors;
+    let rekeyed_dir = layout.dir().to_owned();
 
     let mut fates: BTreeMap<HostName, Vec<(SecretName, Fate)>> = BTreeMap::new();
     // Hosts whose cache may need rewriting: any output not current, or any
@@ -141,7 +143,7 @@ pub fn execute(
         let mut host_ok: BTreeMap<HostName, Result<(), HostError>> = BTreeMap::new();
         for p in &todo {
             host_ok.entry(p.host.clone()).or_insert_with(|| {
-                let dir = host_dir(&rekeyed_dir, p.host.as_str());
+                let dir = layout.host_dir(p.host.as_str());
                 match std::fs::create_dir(&dir) {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -232,7 +234,7 @@ pub fn execute(
         if !touched.contains(&host) {
             continue;
         }
-        let dir = host_dir(&rekeyed_dir, host.as_str());
+        let dir = layout.host_dir(host.as_str());
         if !kind_of(&dir).ok().flatten().is_some_and(|t| t.is_dir()) {
             continue;
         }
@@ -298,26 +300,23 @@ fn place_host(dir: &Path, items: Vec<StagedPair>) -> Placed {
     let mut fates = Vec::new();
     for (p, r) in items {
         let fate = match r {
-            Ok((tmp, entry)) => {
-                let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
-                match tmp.persist(dir.join(name)) {
-                    Ok(()) => {
-                        rekeyed.push((p.host.clone(), p.secret.clone()));
-                        Fate::New(entry)
-                    }
-                    Err(e) => {
-                        failed.push(PairFailure {
-                            host: p.host.clone(),
-                            secret: p.secret.clone(),
-                            error: PairError::Write {
-                                path: p.output.clone(),
-                                source: e.error,
-                            },
-                        });
-                        Fate::Keep
-                    }
+            Ok((tmp, entry)) => match tmp.persist(dir.join(output_name(p.secret.as_str()))) {
+                Ok(()) => {
+                    rekeyed.push((p.host.clone(), p.secret.clone()));
+                    Fate::New(entry)
                 }
-            }
+                Err(e) => {
+                    failed.push(PairFailure {
+                        host: p.host.clone(),
+                        secret: p.secret.clone(),
+                        error: PairError::Write {
+                            path: p.output.clone(),
+                            source: e.error,
+                        },
+                    });
+                    Fate::Keep
+                }
+            },
             Err(error) => {
                 failed.push(PairFailure {
                     host: p.host.clone(),

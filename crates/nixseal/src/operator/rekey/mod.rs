@@ -27,11 +27,9 @@ use std::path::{Path, PathBuf};
 
 use crate::common::crypto::{DecryptFailure, EncryptFailure};
 use crate::contract::cache::HostCache;
+use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, SecretName};
 use crate::operator::identity::HostKeyError;
-
-/// Suffix of every rekeyed file.
-pub const OUTPUT_SUFFIX: &str = ".age";
 
 /// Errors that stop a rekey as a whole (before any output is touched).
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +338,7 @@ pub struct Plan {
     /// Hosts that cannot be served, each with why (their pairs are
     /// [`PairError::HostBlocked`]).
     pub host_errors: Vec<HostFailure>,
-    rekeyed_dir: PathBuf,
+    layout: RekeyedLayout,
     caches: BTreeMap<HostName, HostCache>,
     recipients: BTreeMap<HostName, crate::operator::identity::HostRecipient>,
 }
@@ -374,11 +372,6 @@ impl Plan {
     pub fn needs_identity(&self) -> bool {
         self.stale().next().is_some()
     }
-}
-
-/// The directory of a host's rekeyed files.
-pub fn host_dir(rekeyed_dir: &Path, host: &str) -> PathBuf {
-    rekeyed_dir.join(host)
 }
 
 /// What sits at a path, without following symlinks.

@@ -7,18 +7,20 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{
-    check_layout, host_dir, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan,
-    RekeyError, Removal, Staleness, Warning, OUTPUT_SUFFIX,
+    check_layout, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan, RekeyError,
+    Removal, Staleness, Warning,
 };
 use crate::common::fsutil::{kind_name, sha256_hex, MAX_FILE, TEMP_PREFIX};
 use crate::contract::cache::{CacheEntry, CacheRead, HostCache, CACHE_FILE};
+use crate::contract::layout::{self, RekeyedLayout};
 use crate::operator::profile::Profile;
 
 /// Reads the profile's sources and caches and decides what to do. The
 /// layout is checked first ([`check_layout`]): a rekeyed directory that is
 /// not nixseal's alone is an error before anything else is read.
 pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
-    let rekeyed_dir = profile.rekeyed_dir.clone();
+    let layout = profile.layout();
+    let rekeyed_dir = layout.dir();
     let rd_exists = check_layout(profile)?;
 
     // Hash each distinct source once, however many hosts use it. Only a
@@ -62,7 +64,7 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         .values()
         .collect::<Vec<_>>()
         .par_iter()
-        .map(|host| plan_host(host, &rekeyed_dir, &source_hashes, &source_errors))
+        .map(|host| plan_host(host, &layout, &source_hashes, &source_errors))
         .collect();
     for (host, hp) in profile.hosts.values().zip(planned) {
         if let Ok(r) = &host.recipient {
@@ -88,8 +90,8 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     // (they hold a cache file) are cleared, and only when they hold nothing
     // but nixseal's files; anything else is left alone.
     if rd_exists {
-        let entries = std::fs::read_dir(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
-            path: rekeyed_dir.clone(),
+        let entries = std::fs::read_dir(rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
+            path: rekeyed_dir.to_owned(),
             source,
         })?;
         let mut names: Vec<_> = entries.filter_map(|e| e.ok()).collect();
@@ -120,11 +122,11 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     }
 
     Ok(Plan {
+        layout: layout.clone(),
         pairs,
         removals,
         warnings,
         host_errors,
-        rekeyed_dir,
         caches,
         recipients,
     })
@@ -142,12 +144,13 @@ struct HostPlan {
 
 fn plan_host(
     host: &crate::operator::profile::HostEntry,
-    rekeyed_dir: &Path,
+    layout: &RekeyedLayout,
     source_hashes: &HashMap<PathBuf, String>,
     source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
 ) -> HostPlan {
-    let dir = host_dir(rekeyed_dir, host.name.as_str());
-    let output = |s: &crate::contract::names::SecretName| dir.join(format!("{s}{OUTPUT_SUFFIX}"));
+    let dir = layout.host_dir(host.name.as_str());
+    let output =
+        |s: &crate::contract::names::SecretName| layout.output(host.name.as_str(), s.as_str());
     let blocked = |error: HostError| HostPlan {
         pairs: host
             .secrets
@@ -367,7 +370,7 @@ fn nixseal_files(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<PathBuf>) {
             .unwrap_or(false);
         if is_file_or_link && name.starts_with(TEMP_PREFIX) {
             ours.push((e.path(), None));
-        } else if let (true, Some(secret)) = (is_file_or_link, name.strip_suffix(OUTPUT_SUFFIX)) {
+        } else if let (true, Some(secret)) = (is_file_or_link, layout::secret_of(&name)) {
             ours.push((e.path(), Some(secret.to_owned())));
         } else {
             foreign.push(e.path());

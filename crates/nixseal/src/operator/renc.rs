@@ -1,0 +1,493 @@
+//! `nixseal renc` and `nixseal check`, each one library call that returns
+//! everything the CLI prints: the CLI only renders.
+//!
+//! [`renc`] takes the flake's lock, proves the layout safe, generates missing
+//! master files (validating every generator first), plans, loads the master
+//! identities only if something must be decrypted, executes, and finds what
+//! git does not track. [`check`] plans (never an identity) and lists every
+//! problem. Both know which unreadable sources are only waiting for their
+//! generator.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::generate::{self, GenerateError, Pending};
+use super::identity::{self, IdentityError, Interaction, MasterIdentities};
+use super::profile::Profile;
+use super::rekey::{
+    self, lock, ExecuteOptions, HostFailure, Outcome, Pair, PairError, PairState, Plan, RekeyError,
+    Removal, Staleness, Warning,
+};
+
+/// What `renc` is asked to do.
+pub struct RencOptions<'a> {
+    /// Identity files to decrypt with (`-i`) instead of the profile's
+    /// `identities`; what is written is still encrypted to every master
+    /// identity of the profile (plus `extraRecipients`).
+    pub decrypt_with: &'a [PathBuf],
+    /// How passphrases and plugin questions are asked.
+    pub interaction: Arc<dyn Interaction>,
+    /// Say what would be done; change nothing, run no generator, read no
+    /// identity, take no lock.
+    pub dry_run: bool,
+}
+
+/// What `renc` tells its caller while it runs (all optional).
+pub trait RencEvents: Sync {
+    /// Another `renc` or `edit` of the flake holds its lock (`lock`): this
+    /// one waits.
+    fn waiting_for_lock(&self, _lock: &Path) {}
+    /// `total` outputs are about to be encrypted.
+    fn rekey_started(&self, _total: u64) {}
+    /// One more output is done.
+    fn rekeyed_one(&self) {}
+    /// Encryption is over.
+    fn rekey_finished(&self) {}
+}
+
+/// A [`RencEvents`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+impl RencEvents for NoEvents {}
+
+/// Why `renc` stopped before rekeying anything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RencError {
+    /// The flake's operator lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The layout is unsafe or the plan could not be made.
+    #[error(transparent)]
+    Rekey(#[from] RekeyError),
+    /// Generators that cannot run; nothing was generated.
+    #[error("{}", generators.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Generators {
+        /// Every problem found.
+        generators: Vec<GenerateError>,
+    },
+    /// A master identity could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// An `extraRecipients` entry cannot be encrypted to.
+    #[error(transparent)]
+    Recipient(#[from] identity::RecipientError),
+    /// Executing the plan failed as a whole.
+    #[error("{0}")]
+    Execute(#[source] RekeyError),
+}
+
+/// A master file a generator ran for, and how it went.
+#[derive(Debug)]
+pub struct Generated {
+    /// The master file and its generator.
+    pub pending: Pending,
+    /// `Ok` when the file was written.
+    pub result: Result<(), GenerateError>,
+}
+
+/// What a dry run would do.
+#[derive(Debug)]
+pub struct DryRun {
+    /// Master files a generator would make.
+    pub generate: Vec<Pending>,
+    /// The plan as things are now (no generator ran).
+    pub plan: Plan,
+}
+
+/// The counts a dry run prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRunCounts {
+    /// Master files to generate.
+    pub generate: usize,
+    /// Outputs to (re)write, those of master files to generate included.
+    pub rekey: usize,
+    /// Files to remove.
+    pub remove: usize,
+    /// Outputs that cannot be rekeyed and blocked hosts.
+    pub failing: usize,
+    /// Outputs already current.
+    pub current: usize,
+}
+
+impl DryRun {
+    /// Whether `p` is blocked only because its master file does not exist
+    /// yet and a generator will make it (it is rekeyed after that).
+    pub fn awaits_generation(&self, p: &Pair) -> bool {
+        awaits_generation(p, &self.generate)
+    }
+
+    /// What the dry run's summary says.
+    pub fn counts(&self) -> DryRunCounts {
+        let plan = &self.plan;
+        let generated = plan
+            .pairs
+            .iter()
+            .filter(|p| self.awaits_generation(p))
+            .count();
+        let host_blocked = plan
+            .pairs
+            .iter()
+            .filter(|p| matches!(p.state, PairState::Blocked(PairError::HostBlocked { .. })))
+            .count();
+        let (stale, blocked) = (plan.stale().count(), plan.blocked().count());
+        DryRunCounts {
+            generate: self.generate.len(),
+            rekey: stale + generated,
+            remove: plan.removals.len(),
+            failing: blocked - generated - host_blocked + plan.host_errors.len(),
+            current: plan.pairs.len() - stale - blocked,
+        }
+    }
+}
+
+/// What a `renc` run did.
+#[derive(Debug)]
+pub struct RencReport {
+    /// The generators that ran, in order.
+    pub generated: Vec<Generated>,
+    /// What planning found worth saying (not failures).
+    pub warnings: Vec<Warning>,
+    /// What rekeying did.
+    pub outcome: Outcome,
+    /// Sources, outputs and caches git does not track (relative to the flake
+    /// root); `None` outside a git work tree.
+    pub untracked: Option<Vec<PathBuf>>,
+}
+
+impl RencReport {
+    /// Generators that failed.
+    pub fn generate_failures(&self) -> usize {
+        self.generated.iter().filter(|g| g.result.is_err()).count()
+    }
+
+    /// Whether everything was done.
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok() && self.generate_failures() == 0
+    }
+}
+
+/// What a `renc` call returns.
+#[derive(Debug)]
+pub enum RencOutcome {
+    /// `dry_run`: what would be done.
+    DryRun(DryRun),
+    /// What was done.
+    Done(RencReport),
+}
+
+/// Runs `nixseal renc` on `profile`.
+pub fn renc(
+    profile: &Profile,
+    opts: &RencOptions<'_>,
+    events: &dyn RencEvents,
+) -> Result<RencOutcome, RencError> {
+    // One renc or edit of this flake at a time (a dry run changes nothing).
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock::acquire(&profile.root, &|p| {
+            events.waiting_for_lock(p)
+        })?)
+    };
+    // Everything that can be known up front is checked before the first
+    // write, generators included.
+    rekey::check_layout_with(profile, opts.decrypt_with)?;
+    let pending = generate::pending(profile);
+    if opts.dry_run {
+        let plan = rekey::plan(profile)?;
+        return Ok(RencOutcome::DryRun(DryRun {
+            generate: pending,
+            plan,
+        }));
+    }
+    let mut identities = None;
+    let mut generated = Vec::new();
+    if !pending.is_empty() {
+        let problems = generate::validate(&pending);
+        if !problems.is_empty() {
+            return Err(RencError::Generators {
+                generators: problems,
+            });
+        }
+        // Generated master files are encrypted to the profile's master
+        // identities (and extraRecipients), whatever `-i` decrypts with.
+        let ids = MasterIdentities::load_split(
+            master_files(profile, opts.decrypt_with),
+            opts.decrypt_with,
+            opts.interaction.clone(),
+        )?;
+        let extra = identity::recipients_from(&profile.extra_recipients, opts.interaction.clone())?;
+        let mut recipients: Vec<&dyn age::Recipient> =
+            extra.iter().map(|r| r.as_ref() as _).collect();
+        recipients.extend(ids.recipients());
+        for p in pending {
+            let result = generate::generate(&p, &profile.root, &recipients);
+            generated.push(Generated { pending: p, result });
+        }
+        identities = Some(ids);
+    }
+    let plan = rekey::plan(profile)?;
+    // No identity is read unless something must be decrypted or generated:
+    // a no-op run never prompts for a passphrase or touches a YubiKey.
+    if identities.is_none() && plan.needs_identity() {
+        // `-i` replaces the profile's identities for decrypting.
+        let (master, decrypt_only): (&[PathBuf], &[PathBuf]) = if opts.decrypt_with.is_empty() {
+            (&profile.identities, &[])
+        } else {
+            (&[], opts.decrypt_with)
+        };
+        identities = Some(MasterIdentities::load_split(
+            master,
+            decrypt_only,
+            opts.interaction.clone(),
+        )?);
+    }
+    let mut present: Vec<PathBuf> = plan
+        .pairs
+        .iter()
+        .filter(|p| matches!(p.state, PairState::Current))
+        .map(|p| p.output.clone())
+        .collect();
+    let warnings = plan.warnings.clone();
+    let total = plan.stale().count() as u64;
+    events.rekey_started(total);
+    let outcome = rekey::execute(
+        plan,
+        identities.as_ref(),
+        // The global pool has the threads asked for (rekey::init_threads).
+        ExecuteOptions { jobs: None },
+        &|| events.rekeyed_one(),
+    );
+    events.rekey_finished();
+    let outcome = outcome.map_err(RencError::Execute)?;
+    let layout = profile.layout();
+    present.extend(
+        outcome
+            .rekeyed
+            .iter()
+            .map(|(host, secret)| layout.output(host.as_str(), secret.as_str())),
+    );
+    let untracked = untracked(profile, present);
+    Ok(RencOutcome::Done(RencReport {
+        generated,
+        warnings,
+        outcome,
+        untracked,
+    }))
+}
+
+/// The master identities of a profile: its `identities`, or the `-i` files
+/// when it names none.
+pub fn master_files<'a>(profile: &'a Profile, decrypt_with: &'a [PathBuf]) -> &'a [PathBuf] {
+    if profile.identities.is_empty() {
+        decrypt_with
+    } else {
+        &profile.identities
+    }
+}
+
+/// Whether `p` is blocked only because its master file does not exist yet
+/// and one of `pending` will generate it.
+fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
+    matches!(
+        p.state,
+        PairState::Blocked(PairError::SourceUnreadable { .. })
+    ) && pending.iter().any(|g| g.source == p.source)
+}
+
+/// Sources, outputs and caches git does not track (flakes see tracked files
+/// only), relative to the flake root. `outputs` are the rekeyed files known
+/// to exist (from the plan and the outcome: no stat). `None` outside git.
+fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
+    let layout = profile.layout();
+    let mut paths: Vec<PathBuf> = outputs;
+    let mut sources: Vec<&PathBuf> = Vec::new();
+    for h in profile.hosts.values() {
+        // The NixOS module reads the cache at evaluation: it must be tracked too.
+        let cache = layout.cache_file(h.name.as_str());
+        if cache.is_file() {
+            paths.push(cache);
+        }
+        sources.extend(h.secrets.values().map(|s| &s.source));
+    }
+    // Each distinct source once; one that does not exist is not "untracked".
+    // (Sorted as bytes, not path components: cheap for big fleets.)
+    sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    sources.dedup();
+    paths.extend(sources.into_iter().filter(|s| s.is_file()).cloned());
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    paths.dedup();
+    super::git::untracked(&profile.root, &paths)
+}
+
+/// One thing `nixseal check` reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CheckProblem<'p> {
+    /// A host that cannot be served.
+    Host(&'p HostFailure),
+    /// An output to (re)write.
+    Stale {
+        /// The pair.
+        pair: &'p Pair,
+        /// Why.
+        why: &'p Staleness,
+    },
+    /// An output whose master file does not exist yet but has a generator
+    /// (`renc` generates and rekeys it).
+    AwaitsGeneration(&'p Pair),
+    /// An output that cannot be rekeyed.
+    Blocked {
+        /// The pair.
+        pair: &'p Pair,
+        /// Why.
+        error: &'p PairError,
+    },
+    /// A file of a host or secret that left the profile.
+    LeftOver(&'p Removal),
+    /// A file that exists but git does not track, so the flake cannot see it
+    /// (relative to the flake root).
+    Untracked(&'p Path),
+}
+
+/// What `nixseal check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The plan (made without any identity).
+    pub plan: Plan,
+    /// Master files a generator would make.
+    pub pending: Vec<Pending>,
+    /// Files that exist but git does not track (relative to the flake root).
+    pub untracked: Vec<PathBuf>,
+}
+
+impl CheckReport {
+    /// Every problem, in the order `check` lists them: blocked hosts, then
+    /// pairs, then left-over files, then untracked files.
+    pub fn problems(&self) -> Vec<CheckProblem<'_>> {
+        let mut out: Vec<CheckProblem> = self
+            .plan
+            .host_errors
+            .iter()
+            .map(CheckProblem::Host)
+            .collect();
+        for p in &self.plan.pairs {
+            match &p.state {
+                PairState::Current => {}
+                PairState::Blocked(PairError::HostBlocked { .. }) => {}
+                PairState::Stale(why) => out.push(CheckProblem::Stale { pair: p, why }),
+                PairState::Blocked(_) if awaits_generation(p, &self.pending) => {
+                    out.push(CheckProblem::AwaitsGeneration(p))
+                }
+                PairState::Blocked(error) => out.push(CheckProblem::Blocked { pair: p, error }),
+            }
+        }
+        out.extend(self.plan.removals.iter().map(CheckProblem::LeftOver));
+        out.extend(self.untracked.iter().map(|u| CheckProblem::Untracked(u)));
+        out
+    }
+}
+
+/// Runs `nixseal check` on `profile`: reads no identity, changes nothing.
+pub fn check(profile: &Profile) -> Result<CheckReport, RekeyError> {
+    let plan = rekey::plan(profile)?;
+    let pending = generate::pending(profile);
+    // What exists but git does not track is invisible to the flake: the
+    // hosts would not evaluate, so check fails as evaluation would.
+    let present: Vec<PathBuf> = plan
+        .pairs
+        .iter()
+        .filter(|p| p.output.is_file())
+        .map(|p| p.output.clone())
+        .collect();
+    let untracked = untracked(profile, present).unwrap_or_default();
+    Ok(CheckReport {
+        plan,
+        pending,
+        untracked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::identity::NoInteraction;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKz7ImoUTnDGygVAnHosv8eMZLvLwcpu36+ZXNI5mTf1";
+
+    /// web1 uses `a` (its master file exists) and `gen` (missing, with a
+    /// generator); new has no key yet and uses `a`.
+    fn fleet() -> (tempfile::TempDir, Profile) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.age"), b"age-encryption.org/v1\n...").unwrap();
+        let profile = format!(
+            r#"{{"version":1,"rekeyedDir":"./rekeyed","hosts":{{
+              "web1":{{"hostPubkey":"{KEY}","secrets":{{"a":{{"file":"./a.age"}},
+                 "gen":{{"file":"./gen.age","generator":"/bin/true"}}}}}},
+              "new":{{"hostPubkey":null,"secrets":{{"a":{{"file":"./a.age"}}}}}}}}}}"#
+        );
+        std::fs::write(d.path().join("p.json"), profile).unwrap();
+        let p = Profile::load(&d.path().join("p.json"), d.path()).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn dry_run_counts_and_the_link_to_pending_generators() {
+        let (d, p) = fleet();
+        let before = std::fs::read_dir(d.path()).unwrap().count();
+        let opts = RencOptions {
+            decrypt_with: &[],
+            interaction: Arc::new(NoInteraction),
+            dry_run: true,
+        };
+        let RencOutcome::DryRun(dry) = renc(&p, &opts, &NoEvents).unwrap() else {
+            panic!("not a dry run")
+        };
+        assert_eq!(dry.generate.len(), 1);
+        let gen = dry
+            .plan
+            .pairs
+            .iter()
+            .find(|p| p.secret.as_str() == "gen")
+            .unwrap();
+        assert!(dry.awaits_generation(gen));
+        // web1/a and web1/gen to rekey; host `new` failing; nothing current.
+        assert_eq!(
+            dry.counts(),
+            DryRunCounts {
+                generate: 1,
+                rekey: 2,
+                remove: 0,
+                failing: 1,
+                current: 0
+            }
+        );
+        // Nothing was written, no generator ran.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), before);
+    }
+
+    #[test]
+    fn check_lists_every_problem_in_order() {
+        let (_d, p) = fleet();
+        let report = check(&p).unwrap();
+        let kinds: Vec<String> = report
+            .problems()
+            .iter()
+            .map(|x| match x {
+                CheckProblem::Host(h) => format!("host {}", h.host),
+                CheckProblem::Stale { pair, .. } => format!("stale {}/{}", pair.host, pair.secret),
+                CheckProblem::AwaitsGeneration(pair) => {
+                    format!("generate {}/{}", pair.host, pair.secret)
+                }
+                CheckProblem::Blocked { pair, .. } => {
+                    format!("blocked {}/{}", pair.host, pair.secret)
+                }
+                CheckProblem::LeftOver(r) => format!("left {}", r.path.display()),
+                CheckProblem::Untracked(u) => format!("untracked {}", u.display()),
+            })
+            .collect();
+        assert_eq!(kinds, ["host new", "stale web1/a", "generate web1/gen"]);
+    }
+}
