@@ -495,6 +495,64 @@ fn plugin_master_identity_through_age_plugin_protocol() {
     assert_stderr_has(&o, "keys/plugin.txt");
 }
 
+/// A plugin's public question (age's `request-public`) is asked on the
+/// terminal and the answer is shown as it is typed: it is not a secret, and
+/// hiding it (as a passphrase is) would only make typos invisible.
+#[test]
+fn plugin_public_questions_echo_the_answer() {
+    let f = Fleet::new();
+    assert_code(&f.renc(), 0);
+    let dir = plugin_dir();
+    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
+    let text = String::from_utf8(gen.stdout).unwrap();
+    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.split("recipient: ").nth(1))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let mut child = Command::new("age")
+        .env("PATH", &path)
+        .args(["-r", &recipient, "-o"])
+        .arg(f.path("secrets/db.age"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from the plugin")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let with_tty = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/support/with_tty.py"
+    );
+    let o = Command::new("python3")
+        .current_dir(f.dir.path())
+        .env("PATH", &path)
+        .env("NIXSEAL_TEST_PLUGIN_ASK", "Which slot")
+        .args([with_tty, "--show", "visible", "--"])
+        .arg(nixseal_bin())
+        .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
+        .output()
+        .unwrap();
+    let shown = stdout(&o);
+    assert_code(&o, 0);
+    assert!(
+        shown.contains("Which slot: visible"),
+        "the answer is echoed after the question:\n{shown}"
+    );
+    assert_eq!(
+        age_decrypt(&f.output("web1", "db"), &f.path("keys/web1")),
+        b"from the plugin"
+    );
+}
+
 #[test]
 fn untracked_outputs_and_sources_are_warned_about_with_the_git_add_to_run() {
     let f = Fleet::new();
@@ -880,6 +938,24 @@ fn man_page_and_completions_are_generated_from_the_cli() {
 /// output opens with that host's example key, with Go age, and with no other
 /// host's), and `check` then passes. Run on a copy: the repository's example
 /// stays as committed.
+/// A key age refuses is described in words, not as a Rust `Debug` value,
+/// and "cannot encrypt" is said once.
+#[test]
+fn refused_recipients_are_described_in_words() {
+    let f = Fleet::new();
+    let key = f.path("keys/rsa1024");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-f"])
+            .arg(&key),
+    );
+    let rsa = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let o = edit_stdin(&f, "secrets/new.age", b"x", &["-r", rsa.trim()]);
+    assert_code(&o, 2);
+    assert_stderr_has(&o, "fewer than 2048 bits");
+    assert!(!stderr(&o).contains("RsaModulus"), "{}", stderr(&o));
+}
+
 #[test]
 fn the_example_fleet_rekeys_as_its_readme_says() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet");

@@ -208,9 +208,27 @@ impl IdentityPluginV1 for IdentityPlugin {
     fn unwrap_file_keys(
         &mut self,
         files: Vec<Vec<Stanza>>,
-        _callbacks: impl Callbacks<identity::Error>,
+        mut callbacks: impl Callbacks<identity::Error>,
     ) -> io::Result<HashMap<usize, Result<FileKey, Vec<identity::Error>>>> {
         let mut results = HashMap::new();
+        // With `NIXSEAL_TEST_PLUGIN_ASK=QUESTION`, the plugin asks QUESTION as
+        // a public (not secret) question first and opens nothing unless the
+        // answer is "visible" (tests of how clients ask plugin questions).
+        if let Some(question) = std::env::var_os("NIXSEAL_TEST_PLUGIN_ASK") {
+            let answer = callbacks.request_public(&question.to_string_lossy())?;
+            if !matches!(answer.as_deref(), Ok("visible")) {
+                for (file_index, _) in files.iter().enumerate() {
+                    results.insert(
+                        file_index,
+                        Err(vec![identity::Error::Identity {
+                            index: 0,
+                            message: format!("the answer to the test question was {answer:?}"),
+                        }]),
+                    );
+                }
+                return Ok(results);
+            }
+        }
         for (file_index, stanzas) in files.into_iter().enumerate() {
             let mut errors = Vec::new();
             let mut found = None;

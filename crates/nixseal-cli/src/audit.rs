@@ -1,13 +1,12 @@
 //! `nixseal audit`: output and exit code for [`nixseal::audit`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 use nixseal::audit::{self, AuditRequest, ClosureSpec, Finding, Holding, Report};
 use nixseal::profile::Profile;
 
-use crate::ui::{self, BAD_INPUT, ENVIRONMENT, FAILED, OK};
+use crate::ui::{self, CliError, CmdResult, Done};
 
 /// `writeln!` into a String (cannot fail).
 macro_rules! wl {
@@ -58,32 +57,25 @@ pub struct AuditArgs {
     system: Option<PathBuf>,
 }
 
-pub fn run(args: AuditArgs) -> ExitCode {
+pub fn run(args: AuditArgs) -> CmdResult {
     let store_dir = match std::env::var_os("NIX_STORE_DIR") {
         Some(d) if !PathBuf::from(&d).is_absolute() => {
-            return ui::fail(
-                BAD_INPUT,
-                format!(
-                    "NIX_STORE_DIR={} is not an absolute path",
-                    PathBuf::from(d).display()
-                ),
-            )
+            return Err(CliError::usage(format!(
+                "NIX_STORE_DIR={} is not an absolute path",
+                PathBuf::from(d).display()
+            )))
         }
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(nixseal::store_path::STORE_DIR),
     };
-    let profile = match Profile::load(&args.profile, &args.root) {
-        Ok(p) => p,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
+    let profile = Profile::load(&args.profile, &args.root)?;
     let closure = match (args.closure_info, args.system) {
         (Some(dir), system) => ClosureSpec::ClosureInfo { dir, system },
         (None, Some(system)) => ClosureSpec::Store { system },
         (None, None) => {
-            return ui::fail(
-                BAD_INPUT,
+            return Err(CliError::usage(
                 "give the SYSTEM to audit (or --closure-info DIR)",
-            )
+            ))
         }
     };
     let req = AuditRequest {
@@ -93,15 +85,16 @@ pub fn run(args: AuditArgs) -> ExitCode {
         store_dir,
         heuristics: !args.no_heuristics,
     };
-    let report = match audit::audit(&req) {
-        Ok(r) => r,
-        Err(e) if e.is_environment() => return ui::fail(ENVIRONMENT, e),
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
+    let report = audit::audit(&req)?;
     let text = if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => s + "\n",
-            Err(e) => return ui::fail(FAILED, format_args!("cannot write the report: {e}")),
+            Err(e) => {
+                return Err(CliError::with_class(
+                    nixseal::ErrorClass::Failed,
+                    format_args!("cannot write the report: {e}"),
+                ))
+            }
         }
     } else {
         render(&report)
@@ -109,12 +102,12 @@ pub fn run(args: AuditArgs) -> ExitCode {
     // A closed pipe (`| head`) is not a failure of the audit: the exit code
     // still tells the result.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
-    ExitCode::from(if report.leaks() {
-        FAILED
+    Ok(if report.leaks() {
+        Done::Failed
     } else if !report.complete {
-        ENVIRONMENT
+        Done::Incomplete
     } else {
-        OK
+        Done::Ok
     })
 }
 

@@ -1,12 +1,12 @@
 //! `nixseal deploy`: the host side. Thin: parse, call the library, print, exit.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
-use nixseal::activate::{self, DeployError, DeployOptions, ErrorClass};
+use nixseal::activate::{self, DeployError, DeployOptions};
 
-use crate::ui;
+use crate::hints;
+use crate::ui::{CliError, CmdResult, Done};
 
 /// Exit codes of `nixseal deploy` (also in docs/host.md).
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 a secret (or a step after the switch) failed, \
@@ -34,7 +34,7 @@ pub struct DeployArgs {
 }
 
 /// Runs the subcommand and maps the outcome to the documented exit code.
-pub fn run(args: DeployArgs) -> ExitCode {
+pub fn run(args: DeployArgs) -> CmdResult {
     let opts = DeployOptions {
         dry_run: args.dry_run,
         no_restart: args.no_restart,
@@ -58,7 +58,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
             } else {
                 report(&r);
             }
-            ExitCode::SUCCESS
+            Ok(Done::Ok)
         }
         Err(e) => {
             if let DeployError::Finish { report: r, .. } = &e {
@@ -67,30 +67,37 @@ pub fn run(args: DeployArgs) -> ExitCode {
                 }
                 report(r);
             }
-            eprintln!("nixseal deploy: error: {e}");
-            let hint = match &e {
-                DeployError::Manifest(_) | DeployError::Source { .. } => {
-                    Some("nothing was touched; fix the configuration and rebuild")
-                }
-                DeployError::Secrets { .. }
-                | DeployError::Generation { .. }
-                | DeployError::Placement { .. }
-                | DeployError::Occupied { .. }
-                | DeployError::Mount(_)
-                | DeployError::Lock(_)
-                | DeployError::State(_) => Some("the previous generation is still active"),
-                _ => None,
-            };
-            if let Some(h) = hint {
-                eprintln!("nixseal deploy: {h}");
+            let notes = notes_of(&e);
+            let mut err = CliError::from(e).prefix("nixseal deploy");
+            for note in notes {
+                err = err.note(note);
             }
-            ExitCode::from(match e.class() {
-                ErrorClass::Failed => ui::FAILED,
-                ErrorClass::BadInput => ui::BAD_INPUT,
-                ErrorClass::Environment => ui::ENVIRONMENT,
-            })
+            Err(err)
         }
     }
+}
+
+/// What `nixseal deploy` adds after an error: what was (not) touched, and
+/// what to do about failures inside it.
+fn notes_of(e: &DeployError) -> Vec<&'static str> {
+    let mut notes = hints::deploy_notes(e);
+    let hint = match e {
+        DeployError::Manifest(_) | DeployError::Source { .. } => {
+            Some("nothing was touched; fix the configuration and rebuild")
+        }
+        DeployError::Secrets { .. }
+        | DeployError::Generation { .. }
+        | DeployError::Placement { .. }
+        | DeployError::Occupied { .. }
+        | DeployError::Mount(_)
+        | DeployError::Lock(_)
+        | DeployError::State(_) => Some("the previous generation is still active"),
+        _ => None,
+    };
+    if let Some(h) = hint {
+        notes.insert(0, h);
+    }
+    notes
 }
 
 fn report(r: &activate::DeployReport) {

@@ -8,6 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod audit;
 mod deploy;
+mod hints;
 mod operator;
 mod status;
 mod ui;
@@ -55,23 +56,36 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let result = run();
+    match result {
+        Ok(done) => ExitCode::from(done.code()),
+        Err(e) => {
+            e.print();
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+/// Parses the command line and runs the subcommand; every error comes back
+/// here and is printed once, by `main`.
+fn run() -> ui::CmdResult {
     // Before anything can hold plaintext: no core dump may write it to disk.
     if let Err(e) = nixseal::hardening::no_core_dumps() {
-        return ui::fail(
-            ui::ENVIRONMENT,
+        return Err(ui::CliError::with_class(
+            nixseal::ErrorClass::Environment,
             format_args!("cannot disable core dumps ({e}); refusing to handle secrets"),
-        );
+        ));
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                ui::BAD_INPUT
-            } else {
-                ui::OK
-            };
+            // clap prints usage errors (and --help, --version) itself.
             let _ = e.print();
-            return ExitCode::from(code);
+            return Ok(if e.use_stderr() {
+                ui::Done::Usage
+            } else {
+                ui::Done::Ok
+            });
         }
     };
     // The operator commands plan and encrypt on a pool of a bounded size
@@ -82,9 +96,7 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Some(jobs) = jobs {
-        if let Err(e) = nixseal::rekey::init_threads(jobs) {
-            return ui::fail(ui::ENVIRONMENT, e);
-        }
+        nixseal::rekey::init_threads(jobs)?;
     }
     match cli.command {
         Command::Renc(a) => operator::renc(a),
@@ -100,13 +112,18 @@ fn main() -> ExitCode {
                 "nixseal",
                 &mut std::io::stdout(),
             );
-            ExitCode::SUCCESS
+            Ok(ui::Done::Ok)
         }
         Command::Man => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => ui::fail(ui::FAILED, format_args!("cannot write the man page: {e}")),
-            }
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| {
+                    ui::CliError::with_class(
+                        nixseal::ErrorClass::Failed,
+                        format_args!("cannot write the man page: {e}"),
+                    )
+                })?;
+            Ok(ui::Done::Ok)
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
@@ -12,7 +11,8 @@ use nixseal::profile::Profile;
 use nixseal::rekey::{self, PairError, PairState, Plan};
 use nixseal::renc::{CheckProblem, DryRun, RencError, RencEvents, RencOptions, RencOutcome};
 
-use crate::ui::{self, BAD_INPUT, ENVIRONMENT, FAILED, OK};
+use crate::hints;
+use crate::ui::{self, CliError, CmdResult, Done};
 
 /// Options shared by the subcommands that read a profile.
 #[derive(Args, Debug)]
@@ -103,8 +103,8 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-fn load_profile(args: &ProfileArgs) -> Result<Profile, ExitCode> {
-    Profile::load(&args.profile, &args.root).map_err(|e| ui::fail(BAD_INPUT, e))
+fn load_profile(args: &ProfileArgs) -> Result<Profile, CliError> {
+    Ok(Profile::load(&args.profile, &args.root)?)
 }
 
 fn fix_hint(profile: &Path) -> String {
@@ -120,14 +120,14 @@ fn load_identities(
     master: &[PathBuf],
     decrypt_only: &[PathBuf],
     args: &IdentityArgs,
-) -> Result<MasterIdentities, ExitCode> {
+) -> Result<MasterIdentities, CliError> {
     let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(args.passphrase_file.clone()));
-    MasterIdentities::load_split(master, decrypt_only, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
+    Ok(MasterIdentities::load_split(master, decrypt_only, prompt)?)
 }
 
 /// Takes the flake's operator lock, saying so if another run holds it.
-fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, ExitCode> {
-    rekey::lock::acquire(root, &|path| waiting_for_lock(path)).map_err(|e| ui::fail(ENVIRONMENT, e))
+fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, CliError> {
+    Ok(rekey::lock::acquire(root, &|path| waiting_for_lock(path))?)
 }
 
 fn waiting_for_lock(path: &Path) {
@@ -141,14 +141,16 @@ fn waiting_for_lock(path: &Path) {
 /// every removal.
 fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
     for h in &plan.host_errors {
-        println!("error  {}: {}", h.host, h.error);
+        println!("error  {}: {}", h.host, hints::describe(&h.error));
     }
     for p in plan.pairs.iter().filter(|p| show(p)) {
         match &p.state {
             PairState::Current => {}
             PairState::Blocked(PairError::HostBlocked { .. }) => {}
             PairState::Stale(why) => println!("rekey  {}/{} ({why})", p.host, p.secret),
-            PairState::Blocked(e) => println!("error  {}/{}: {e}", p.host, p.secret),
+            PairState::Blocked(e) => {
+                println!("error  {}/{}: {}", p.host, p.secret, hints::describe(e))
+            }
         }
     }
     for r in &plan.removals {
@@ -172,7 +174,8 @@ fn warn_plan(warnings: &[rekey::Warning]) {
                 hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
             )),
             rekey::Warning::UnusableHostKey { host, error } => ui::warn(format_args!(
-                "host {host} has no secrets yet, and its key is not usable: {error}"
+                "host {host} has no secrets yet, and its key is not usable: {}",
+                hints::describe(error)
             )),
             _ => {}
         }
@@ -206,10 +209,15 @@ fn warn_untracked(profile: &Profile, untracked: &[PathBuf]) {
 /// Prints a failed run's host and pair failures.
 fn report_failures(outcome: &rekey::Outcome) {
     for h in &outcome.host_failures {
-        ui::error(format_args!("{}: {}", h.host, h.error));
+        ui::error(format_args!("{}: {}", h.host, hints::describe(&h.error)));
     }
     for f in &outcome.failed {
-        ui::error(format_args!("{}/{}: {}", f.host, f.secret, f.error));
+        ui::error(format_args!(
+            "{}/{}: {}",
+            f.host,
+            f.secret,
+            hints::describe(&f.error)
+        ));
     }
 }
 
@@ -242,11 +250,8 @@ impl RencEvents for Progress {
     }
 }
 
-pub fn renc(args: RencArgs) -> ExitCode {
-    let profile = match load_profile(&args.profile) {
-        Ok(p) => p,
-        Err(c) => return c,
-    };
+pub fn renc(args: RencArgs) -> CmdResult {
+    let profile = load_profile(&args.profile)?;
     let opts = RencOptions {
         decrypt_with: &args.identity.identities,
         interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
@@ -255,17 +260,15 @@ pub fn renc(args: RencArgs) -> ExitCode {
     let outcome = match nixseal::renc::renc(&profile, &opts, &Progress(Default::default())) {
         Ok(o) => o,
         Err(RencError::Generators { generators }) => {
-            for e in &generators {
-                ui::error(e);
-            }
-            return ExitCode::from(BAD_INPUT);
+            return Err(CliError::each(
+                nixseal::ErrorClass::BadInput,
+                generators.iter().map(|e| hints::describe(e)),
+            ))
         }
-        Err(e @ RencError::Lock(_)) => return ui::fail(ENVIRONMENT, e),
-        Err(e @ RencError::Execute(_)) => return ui::fail(FAILED, e),
-        Err(e) => return ui::fail(BAD_INPUT, e),
+        Err(e) => return Err(e.into()),
     };
     let report = match outcome {
-        RencOutcome::DryRun(dry) => return dry_run(&dry),
+        RencOutcome::DryRun(dry) => return Ok(dry_run(&dry)),
         RencOutcome::Done(report) => report,
     };
     for g in &report.generated {
@@ -277,7 +280,11 @@ pub fn renc(args: RencArgs) -> ExitCode {
                 p.generator.display(),
                 p.used_by.join(", ")
             ),
-            Err(e) => ui::error(format_args!("{e} (used by {})", p.used_by.join(", "))),
+            Err(e) => ui::error(format_args!(
+                "{} (used by {})",
+                hints::describe(e),
+                p.used_by.join(", ")
+            )),
         }
     }
     warn_plan(&report.warnings);
@@ -293,11 +300,15 @@ pub fn renc(args: RencArgs) -> ExitCode {
     if let Some(untracked) = &report.untracked {
         warn_untracked(&profile, untracked);
     }
-    ExitCode::from(if report.is_ok() { OK } else { FAILED })
+    Ok(if report.is_ok() {
+        Done::Ok
+    } else {
+        Done::Failed
+    })
 }
 
 /// Prints what a dry run would do.
-fn dry_run(dry: &DryRun) -> ExitCode {
+fn dry_run(dry: &DryRun) -> Done {
     for p in &dry.generate {
         println!("generate {} with {}", p.file, p.generator.display());
     }
@@ -315,24 +326,22 @@ fn dry_run(dry: &DryRun) -> ExitCode {
         "dry run: {} to generate, {} to rekey, {} to remove, {} failing, {} current",
         c.generate, c.rekey, c.remove, c.failing, c.current,
     );
-    ExitCode::from(if c.failing > 0 { FAILED } else { OK })
+    if c.failing > 0 {
+        Done::Failed
+    } else {
+        Done::Ok
+    }
 }
 
-pub fn check(args: CheckArgs) -> ExitCode {
-    let profile = match load_profile(&args.profile) {
-        Ok(p) => p,
-        Err(c) => return c,
-    };
-    let report = match nixseal::renc::check(&profile) {
-        Ok(r) => r,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
+pub fn check(args: CheckArgs) -> CmdResult {
+    let profile = load_profile(&args.profile)?;
+    let report = nixseal::renc::check(&profile)?;
     warn_plan(&report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();
     for problem in &problems {
         match problem {
-            CheckProblem::Host(h) => println!("{}: {}", h.host, h.error),
+            CheckProblem::Host(h) => println!("{}: {}", h.host, hints::describe(&h.error)),
             CheckProblem::Stale { pair: p, why } => {
                 println!("{}/{}: {why}; {hint}", p.host, p.secret)
             }
@@ -343,7 +352,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 p.source.display()
             ),
             CheckProblem::Blocked { pair: p, error } => {
-                println!("{}/{}: {error}", p.host, p.secret)
+                println!("{}/{}: {}", p.host, p.secret, hints::describe(*error))
             }
             CheckProblem::LeftOver(r) => println!(
                 "{}: left over (its host or secret left the profile); {hint}",
@@ -364,16 +373,18 @@ pub fn check(args: CheckArgs) -> ExitCode {
             "nixseal check: all {} rekeyed outputs are current",
             report.plan.pairs.len()
         );
-        return ExitCode::from(OK);
+        return Ok(Done::Ok);
     }
-    ui::error(format_args!(
-        "{} problem(s): rekeyed outputs not current or not visible to the flake",
-        problems.len()
-    ));
-    ExitCode::from(FAILED)
+    Err(CliError::with_class(
+        nixseal::ErrorClass::Failed,
+        format_args!(
+            "{} problem(s): rekeyed outputs not current or not visible to the flake",
+            problems.len()
+        ),
+    ))
 }
 
-pub fn edit(args: EditArgs) -> ExitCode {
+pub fn edit(args: EditArgs) -> CmdResult {
     // Plaintext directories a killed earlier edit left behind are wiped first.
     for d in nixseal::edit::wipe_stale_temp_dirs() {
         ui::warn(format_args!(
@@ -382,16 +393,10 @@ pub fn edit(args: EditArgs) -> ExitCode {
         ));
     }
     let profile = match &args.profile {
-        Some(p) => match Profile::load(p, &args.root) {
-            Ok(p) => Some(p),
-            Err(e) => return ui::fail(BAD_INPUT, e),
-        },
+        Some(p) => Some(Profile::load(p, &args.root)?),
         None => None,
     };
-    let _lock = match lock(profile.as_ref().map_or(&args.root, |p| &p.root)) {
-        Ok(l) => l,
-        Err(c) => return c,
-    };
+    let _lock = lock(profile.as_ref().map_or(&args.root, |p| &p.root))?;
     // The profile's identities are the master recipients (whatever `-i`
     // decrypts with); without a profile only `-r` says where to encrypt.
     let master: &[PathBuf] = match &profile {
@@ -401,20 +406,18 @@ pub fn edit(args: EditArgs) -> ExitCode {
     let identities = if master.is_empty() && args.identity.identities.is_empty() {
         None
     } else {
-        match load_identities(master, &args.identity.identities, &args.identity) {
-            Ok(i) => Some(i),
-            Err(c) => return c,
-        }
+        Some(load_identities(
+            master,
+            &args.identity.identities,
+            &args.identity,
+        )?)
     };
     let mut extra = args.recipients.clone();
     if let Some(p) = &profile {
         extra.extend(p.extra_recipients.iter().cloned());
     }
     let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(None));
-    let extra = match identity::recipients_from(&extra, prompt) {
-        Ok(r) => r,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
+    let extra = identity::recipients_from(&extra, prompt)?;
     let mut recipients: Vec<&dyn nixseal::age::Recipient> =
         extra.iter().map(|r| r.as_ref() as _).collect();
     if let Some(ids) = &identities {
@@ -429,13 +432,10 @@ pub fn edit(args: EditArgs) -> ExitCode {
         match nixseal::fsutil::read_stream(std::io::stdin().lock(), nixseal::fsutil::MAX_FILE) {
             Ok(buf) => NewContent::Given(buf),
             Err(e) => {
-                return ui::fail(
-                    BAD_INPUT,
-                    format_args!(
-                        "cannot read the new content from stdin: {e}; {} is unchanged",
-                        args.file.display()
-                    ),
-                )
+                return Err(CliError::usage(format_args!(
+                    "cannot read the new content from stdin: {e}; {} is unchanged",
+                    args.file.display()
+                )))
             }
         }
     };
@@ -467,7 +467,7 @@ pub fn edit(args: EditArgs) -> ExitCode {
             if let Some(ran) = report.quick_editor {
                 quick_hint(ran);
             }
-            ExitCode::from(OK)
+            Ok(Done::Ok)
         }
         Err(e) => {
             if let EditError::Empty {
@@ -477,15 +477,7 @@ pub fn edit(args: EditArgs) -> ExitCode {
             {
                 quick_hint(*ran);
             }
-            let code = match e {
-                EditError::NoRecipients { .. }
-                | EditError::NeedIdentity { .. }
-                | EditError::NotPlain { .. }
-                | EditError::Empty { .. }
-                | EditError::TooLarge { .. } => BAD_INPUT,
-                _ => FAILED,
-            };
-            ui::fail(code, e)
+            Err(e.into())
         }
     }
 }

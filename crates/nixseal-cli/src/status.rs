@@ -1,13 +1,12 @@
 //! `nixseal status`: output and exit code for [`nixseal::status`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 use nixseal::profile::Profile;
 use nixseal::status::{self, SecretState};
 
-use crate::ui::{self, BAD_INPUT, FAILED, OK};
+use crate::ui::{CliError, CmdResult, Done};
 
 /// Arguments of `nixseal status`.
 #[derive(Args, Debug)]
@@ -25,23 +24,16 @@ pub struct StatusArgs {
     manifests: Vec<String>,
 }
 
-pub fn status(args: StatusArgs) -> ExitCode {
-    let profile = match Profile::load(&args.profile, &args.root) {
-        Ok(p) => p,
-        Err(e) => return ui::fail(BAD_INPUT, e),
-    };
+pub fn status(args: StatusArgs) -> CmdResult {
+    let profile = Profile::load(&args.profile, &args.root)?;
     let mut reports = Vec::new();
     for m in &args.manifests {
         let Some((host, path)) = m.split_once('=') else {
-            return ui::fail(
-                BAD_INPUT,
-                format!("--manifest {m:?}: expected HOST=PATH, e.g. web1=/run/current-system"),
-            );
+            return Err(CliError::usage(format!(
+                "--manifest {m:?}: expected HOST=PATH, e.g. web1=/run/current-system"
+            )));
         };
-        match status::host_status(&profile, host, path.as_ref()) {
-            Ok(r) => reports.push(r),
-            Err(e) => return ui::fail(BAD_INPUT, e),
-        }
+        reports.push(status::host_status(&profile, host, path.as_ref())?);
     }
     let mut stale = 0;
     for r in &reports {
@@ -67,14 +59,14 @@ pub fn status(args: StatusArgs) -> ExitCode {
                     "  {name}: {} is missing; run `nix run .#renc` first",
                     path.display()
                 ),
-                _ => println!("  {name}: {state:?}"),
+                _ => println!("  {name}: needs a redeploy"),
             }
         }
     }
     if stale > 0 {
         println!("{stale} of {} host(s) need a redeploy", reports.len());
-        ExitCode::from(FAILED)
+        Ok(Done::Failed)
     } else {
-        ExitCode::from(OK)
+        Ok(Done::Ok)
     }
 }

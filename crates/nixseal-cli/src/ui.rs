@@ -1,12 +1,18 @@
 //! Output, prompts and exit codes shared by the subcommands.
+//!
+//! Every subcommand returns a [`CmdResult`]: what it rendered ([`Done`]) or
+//! an error ([`CliError`]), which `main` prints in one place and maps to the
+//! exit code by its class ([`code`]).
 
-use std::io::IsTerminal;
+use std::error::Error;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Mutex;
 
 use nixseal::identity::Interaction;
-use nixseal::SecretString;
+use nixseal::{Classify, ErrorClass, SecretString};
+
+use crate::hints;
 
 /// Everything went as asked.
 pub const OK: u8 = 0;
@@ -27,10 +33,123 @@ pub fn warn(msg: impl std::fmt::Display) {
     eprintln!("nixseal: warning: {msg}");
 }
 
-/// Prints an error and returns the exit code.
-pub fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    error(msg);
-    ExitCode::from(code)
+/// The documented exit code of an error class.
+pub fn code(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::BadInput => BAD_INPUT,
+        ErrorClass::Failed => FAILED,
+        ErrorClass::Environment => ENVIRONMENT,
+    }
+}
+
+/// What a subcommand did, its output already printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Everything went as asked (exit 0).
+    Ok,
+    /// Something failed, and the output says what (exit 1).
+    Failed,
+    /// Part of the work could not be done for reasons of this machine, and
+    /// the output says which (exit 3).
+    Incomplete,
+    /// The command line was refused, and clap said why (exit 2).
+    Usage,
+}
+
+impl Done {
+    /// Its exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Done::Ok => OK,
+            Done::Failed => FAILED,
+            Done::Incomplete => ENVIRONMENT,
+            Done::Usage => BAD_INPUT,
+        }
+    }
+}
+
+/// What a subcommand returns.
+pub type CmdResult = Result<Done, CliError>;
+
+/// An error to print (`<prefix>: error: <message>` for each message, then
+/// each note as `<prefix>: <note>`) and the class that decides the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    class: ErrorClass,
+    prefix: &'static str,
+    messages: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl CliError {
+    /// Bad usage found by the CLI itself (exit 2).
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Self::with_class(ErrorClass::BadInput, message)
+    }
+
+    /// An error of the CLI's own with a class.
+    pub fn with_class(class: ErrorClass, message: impl std::fmt::Display) -> Self {
+        Self::each(class, [message.to_string()])
+    }
+
+    /// Several errors of one class, each on its own line.
+    pub fn each(class: ErrorClass, messages: impl IntoIterator<Item = String>) -> Self {
+        CliError {
+            class,
+            prefix: "nixseal",
+            messages: messages.into_iter().collect(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Printed as `<prefix>: error: …` instead of `nixseal: error: …`.
+    pub fn prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// A line printed after the error.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// The exit code.
+    pub fn code(&self) -> u8 {
+        code(self.class)
+    }
+
+    /// Prints the error and its notes to stderr.
+    pub fn print(&self) {
+        for m in &self.messages {
+            eprintln!("{}: error: {m}", self.prefix);
+        }
+        for n in &self.notes {
+            eprintln!("{}: {n}", self.prefix);
+        }
+    }
+}
+
+/// A library error: its message with this CLI's hint, and its class.
+impl<E: Error + Classify + 'static> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::with_class(e.class(), hints::describe(&e))
+    }
+}
+
+/// A line the user types on the terminal, shown as it is typed (plugin
+/// questions are not secrets); `None` without a terminal.
+fn ask_tty(prompt: &str) -> Option<String> {
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    write!(tty, "{prompt}").ok()?;
+    tty.flush().ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(tty).read_line(&mut line).ok()?;
+    Some(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Passphrases from `--passphrase-file` or the terminal; plugin messages to stderr.
@@ -85,18 +204,16 @@ impl Interaction for Prompt {
     }
 
     fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
-        if std::fs::File::open("/dev/tty").is_err() {
-            return None;
-        }
         let choices = match no {
             Some(no) => format!("[{yes}/{no}]"),
             None => format!("[{yes}]"),
         };
-        let answer = rpassword::prompt_password(format!("{message} {choices}: ")).ok()?;
+        let answer = ask_tty(&format!("{message} {choices}: "))?;
         Some(answer.trim() == yes || (no.is_none() && answer.trim().is_empty()))
     }
 
     fn public_string(&self, description: &str) -> Option<String> {
-        rpassword::prompt_password(format!("{description}: ")).ok()
+        // Not a secret: shown as it is typed (only passphrases are hidden).
+        ask_tty(&format!("{description}: "))
     }
 }

@@ -23,6 +23,7 @@ pub mod store_path;
 pub use age;
 /// Passphrases cross the library boundary in this type (wiped on drop).
 pub use age::secrecy::SecretString;
+pub use common::error::{Classify, ErrorClass};
 
 /// Host and secret names (contract: `nameType` in modules/nixos.nix).
 pub mod names {

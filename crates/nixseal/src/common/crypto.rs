@@ -142,10 +142,11 @@ pub fn decrypt(
 #[non_exhaustive]
 pub enum EncryptFailure {
     /// age refused the recipient set (e.g. none given, or a plugin failed).
-    #[error("cannot encrypt: {0}")]
+    /// Callers say what could not be encrypted ("cannot encrypt …: ").
+    #[error("{0}")]
     Recipients(String),
-    /// Writing into the in-memory buffer failed (should be impossible).
-    #[error("cannot encrypt: {0}")]
+    /// Writing into the in-memory buffer failed.
+    #[error("writing the ciphertext failed: {0}")]
     Io(#[from] std::io::Error),
 }
 

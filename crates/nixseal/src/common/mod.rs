@@ -2,5 +2,6 @@
 //! writes, and process hardening.
 
 pub mod crypto;
+pub mod error;
 pub mod fsutil;
 pub mod hardening;

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::identity::{self as host, HostIdentity, HostKeyError};
 use super::plan::{InstallPlan, Piece};
-use super::{fault, generation, DeployError, SecretFailure};
+use super::{fault, generation, DeployError, FailureReason, SecretFailure, SourceProblem};
 use crate::contract::manifest::{Manifest, Secret};
 
 /// What was decrypted for one secret of the plan.
@@ -32,25 +32,24 @@ pub(super) fn read_sources(plan: &InstallPlan) -> Result<Vec<Vec<u8>>, DeployErr
 }
 
 pub(super) fn read_source(s: &Secret) -> Result<Vec<u8>, DeployError> {
-    let err = |reason: String| DeployError::Source {
+    let err = |problem| DeployError::Source {
         secret: s.name.clone(),
         path: PathBuf::from(&s.source),
-        reason,
+        problem,
     };
     // A regular file of bounded size only: a FIFO, a device or a sparse
     // giant is refused before anything is read or allocated.
-    let bytes = crate::common::fsutil::read_regular(Path::new(&s.source), crate::common::fsutil::MAX_FILE)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                err("does not exist (rebuild the host; if the rekeyed file is missing, run `nix run .#renc`)".into())
-            } else {
-                err(e.to_string())
-            }
-        })?;
+    let bytes =
+        crate::common::fsutil::read_regular(Path::new(&s.source), crate::common::fsutil::MAX_FILE)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    err(SourceProblem::Missing)
+                } else {
+                    err(SourceProblem::Unreadable(e))
+                }
+            })?;
     if !bytes.starts_with(b"age-encryption.org/v1\n") {
-        return Err(err(
-            "is not a binary age file (expected the `age-encryption.org/v1` header written by `nixseal renc`)".into(),
-        ));
+        return Err(err(SourceProblem::NotAge));
     }
     // Ciphertext is not secret: take the buffer out rather than copy it.
     let mut bytes = bytes;
@@ -69,13 +68,11 @@ pub(super) fn load_keys(m: &Manifest, needed: bool) -> Result<Vec<HostIdentity>,
 
 /// Decrypts with the host keys through the one shared age path
 /// ([`crate::common::crypto::decrypt`]), phrasing the failures for a host.
-fn decrypt(ct: &[u8], ids: &[HostIdentity]) -> Result<Zeroizing<Vec<u8>>, String> {
+fn decrypt(ct: &[u8], ids: &[HostIdentity]) -> Result<Zeroizing<Vec<u8>>, FailureReason> {
     let ids: Vec<&dyn age::Identity> = ids.iter().map(|i| i as &dyn age::Identity).collect();
     crate::common::crypto::decrypt(ct, &ids).map_err(|e| match e {
-        crate::common::crypto::DecryptFailure::NoMatchingIdentity => {
-            "not encrypted to this host's key (wrong host key, or stale rekey: run `nix run .#renc` and redeploy)".to_owned()
-        }
-        e => format!("cannot decrypt: {e}"),
+        crate::common::crypto::DecryptFailure::NoMatchingIdentity => FailureReason::NotForThisHost,
+        e => FailureReason::Decrypt(e),
     })
 }
 
@@ -111,7 +108,7 @@ pub(super) fn build(
             if let (Some(dir), Some(install)) = (dir, &s.install) {
                 let o = install.owner;
                 generation::write_new_file(dir, name, o.uid, o.gid, o.mode, &bytes)
-                    .map_err(|e| fail(format!("cannot write: {e}")))?;
+                    .map_err(|e| fail(FailureReason::Write(e)))?;
                 if first.swap(false, Ordering::Relaxed) {
                     fault::point("mid-decrypt");
                 }
@@ -144,7 +141,7 @@ pub(super) fn build(
         if let Some(dir) = dir {
             let o = t.owner;
             generation::write_new_file(dir, &t.template.name, o.uid, o.gid, o.mode, &out)
-                .map_err(|e| fail(format!("cannot write: {e}")))?;
+                .map_err(|e| fail(FailureReason::Write(e)))?;
         }
     }
     Ok(Built { secrets })
@@ -153,7 +150,10 @@ pub(super) fn build(
 /// A template's text with each placeholder replaced by its secret's
 /// plaintext. Sized first and allocated once: growing the buffer would leave
 /// unwiped copies of the plaintext in freed memory.
-pub(super) fn render(pieces: &[Piece], secrets: &[Plain]) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(super) fn render(
+    pieces: &[Piece],
+    secrets: &[Plain],
+) -> Result<Zeroizing<Vec<u8>>, FailureReason> {
     let bytes = |p: &Piece| -> usize {
         match *p {
             Piece::Text(t) => t.len(),
@@ -162,10 +162,7 @@ pub(super) fn render(pieces: &[Piece], secrets: &[Plain]) -> Result<Zeroizing<Ve
     };
     let len: usize = pieces.iter().map(bytes).sum();
     if len as u64 > crate::common::fsutil::MAX_FILE {
-        return Err(format!(
-            "renders to {len} bytes, more than the {} bytes nixseal writes",
-            crate::common::fsutil::MAX_FILE
-        ));
+        return Err(FailureReason::TooLarge { bytes: len });
     }
     let mut out = Zeroizing::new(Vec::with_capacity(len));
     for p in pieces {

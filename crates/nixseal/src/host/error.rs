@@ -7,19 +7,12 @@ use super::accounts::AccountsError;
 use super::identity::HostKeyError;
 use super::paths::PathError;
 use super::state::StateError;
+use super::switch::InstallError;
 use super::{lock, mount, units, DeployReport};
+use crate::common::crypto::DecryptFailure;
+use crate::common::error::Classify;
+pub use crate::common::error::ErrorClass;
 use crate::contract::manifest::ManifestError;
-
-/// How a deploy error maps to the documented exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Exit 2: the manifest or a source is wrong; nothing was touched.
-    BadInput,
-    /// Exit 1: a secret could not be decrypted/installed, or a later step failed.
-    Failed,
-    /// Exit 3: mount, lock, host key or account database.
-    Environment,
-}
 
 /// One secret (or template) that could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +23,86 @@ pub struct SecretFailure {
     /// Its name.
     pub name: String,
     /// Why.
-    pub reason: String,
+    pub reason: FailureReason,
+}
+
+/// Why a secret or template could not be produced or placed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// None of the host keys can open it.
+    #[error("not encrypted to this host's key (wrong host key, or a stale rekey)")]
+    NotForThisHost,
+    /// The ciphertext does not decrypt.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(DecryptFailure),
+    /// The file could not be written into the generation.
+    #[error("cannot write: {0}")]
+    Write(io::Error),
+    /// A template renders to more than nixseal writes.
+    #[error(
+        "renders to {bytes} bytes, more than the {} bytes nixseal writes",
+        crate::common::fsutil::MAX_FILE
+    )]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// Its custom path cannot be placed.
+    #[error("path {path}: {problem}")]
+    Place {
+        /// The custom path.
+        path: String,
+        /// Why.
+        problem: PlaceProblem,
+    },
+}
+
+/// Why a custom path cannot be placed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlaceProblem {
+    /// Its directory is unusable.
+    #[error(transparent)]
+    Dir(PathError),
+    /// A copy would be plaintext on a persistent file system.
+    #[error("a copy there would be plaintext on a persistent file system ({fs}), left on disk after the secret is gone; use symlink mode (the default), a path on a memory file system such as /run, or allow it for this secret with allowPlaintextOnDisk (nixseal.secrets.{name}.allowPlaintextOnDisk = true)")]
+    OnDisk {
+        /// The file system found.
+        fs: String,
+        /// The secret.
+        name: String,
+    },
+    /// The file system of its directory could not be asked.
+    #[error("cannot statfs {parent}: {source}")]
+    Statfs {
+        /// The directory.
+        parent: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Something that is not nixseal's is there, or a system call failed.
+    #[error(transparent)]
+    Install(InstallError),
+    /// The copy could not be written under its temporary name.
+    #[error("cannot write the copy: {0}")]
+    Copy(io::Error),
+}
+
+/// Why a secret's source file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceProblem {
+    /// There is no file.
+    #[error("does not exist")]
+    Missing,
+    /// It is not what `nixseal renc` writes.
+    #[error("is not a binary age file (expected the `age-encryption.org/v1` header written by `nixseal renc`)")]
+    NotAge,
+    /// It cannot be read (not a regular file, too large, I/O).
+    #[error("{0}")]
+    Unreadable(io::Error),
 }
 
 /// A step after the switch that failed (the new generation is active).
@@ -45,7 +117,7 @@ pub enum FinishFailure {
         /// The secret or template.
         name: String,
         /// Why.
-        reason: String,
+        reason: InstallError,
     },
     /// A path placed by the previous generation could not be removed.
     #[error("cannot remove stale {path}: {source}")]
@@ -81,14 +153,14 @@ pub enum DeployError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A secret's source file is missing or not an age file.
-    #[error("secret {secret:?}: source {}: {reason}", path.display())]
+    #[error("secret {secret:?}: source {}: {problem}", path.display())]
     Source {
         /// The secret.
         secret: String,
         /// The source path.
         path: PathBuf,
         /// Why.
-        reason: String,
+        problem: SourceProblem,
     },
     /// /etc/passwd or /etc/group unreadable.
     #[error(transparent)]
@@ -171,12 +243,11 @@ fn bullets<T: std::fmt::Display>(v: &[T]) -> String {
     v.iter().map(|x| format!("\n  - {x}")).collect()
 }
 
-impl DeployError {
-    /// The exit-code class of this error.
-    pub fn class(&self) -> ErrorClass {
+impl Classify for DeployError {
+    fn class(&self) -> ErrorClass {
         match self {
-            DeployError::Manifest(ManifestError::Read { .. }) => ErrorClass::BadInput,
-            DeployError::Manifest(_) | DeployError::Source { .. } => ErrorClass::BadInput,
+            DeployError::Manifest(e) => e.class(),
+            DeployError::Source { .. } => ErrorClass::BadInput,
             DeployError::Accounts(_)
             | DeployError::Lock(_)
             | DeployError::Mount(_)

@@ -38,7 +38,10 @@ mod units;
 
 pub use accounts::{Accounts, AccountsError, GROUP, PASSWD};
 pub use deploy::{deploy, DeployOptions, DeployReport};
-pub use error::{DeployError, ErrorClass, FinishFailure, SecretFailure};
+pub use error::{
+    DeployError, ErrorClass, FailureReason, FinishFailure, PlaceProblem, SecretFailure,
+    SourceProblem,
+};
 pub use plan::{InstallPlan, Ownership};
 // For the crash tests, which kill a `fault-injection` build at each point
 // (tests/deploy_crash.rs): not an API.

@@ -30,7 +30,7 @@ use super::paths::{self, Trust};
 use super::plan::{InstallPlan, Ownership};
 use super::state::{removable_temp, FileId, Placed};
 use super::switch::{self, There};
-use super::{FinishFailure, SecretFailure};
+use super::{FailureReason, FinishFailure, PlaceProblem, SecretFailure};
 use crate::contract::manifest::{temp_name, TEMP_SUFFIXES};
 
 /// The per-generation list of the custom paths it placed (informational;
@@ -100,11 +100,14 @@ impl Plan<'_> {
         temp_name(self.base(), suffix)
     }
 
-    fn fail(&self, reason: String) -> SecretFailure {
+    fn fail(&self, problem: PlaceProblem) -> SecretFailure {
         SecretFailure {
             what: self.what,
             name: self.name.to_owned(),
-            reason: format!("path {}: {reason}", self.path),
+            reason: FailureReason::Place {
+                path: self.path.to_owned(),
+                problem,
+            },
         }
     }
 
@@ -237,7 +240,7 @@ pub(super) fn precheck(plans: &mut [Plan], records: &HashMap<&str, &Placed>) -> 
         let dir = match paths::open_dir(parent, true, Trust::NotWorldWritable) {
             Ok(d) => d,
             Err(e) => {
-                failures.push(plan.fail(e.to_string()));
+                failures.push(plan.fail(PlaceProblem::Dir(e)));
                 continue;
             }
         };
@@ -246,16 +249,18 @@ pub(super) fn precheck(plans: &mut [Plan], records: &HashMap<&str, &Placed>) -> 
                 Ok(sfs) => {
                     let t = (sfs.f_type as u64) & 0xffff_ffff;
                     if t != TMPFS_MAGIC && t != RAMFS_MAGIC && !allow_disk {
-                        failures.push(plan.fail(format!(
-                            "a copy there would be plaintext on a persistent file system ({}), left on disk after the secret is gone; use symlink mode (the default), a path on a memory file system such as /run, or allow it for this secret with allowPlaintextOnDisk (nixseal.secrets.{}.allowPlaintextOnDisk = true)",
-                            fs_name(t),
-                            plan.name
-                        )));
+                        failures.push(plan.fail(PlaceProblem::OnDisk {
+                            fs: fs_name(t),
+                            name: plan.name.to_owned(),
+                        }));
                         continue;
                     }
                 }
                 Err(e) => {
-                    failures.push(plan.fail(format!("cannot statfs {parent}: {e}")));
+                    failures.push(plan.fail(PlaceProblem::Statfs {
+                        parent: parent.to_owned(),
+                        source: e.into(),
+                    }));
                     continue;
                 }
             }
@@ -264,11 +269,11 @@ pub(super) fn precheck(plans: &mut [Plan], records: &HashMap<&str, &Placed>) -> 
             Ok(There::Absent) => {}
             Ok(t) if ours(records.get(plan.path).copied(), plan.target(), &t) => {}
             Ok(t) => {
-                failures.push(plan.fail(switch::InstallError::Foreign(t).to_string()));
+                failures.push(plan.fail(PlaceProblem::Install(switch::InstallError::Foreign(t))));
                 continue;
             }
             Err(e) => {
-                failures.push(plan.fail(e.to_string()));
+                failures.push(plan.fail(PlaceProblem::Install(switch::InstallError::Io(e))));
                 continue;
             }
         }
@@ -297,7 +302,7 @@ pub(super) fn write_copies(plans: &mut [Plan]) -> Vec<SecretFailure> {
             Ok(id) => plan.temp = Some(id),
             Err(e) => {
                 let _ = switch::unlink_if_present(dir, &tmp);
-                failures.push(plan.fail(format!("cannot write the copy: {e}")));
+                failures.push(plan.fail(PlaceProblem::Copy(e)));
             }
         }
     }
@@ -351,7 +356,7 @@ pub(super) fn place(
             Err(e) => failures.push(FinishFailure::Place {
                 path: plan.path.to_owned(),
                 name: plan.name.to_owned(),
-                reason: e.to_string(),
+                reason: e,
             }),
         }
     }

@@ -55,7 +55,7 @@ pub enum EditError {
         path: PathBuf,
     },
     /// The file exists, so an identity is needed to open it.
-    #[error("{path} exists and must be decrypted first: pass --identity FILE or --profile with `identities`")]
+    #[error("{path} exists and must be decrypted first")]
     NeedIdentity {
         /// The secret file.
         path: PathBuf,
@@ -69,7 +69,7 @@ pub enum EditError {
         source: DecryptFailure,
     },
     /// No recipient to encrypt to.
-    #[error("no recipients for {path}: give --profile (its identities and extraRecipients) or --recipient")]
+    #[error("no recipients for {path}")]
     NoRecipients {
         /// The secret file.
         path: PathBuf,
@@ -100,7 +100,7 @@ pub enum EditError {
         path: PathBuf,
     },
     /// The new content is empty and empty secrets were not allowed.
-    #[error("the new content is empty{}; {path} is {}: pass --allow-empty to store an empty secret", if *stdin { " (did the command feeding stdin fail?)" } else { "" }, if *exists { "unchanged" } else { "not created" })]
+    #[error("the new content is empty{}; {path} is {}", if *stdin { " (did the command feeding stdin fail?)" } else { "" }, if *exists { "unchanged" } else { "not created" })]
     Empty {
         /// The secret file.
         path: PathBuf,
@@ -572,4 +572,18 @@ fn run_editor(editor: &str, path: &Path, old: &[u8]) -> Result<(Plaintext, Durat
         }
     })?;
     Ok((new, ran))
+}
+
+impl crate::common::error::Classify for EditError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        use crate::common::error::ErrorClass;
+        match self {
+            EditError::NoRecipients { .. }
+            | EditError::NeedIdentity { .. }
+            | EditError::NotPlain { .. }
+            | EditError::Empty { .. }
+            | EditError::TooLarge { .. } => ErrorClass::BadInput,
+            _ => ErrorClass::Failed,
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, NameError, SecretName};
 use crate::contract::profile::{RawProfile, PROFILE_VERSION};
-use crate::operator::identity::{HostKeyError, HostRecipient};
+use crate::operator::identity::{HostPubkeyError, HostRecipient};
 
 /// Why a profile was refused. Every variant names the profile file.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ pub struct HostEntry {
     pub name: HostName,
     /// The host's key, parsed, or why it cannot be used. A bad or missing
     /// key blocks this host only: the rest of the fleet is still served.
-    pub recipient: Result<HostRecipient, HostKeyError>,
+    pub recipient: Result<HostRecipient, HostPubkeyError>,
     /// The host's secrets, by name.
     pub secrets: BTreeMap<SecretName, SecretEntry>,
 }
@@ -279,14 +279,14 @@ impl Profile {
         let mut hosts = BTreeMap::new();
         // Checking a key's point (decompression, torsion) costs tens of
         // microseconds: done for all hosts in parallel.
-        let keys: Vec<Result<HostRecipient, HostKeyError>> = {
+        let keys: Vec<Result<HostRecipient, HostPubkeyError>> = {
             use rayon::prelude::*;
             raw.hosts
                 .values()
                 .collect::<Vec<_>>()
                 .par_iter()
                 .map(|h| match h.host_pubkey.as_deref() {
-                    None => Err(HostKeyError::Missing),
+                    None => Err(HostPubkeyError::Missing),
                     Some(k) => HostRecipient::parse(k),
                 })
                 .collect()
@@ -391,6 +391,12 @@ pub fn normalize(rel: &str) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+impl crate::common::error::Classify for ProfileError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::BadInput
+    }
 }
 
 #[cfg(test)]
@@ -532,7 +538,7 @@ mod tests {
             let p = parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(
                 p.hosts["new"].recipient.as_ref().unwrap_err(),
-                &HostKeyError::Missing
+                &HostPubkeyError::Missing
             );
             assert!(p.hosts["old"].recipient.is_ok());
         }

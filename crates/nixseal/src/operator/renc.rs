@@ -409,6 +409,20 @@ pub fn check(profile: &Profile) -> Result<CheckReport, RekeyError> {
     })
 }
 
+impl crate::common::error::Classify for RencError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        use crate::common::error::ErrorClass;
+        match self {
+            RencError::Lock(_) => ErrorClass::Environment,
+            RencError::Rekey(e) => e.class(),
+            RencError::Execute(_) => ErrorClass::Failed,
+            RencError::Generators { .. } | RencError::Identity(_) | RencError::Recipient(_) => {
+                ErrorClass::BadInput
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

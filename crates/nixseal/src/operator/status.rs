@@ -256,6 +256,12 @@ pub fn host_status(
     })
 }
 
+impl crate::common::error::Classify for StatusError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,5 +312,11 @@ pub fn parse_mode(m: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok()
 }
 
+impl crate::common::error::Classify for ManifestError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -209,7 +209,7 @@ impl Known {
                 self.not_checked.push(NotChecked {
                     file: shown_dir,
                     what: "rekeyedDir".into(),
-                    reason: "it does not exist here (run `nix run .#renc`), so no rekeyed file can be recognised".into(),
+                    reason: "it does not exist here, so no rekeyed file can be recognised".into(),
                 });
                 return Ok(());
             }

@@ -57,7 +57,7 @@ pub const AUDIT_JSON_VERSION: u64 = 1;
 #[non_exhaustive]
 pub enum AuditError {
     /// The host name is not a valid nixseal host name.
-    #[error("--host: {0}")]
+    #[error("host name: {0}")]
     HostName(#[source] NameError),
     /// The system path does not exist or cannot be resolved.
     #[error("cannot resolve the system {path}: {source}; give a `nixos-rebuild build` result, /run/current-system or a store path")]
@@ -79,7 +79,7 @@ pub enum AuditError {
         store_dir: PathBuf,
     },
     /// `nix-store` could not be run.
-    #[error("cannot run nix-store to read the closure of {system}: {source}; install Nix, or give the closure with --closure-info DIR (nixpkgs' closureInfo)")]
+    #[error("cannot run nix-store to read the closure of {system}: {source}; install Nix")]
     NixStoreMissing {
         /// The system whose closure was asked for.
         system: PathBuf,
@@ -106,7 +106,7 @@ pub enum AuditError {
         reason: String,
     },
     /// A closureInfo file cannot be read.
-    #[error("cannot read {path}: {source}; --closure-info wants the output directory of nixpkgs' closureInfo (with store-paths and registration)")]
+    #[error("cannot read {path}: {source}")]
     ClosureInfoRead {
         /// The file.
         path: PathBuf,
@@ -115,7 +115,7 @@ pub enum AuditError {
         source: std::io::Error,
     },
     /// A closureInfo file is malformed.
-    #[error("{path}, line {line}: {reason}; --closure-info wants the output directory of nixpkgs' closureInfo")]
+    #[error("{path}, line {line}: {reason}")]
     ClosureInfo {
         /// The file.
         path: PathBuf,
@@ -146,17 +146,6 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl AuditError {
-    /// Whether the error is about this machine (no Nix, unreadable store
-    /// output) rather than about the input given.
-    pub fn is_environment(&self) -> bool {
-        matches!(
-            self,
-            AuditError::NixStoreMissing { .. } | AuditError::NixStoreOutput { .. }
-        )
-    }
 }
 
 /// What to audit.
@@ -308,6 +297,18 @@ fn display_rel(root: &Path, path: &Path) -> String {
     match rel {
         Some(rel) if !rel.as_os_str().is_empty() => format!("./{}", rel.display()),
         _ => path.display().to_string(),
+    }
+}
+
+impl crate::common::error::Classify for AuditError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        use crate::common::error::ErrorClass;
+        match self {
+            AuditError::NixStoreMissing { .. } | AuditError::NixStoreOutput { .. } => {
+                ErrorClass::Environment
+            }
+            _ => ErrorClass::BadInput,
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use crate::common::crypto::{self, clean_age_message, DecryptFailure};
 
 mod recipient;
 pub use recipient::{
-    build_recipients, parse_recipient, recipients_from, AnyRecipient, HostKeyError, HostRecipient,
-    RecipientError,
+    build_recipients, parse_recipient, recipients_from, AnyRecipient, HostPubkeyError,
+    HostRecipient, RecipientError,
 };
 
 /// How the library asks the operator for passphrases and plugin input.
@@ -79,10 +79,10 @@ impl age::Callbacks for AgeCallbacks {
 #[non_exhaustive]
 pub enum IdentityError {
     /// No identity file was given at all.
-    #[error("no master identity given: pass --identity FILE, or list it in the profile's `identities` (nixseal.identities in the flake)")]
+    #[error("no master identity given")]
     NoIdentities,
     /// The file is missing or unreadable.
-    #[error("cannot read identity file {path}: {source}; check the path (relative paths are taken from the flake root) or pass --identity")]
+    #[error("cannot read identity file {path}: {source}; check the path (relative paths are taken from the flake root)")]
     Read {
         /// The identity file.
         path: PathBuf,
@@ -104,7 +104,7 @@ pub enum IdentityError {
         path: PathBuf,
     },
     /// A passphrase is needed and none could be had.
-    #[error("identity file {path} is passphrase-protected and no passphrase was given: run on a terminal, or pass --passphrase-file FILE (e.g. /dev/fd/3)")]
+    #[error("identity file {path} is passphrase-protected and no passphrase was given")]
     NoPassphrase {
         /// The identity file.
         path: PathBuf,
@@ -311,8 +311,12 @@ impl MasterIdentities {
                 }
             };
         let identity = age::ssh::Identity::from(key);
-        let recipient = age::ssh::Recipient::try_from(identity.clone())
-            .map_err(|e| parse(format!("cannot derive the public key ({e:?})")))?;
+        let recipient = age::ssh::Recipient::try_from(identity.clone()).map_err(|e| {
+            parse(format!(
+                "cannot derive the public key ({})",
+                recipient::ssh_key_problem(&e)
+            ))
+        })?;
         self.identities.push(Box::new(identity));
         self.recipients.push(Box::new(recipient));
         Ok(())
@@ -380,5 +384,11 @@ struct ShowUnsupported(age::ssh::UnsupportedKey);
 impl std::fmt::Display for ShowUnsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.display(f, None)
+    }
+}
+
+impl crate::common::error::Classify for IdentityError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::BadInput
     }
 }

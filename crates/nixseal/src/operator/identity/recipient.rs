@@ -7,13 +7,14 @@ use std::sync::Arc;
 use super::{AgeCallbacks, Interaction};
 use crate::common::crypto::clean_age_message;
 
-/// Why a host's public key was refused.
+/// Why a host's public key (`hostPubkey` in the profile) was refused. (A
+/// host's private key, on the host, has its own [`crate::activate::HostKeyError`].)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum HostKeyError {
+pub enum HostPubkeyError {
     /// No key at all (`null`, absent or an empty string: a host added before
     /// its key is known).
-    #[error("hostPubkey is not set (a new host without its key yet?); get it with `ssh-keyscan -t ed25519 HOST` (or from /etc/ssh/ssh_host_ed25519_key.pub on the host), set nixseal.settings.hostPubkey and run renc again")]
+    #[error("hostPubkey is not set (a new host without its key yet?); get it with `ssh-keyscan -t ed25519 HOST` (or from /etc/ssh/ssh_host_ed25519_key.pub on the host), set nixseal.settings.hostPubkey")]
     Missing,
     /// A valid SSH key of another type (RSA, ECDSA, …).
     #[error("hostPubkey is an {found} key, but nixseal encrypts to the host's ssh-ed25519 key; get it with `ssh-keyscan -t ed25519 HOST` or from /etc/ssh/ssh_host_ed25519_key.pub")]
@@ -52,19 +53,19 @@ const SSH_ED25519: &str = "ssh-ed25519";
 
 impl HostRecipient {
     /// Parses `ssh-ed25519 <base64> [comment]`, refusing keys that are not
-    /// a prime-order curve point (see [`HostKeyError::Weak`]).
-    pub fn parse(key: &str) -> Result<Self, HostKeyError> {
+    /// a prime-order curve point (see [`HostPubkeyError::Weak`]).
+    pub fn parse(key: &str) -> Result<Self, HostPubkeyError> {
         let mut parts = key.split_whitespace();
         let (Some(kind), b64) = (parts.next(), parts.next()) else {
-            return Err(HostKeyError::Missing);
+            return Err(HostPubkeyError::Missing);
         };
-        let malformed = |reason: String| HostKeyError::Malformed {
+        let malformed = |reason: String| HostPubkeyError::Malformed {
             key: key.into(),
             reason,
         };
         if kind != SSH_ED25519 {
             if kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-") {
-                return Err(HostKeyError::NotEd25519 { found: kind.into() });
+                return Err(HostPubkeyError::NotEd25519 { found: kind.into() });
             }
             return Err(malformed(format!("unknown key type {kind:?}")));
         }
@@ -72,16 +73,16 @@ impl HostRecipient {
             return Err(malformed("the base64 part is missing".into()));
         };
         let point = ed25519_point(b64).map_err(malformed)?;
-        check_point(&point).map_err(|reason| HostKeyError::Weak {
+        check_point(&point).map_err(|reason| HostPubkeyError::Weak {
             key: key.into(),
             reason,
         })?;
         let normalized = format!("{kind} {b64}");
         let recipient: age::ssh::Recipient = normalized
             .parse()
-            .map_err(|e| malformed(format!("{e:?}")))?;
+            .map_err(|e| malformed(ssh_key_problem(&e)))?;
         if !matches!(recipient, age::ssh::Recipient::SshEd25519(..)) {
-            return Err(HostKeyError::NotEd25519 {
+            return Err(HostPubkeyError::NotEd25519 {
                 found: "ssh-rsa".into(),
             });
         }
@@ -171,7 +172,7 @@ pub enum AnyRecipient {
 
 /// Parses one recipient string; the error says why, without a file name.
 /// A key that protects nothing (an X25519 or ed25519 point of small order,
-/// see [`HostKeyError::Weak`]) is refused like a host key: everything
+/// see [`HostPubkeyError::Weak`]) is refused like a host key: everything
 /// encrypted to it could be opened by anyone.
 pub fn parse_recipient(s: &str) -> Result<AnyRecipient, String> {
     let s = s.trim();
@@ -196,7 +197,7 @@ pub fn parse_recipient(s: &str) -> Result<AnyRecipient, String> {
             .join(" ")
             .parse::<age::ssh::Recipient>()
             .map(AnyRecipient::Ssh)
-            .map_err(|e| format!("invalid SSH public key ({e:?})"));
+            .map_err(|e| format!("invalid SSH public key ({})", ssh_key_problem(&e)));
     }
     if let Ok(r) = s.parse::<age::plugin::Recipient>() {
         return Ok(AnyRecipient::Plugin(r));
@@ -271,6 +272,20 @@ pub fn build_recipients(
     Ok(out)
 }
 
+/// What is wrong with an SSH public key age refused, in words (age's error
+/// has no message of its own).
+pub(crate) fn ssh_key_problem(e: &age::ssh::ParseRecipientKeyError) -> String {
+    use age::ssh::ParseRecipientKeyError as E;
+    match e {
+        E::Ignore => "a key type age ignores".into(),
+        E::Invalid(why) => (*why).into(),
+        E::RsaModulusTooLarge => "an ssh-rsa key with a modulus larger than age supports".into(),
+        E::RsaModulusTooSmall => "an ssh-rsa key of fewer than 2048 bits".into(),
+        E::Unsupported(kind) => format!("an unsupported SSH key type ({kind})"),
+        _ => "not an SSH public key age can use".into(),
+    }
+}
+
 /// Why recipients given as text (`extraRecipients`, `--recipient`) cannot
 /// be encrypted to.
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +321,12 @@ pub fn recipients_from(
     build_recipients(parsed, interaction).map_err(RecipientError::Plugin)
 }
 
+impl crate::common::error::Classify for RecipientError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,19 +340,19 @@ mod tests {
         assert_eq!(h.as_str(), r);
         assert!(matches!(
             HostRecipient::parse("ssh-rsa AAAA"),
-            Err(HostKeyError::NotEd25519 { .. })
+            Err(HostPubkeyError::NotEd25519 { .. })
         ));
         assert!(matches!(
             HostRecipient::parse("ecdsa-sha2-nistp256 AAAA"),
-            Err(HostKeyError::NotEd25519 { .. })
+            Err(HostPubkeyError::NotEd25519 { .. })
         ));
         assert!(matches!(
             HostRecipient::parse("ssh-ed25519 !!!"),
-            Err(HostKeyError::Malformed { .. })
+            Err(HostPubkeyError::Malformed { .. })
         ));
         assert!(matches!(
             HostRecipient::parse("  "),
-            Err(HostKeyError::Missing)
+            Err(HostPubkeyError::Missing)
         ));
     }
 
@@ -448,7 +469,7 @@ mod tests {
         use curve25519_dalek::edwards::CompressedEdwardsY;
         let weak = |point: [u8; 32]| {
             let e = HostRecipient::parse(&key_line(point)).unwrap_err();
-            assert!(matches!(e, HostKeyError::Weak { .. }), "{e}");
+            assert!(matches!(e, HostPubkeyError::Weak { .. }), "{e}");
             e.to_string()
         };
         // The identity point (y = 1) and its "negative zero" twin.
@@ -497,7 +518,7 @@ mod tests {
             assert!(
                 matches!(
                     HostRecipient::parse(bad),
-                    Err(HostKeyError::Malformed { .. })
+                    Err(HostPubkeyError::Malformed { .. })
                 ),
                 "{bad}"
             );

@@ -140,6 +140,12 @@ pub fn acquire(root: &Path, waiting: &dyn Fn(&Path)) -> Result<OperatorLock, Loc
     Ok(OperatorLock { _file: file, path })
 }
 
+impl crate::common::error::Classify for LockError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::Environment
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

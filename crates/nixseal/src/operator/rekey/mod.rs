@@ -29,7 +29,7 @@ use crate::common::crypto::{DecryptFailure, EncryptFailure};
 use crate::contract::cache::HostCache;
 use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, SecretName};
-use crate::operator::identity::HostKeyError;
+use crate::operator::identity::HostPubkeyError;
 
 /// Errors that stop a rekey as a whole (before any output is touched).
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub enum RekeyError {
         source: std::io::Error,
     },
     /// The worker threads could not be started.
-    #[error("cannot start {jobs} worker threads: {source}; use a smaller --jobs")]
+    #[error("cannot start {jobs} worker threads: {source}")]
     Threads {
         /// The number asked for (0: one per core).
         jobs: usize,
@@ -98,9 +98,9 @@ pub enum RekeyError {
 pub enum HostError {
     /// The host's key is missing or unusable.
     #[error("{0}")]
-    Key(HostKeyError),
+    Key(HostPubkeyError),
     /// The host directory is not a plain directory.
-    #[error("{path} is {what}; a host directory must be a plain directory that nixseal made: move it away and run renc again")]
+    #[error("{path} is {what}; a host directory must be a plain directory that nixseal made: move it away")]
     DirNotPlain {
         /// The host directory.
         path: PathBuf,
@@ -108,7 +108,7 @@ pub enum HostError {
         what: &'static str,
     },
     /// The host's rekey cache is not a regular file.
-    #[error("rekey cache {path} is {what}; it must be a regular file: remove it and run renc again (that host's outputs are then rewritten)")]
+    #[error("rekey cache {path} is {what}; it must be a regular file (without it, that host's outputs are rewritten): remove it")]
     CacheNotPlain {
         /// The cache path.
         path: PathBuf,
@@ -117,7 +117,7 @@ pub enum HostError {
     },
     /// The directory of a host that left the profile holds files nixseal
     /// did not make.
-    #[error("{dir} belonged to a host that left the profile but also holds {} that nixseal did not make ({}); nothing in it was removed: move those away and run renc again", if entries.len() == 1 { "an entry" } else { "entries" }, entries.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("{dir} belonged to a host that left the profile but also holds {} that nixseal did not make ({}); nothing in it was removed: move those away", if entries.len() == 1 { "an entry" } else { "entries" }, entries.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     Foreign {
         /// The host directory.
         dir: PathBuf,
@@ -141,7 +141,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// The host's cache could not be written after its outputs were.
-    #[error("cannot write rekey cache {path}: {source}; run renc again once it is writable")]
+    #[error("cannot write rekey cache {path}: {source}")]
     CacheWrite {
         /// The cache file.
         path: PathBuf,
@@ -200,7 +200,7 @@ impl std::fmt::Display for Staleness {
 #[non_exhaustive]
 pub enum PairError {
     /// The master ciphertext cannot be read.
-    #[error("cannot read master secret {path}: {source}; fix the `file` of this secret or run `nixseal edit {path}`")]
+    #[error("cannot read master secret {path}: {source}")]
     SourceUnreadable {
         /// The source file.
         path: PathBuf,
@@ -322,7 +322,7 @@ pub enum Warning {
         /// The host.
         host: HostName,
         /// Why.
-        error: HostKeyError,
+        error: HostPubkeyError,
     },
 }
 
@@ -444,4 +444,14 @@ pub fn init_threads(jobs: Option<usize>) -> Result<(), RekeyError> {
         .build_global();
     let _ = STARTED.set(());
     r.map_err(|source| RekeyError::Threads { jobs: n, source })
+}
+
+impl crate::common::error::Classify for RekeyError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        use crate::common::error::ErrorClass;
+        match self {
+            RekeyError::Threads { .. } => ErrorClass::Environment,
+            _ => ErrorClass::BadInput,
+        }
+    }
 }
