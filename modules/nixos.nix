@@ -673,7 +673,7 @@ in
         description = ''
           What evaluation does when an option of this host copies the flake's
           source, or secret files of it, into the system closure:
-          `nix.registry.<name>.flake` or `.to.path`,
+          `nix.registry.<name>.flake` or `.to.path`, `nix.nixPath`,
           `environment.etc.<name>.source` or the context of its `text`,
           `nixpkgs.flake.source`, `system.extraDependencies` (e.g.
           `nix.registry.self.flake = self;`, which gives every host every

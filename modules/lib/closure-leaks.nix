@@ -1,6 +1,7 @@
-# Options of a NixOS configuration that copy the flake's source, or secret
-# files of it, into the host's system closure (issue 12: the closure
-# guarantee). Read cheaply at evaluation: nothing here is built, nothing is
+# Options of a NixOS configuration (nix.registry, nix.nixPath,
+# environment.etc, nixpkgs.flake.source, system.extraDependencies) that copy
+# the flake's source, or secret files of it, into the host's system closure
+# (issue 12: the closure guarantee). Read cheaply at evaluation: nothing here is built, nothing is
 # copied into the store, and no string produced here carries the context of
 # what it inspects (everything shown goes through unsafeDiscardStringContext),
 # so the check itself adds nothing to the closure. `nixseal audit` (and the
@@ -151,6 +152,15 @@ let
       finding "nixpkgs.flake.source" l "leave it at nixpkgs' own source (`inputs.nixpkgs.outPath`, what nixpkgs.lib.nixosSystem sets)"
     );
 
+  # `nixpkgs=${inputs.nixpkgs}` is common; with `self` it is the registry leak.
+  nixPathFindings =
+    let
+      leaks = filter (l: l != null) (map (e: if builtins.isString e then contextLeak e else null) (config.nix.nixPath or [ ]));
+    in
+    optional (leaks != [ ]) (
+      finding "nix.nixPath" (builtins.head leaks) "name another flake there (`\"nixpkgs=\${inputs.nixpkgs}\"`), not this one"
+    );
+
   extraFindings =
     let
       leaks = filter (l: l != null) (map leakOf (config.system.extraDependencies or [ ]));
@@ -159,4 +169,4 @@ let
       finding "system.extraDependencies" (builtins.head leaks) "list only what the host needs; for the flake's files, ${sourceFix}"
     );
 in
-map (f: f // { what = discard f.what; }) (registryFindings ++ etcFindings ++ sourceFinding ++ extraFindings)
+map (f: f // { what = discard f.what; }) (registryFindings ++ nixPathFindings ++ etcFindings ++ sourceFinding ++ extraFindings)

@@ -1061,16 +1061,17 @@ t_closure_options() {
   environment.etc."ok".source = ./hosts/web2.nix;
   environment.etc."off" = { enable = false; source = self; };
   system.extraDependencies = [ self ];
+  nix.nixPath = [ "fleet=${self}" "nixpkgs=${nixpkgs}" ];
 }
 NIX
   git add -A
   w=$(nix eval --json .#leakProbe.config.warnings | jq -c '[.[] | select(contains("system closure"))]')
   echo "$w" | jq -r '.[]'
   for opt in nix.registry.fleet.to.path nixpkgs.flake.source environment.etc.motd.text environment.etc.src.source \
-    environment.etc.secrets.source environment.etc.db.source system.extraDependencies; do
+    environment.etc.secrets.source environment.etc.db.source system.extraDependencies nix.nixPath; do
     [ "$(jq --arg o "nixseal: host \`web2\`: $opt puts " '[.[] | select(startswith($o))] | length' <<<"$w")" = 1 ] || fail "$opt not reported once"
   done
-  [ "$(jq length <<<"$w")" = 7 ]
+  [ "$(jq length <<<"$w")" = 8 ]
   contains "$w" 'environment.etc.secrets.source puts the path ./secrets, which holds the rekeyed directory ./secrets/rekeyed' \
     'environment.etc.db.source puts the path ./secrets/db-password.age, which is the master ciphertext ./secrets/db-password.age' \
     'environment.etc.src.source puts the path ./., a copy of the flake'"'"'s whole source' \
@@ -1370,6 +1371,19 @@ t_subdir_flake() {
   [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
   nix run .#check
   [ -f secrets/rekeyed/web1/db-password.age ] && [ ! -e "$m/secrets" ] && [ ! -e "$m/infra/infra" ]
+  # The closure check reads the flake at <source>/infra; the audit app
+  # builds from here. Both clean; with web1 registering the flake, both fail.
+  nix build ".#checks.$SYSTEM.nixseal-closure-web1" --no-link
+  contains "$(nix run .#audit -- web1)" "clean: no store path in web1's closure"
+  cp hosts/web1.nix "$W/web1-sub.nix"
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  git add hosts/web1.nix
+  contains "$(closure_warnings web1)" "nix.registry.self.flake puts /nix/store/"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK /nix/store/" "rekeyed file of host web2"
+  contains "$(fails nix run .#audit -- web1)" "LEAK /nix/store/" "rekeyed file of host web2"
+  cp "$W/web1-sub.nix" hosts/web1.nix
+  git add hosts/web1.nix
   # A master file that is not tracked: the message's `git add` fixes it.
   printf 'new' | nix run .#edit -- secrets/new.age
   sed -i 's|^  nixseal.secrets = {|  nixseal.secrets = {\n    new.file = ../secrets/new.age;|' hosts/web2.nix
