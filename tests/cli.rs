@@ -209,14 +209,15 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_changes() {
             let p = f.profile_json().replace("\"api\":", "\"a\\u0000pi\":");
             std::fs::write(f.path("profile.json"), p).unwrap()
         }, 2, "contains a NUL byte"),
+        // A bad host key blocks that host only (exit 1, the rest is served).
         ("rsa host key", |f| {
             let p = f.profile_json().replace(&f.hosts["web1"], "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 web1");
             std::fs::write(f.path("profile.json"), p).unwrap()
-        }, 2, "host web1: hostPubkey is an ssh-rsa key"),
+        }, 1, "web1: hostPubkey is an ssh-rsa key"),
         ("malformed host key", |f| {
             let p = f.profile_json().replace(&f.hosts["web1"], "ssh-ed25519 AAAAnotbase64!!");
             std::fs::write(f.path("profile.json"), p).unwrap()
-        }, 2, "host web1: hostPubkey \"ssh-ed25519 AAAAnotbase64!!\" is not a valid ssh-ed25519 public key"),
+        }, 1, "web1: hostPubkey \"ssh-ed25519 AAAAnotbase64!!\" is not a valid ssh-ed25519 public key"),
         ("missing source", |f| {
             std::fs::remove_file(f.path("secrets/api.age")).unwrap();
         }, 1, "web1/api: cannot read master secret secrets/api.age"),
@@ -244,7 +245,7 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_changes() {
         ("rekeyedDir is a file", |f| {
             std::fs::remove_dir_all(f.path("secrets/rekeyed")).unwrap();
             std::fs::write(f.path("secrets/rekeyed"), "x").unwrap();
-        }, 2, "rekeyedDir secrets/rekeyed is a file"),
+        }, 2, "rekeyedDir secrets/rekeyed is a regular file"),
         ("symlink at an output", |f| {
             std::fs::write(f.path("victim"), "do not touch").unwrap();
             std::fs::remove_file(f.output("web1", "db")).unwrap();
@@ -254,7 +255,7 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_changes() {
             std::fs::create_dir(f.path("elsewhere")).unwrap();
             std::fs::remove_dir_all(f.path("secrets/rekeyed/db1")).unwrap();
             std::os::unix::fs::symlink(f.path("elsewhere"), f.path("secrets/rekeyed/db1")).unwrap();
-        }, 1, "secrets/rekeyed/db1 is a symlink or special file"),
+        }, 1, "db1: secrets/rekeyed/db1 is a symlink; a host directory must be a plain directory"),
     ];
     for (what, setup, code, want) in cases {
         let f = Fleet::new();
@@ -310,8 +311,9 @@ fn unwritable_rekeyed_dir_fails_cleanly() {
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert_stderr_has(&o, "web1/tls: cannot write");
+    assert_stderr_has(&o, "web1: cannot write secrets/rekeyed/web1/tls.age");
     assert_stderr_has(&o, "Read-only file system");
+    assert_stderr_has(&o, "none of this host's files were changed");
     assert!(f.snapshot() == before, "outputs changed");
 }
 
@@ -590,8 +592,12 @@ fn edit_with_recipient_only_and_bad_recipients() {
         .stdin(Stdio::piped())
         .output()
         .unwrap();
-    // Empty stdin for a new file: nothing created.
-    assert_code(&o, 0);
+    // Empty stdin for a new file: refused, nothing created.
+    assert_code(&o, 2);
+    assert_stderr_has(
+        &o,
+        "the new content is empty (did the command feeding stdin fail?)",
+    );
     assert!(!f.path("secrets/x.age").exists());
     let o = Command::new(nixseal_bin())
         .current_dir(f.dir.path())

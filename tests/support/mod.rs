@@ -125,6 +125,9 @@ pub fn age_decrypt(file: &Path, identity: &Path) -> Vec<u8> {
 /// A fleet in a temp dir: a master key, host keys, sources and a profile.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
+    /// The flake root: `dir` itself, or a directory inside it (a flake in a
+    /// subdirectory of a larger repository).
+    pub root: PathBuf,
     pub master: String,
     pub hosts: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Vec<u8>>,
@@ -139,12 +142,24 @@ pub struct Fleet {
 impl Fleet {
     /// Hosts web1 (db, api, tls) and db1 (db); master key at keys/master.txt.
     pub fn new() -> Fleet {
+        Self::new_in("")
+    }
+
+    /// Like [`Fleet::new`], with the flake root at `sub` inside the temp dir
+    /// (e.g. "infra": a flake in a subdirectory of a repository).
+    pub fn new_in(sub: &str) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
-        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-        let master = age_keygen(&dir.path().join("keys/master.txt"));
+        let root = if sub.is_empty() {
+            dir.path().to_owned()
+        } else {
+            dir.path().join(sub)
+        };
+        std::fs::create_dir_all(root.join("keys")).unwrap();
+        std::fs::create_dir_all(root.join("secrets")).unwrap();
+        let master = age_keygen(&root.join("keys/master.txt"));
         let mut f = Fleet {
             dir,
+            root,
             master,
             hosts: BTreeMap::new(),
             secrets: BTreeMap::new(),
@@ -167,7 +182,7 @@ impl Fleet {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.root.join(rel)
     }
 
     pub fn add_host(&mut self, host: &str) {
@@ -221,7 +236,7 @@ impl Fleet {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        nixseal(self.dir.path(), args)
+        nixseal(&self.root, args)
     }
 
     pub fn renc(&self) -> Output {
@@ -265,6 +280,135 @@ impl Fleet {
             for s in secrets {
                 let got = age_decrypt(&self.output(host, s), &self.path(&format!("keys/{host}")));
                 assert_eq!(got, self.secrets[s], "{host}/{s}");
+            }
+        }
+    }
+}
+
+/// Every regular file and symlink under `dir` with its bytes (symlinks as
+/// `-> target`), for "nothing changed" assertions over a whole fleet.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(p, format!("-> {}", target.display()).into_bytes());
+            } else if t.is_dir() {
+                out.insert(p.clone(), b"<dir>".to_vec());
+                walk(&p, out);
+            } else if t.is_file() {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            } else {
+                out.insert(p, b"<special>".to_vec());
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out
+}
+
+/// Asserts two [`tree`]s are equal, naming the first difference.
+#[track_caller]
+pub fn assert_same_tree(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    for (p, b) in before {
+        match after.get(p) {
+            None => panic!("{what}: {} was removed", p.display()),
+            Some(a) if a != b => panic!("{what}: {} changed", p.display()),
+            _ => {}
+        }
+    }
+    for p in after.keys() {
+        assert!(before.contains_key(p), "{what}: {} appeared", p.display());
+    }
+}
+
+/// Runs a command, killing it (and failing the test) if it takes longer
+/// than `secs`: a hang is a bug, never a slow test.
+#[track_caller]
+pub fn run_timeout(cmd: &mut Command, secs: u64) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(o) => o.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("{cmd:?} hung for more than {secs} s (killed)");
+        }
+    }
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_owned()
+}
+
+/// sha256 of some bytes, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8(o.stdout).unwrap()[..64].to_owned()
+}
+
+impl Fleet {
+    /// Asserts that every rekey cache under the rekeyed dir tells the truth:
+    /// each entry's output exists as a regular file with the recorded
+    /// sha256. (A false entry would let the NixOS module accept a file
+    /// nixseal did not write.)
+    #[track_caller]
+    pub fn assert_caches_true(&self) {
+        let rd = self.path("secrets/rekeyed");
+        let Ok(hosts) = std::fs::read_dir(&rd) else {
+            return;
+        };
+        for h in hosts.flatten() {
+            let cache = h.path().join(".nixseal-rekey.json");
+            if !std::fs::symlink_metadata(&cache).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+            for (secret, entry) in json["outputs"].as_object().unwrap() {
+                let out = h.path().join(format!("{secret}.age"));
+                let meta = std::fs::symlink_metadata(&out).unwrap_or_else(|_| {
+                    panic!("{} lists {secret}, which is missing", cache.display())
+                });
+                assert!(meta.is_file(), "{} is not a regular file", out.display());
+                assert_eq!(
+                    sha256_hex(&std::fs::read(&out).unwrap()),
+                    entry["outputSha256"].as_str().unwrap(),
+                    "{} does not match its cache entry",
+                    out.display()
+                );
             }
         }
     }

@@ -16,7 +16,7 @@ const EXIT_CODES: &str = "Exit codes:
   0  success
   1  the operation failed (a secret could not be rekeyed, decrypted or written)
   2  bad input or usage (arguments, profile, manifest, identity files)
-  3  environment not fit (deploy: mount point, lock, host key)";
+  3  environment not fit (deploy: mount point, lock, host key; renc, edit: the flake's lock)";
 
 /// Secrets for NixOS fleets: rekey master secrets to host keys, deploy them at activation.
 #[derive(Parser, Debug)]
@@ -74,6 +74,18 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The operator commands plan and encrypt on a pool of a bounded size
+    // (`--jobs`, or one thread per core), whatever RAYON_NUM_THREADS says.
+    let jobs = match &cli.command {
+        Command::Renc(a) => Some(a.jobs()),
+        Command::Check(_) | Command::Edit(_) | Command::Status(_) => Some(None),
+        _ => None,
+    };
+    if let Some(jobs) = jobs {
+        if let Err(e) = nixseal::rekey::init_threads(jobs) {
+            return ui::fail(ui::ENVIRONMENT, e);
+        }
+    }
     match cli.command {
         Command::Renc(a) => operator::renc(a),
         Command::Check(a) => operator::check(a),

@@ -1,17 +1,17 @@
 //! `renc`, `check` and `edit`: the operator's subcommands.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use nixseal::edit::{EditOutcome, NewContent};
+use nixseal::edit::{EditError, EditOptions, EditOutcome, NewContent};
 use nixseal::identity::{self, Interaction, MasterIdentities};
 use nixseal::profile::Profile;
-use nixseal::rekey::{self, PairState, Plan};
+use nixseal::rekey::{self, PairError, PairState, Plan};
 
-use crate::ui::{self, BAD_INPUT, FAILED, OK};
+use crate::ui::{self, BAD_INPUT, ENVIRONMENT, FAILED, OK};
 
 /// Options shared by the subcommands that read a profile.
 #[derive(Args, Debug)]
@@ -27,7 +27,9 @@ pub struct ProfileArgs {
 /// Options for the master identity.
 #[derive(Args, Debug)]
 pub struct IdentityArgs {
-    /// A master identity file (repeatable); replaces the profile's `identities`.
+    /// An identity file to decrypt with (repeatable), instead of the
+    /// profile's `identities`; what is written is still encrypted to every
+    /// identity of the profile (plus extraRecipients).
     #[arg(long = "identity", short = 'i', value_name = "FILE")]
     pub identities: Vec<PathBuf>,
     /// Read the passphrase of protected identities from this file's first line
@@ -43,8 +45,8 @@ pub struct RencArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     identity: IdentityArgs,
-    /// Encrypt with this many threads (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Encrypt with this many threads, 1 to 1024 (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Show what would be generated, rekeyed or removed; change nothing, run no generator, read no identity.
     #[arg(long)]
@@ -72,8 +74,32 @@ pub struct EditArgs {
     /// Encrypt to this recipient (repeatable): age1…, ssh-ed25519 …, or a plugin recipient.
     #[arg(long = "recipient", short = 'r', value_name = "RECIPIENT")]
     recipients: Vec<String>,
+    /// Store empty content (by default empty content, e.g. from a failed
+    /// `producer | nixseal edit`, is refused and nothing is written).
+    #[arg(long)]
+    allow_empty: bool,
     #[command(flatten)]
     identity: IdentityArgs,
+}
+
+impl RencArgs {
+    /// `--jobs`, if given.
+    pub fn jobs(&self) -> Option<usize> {
+        self.jobs
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of threads"))?;
+    if n == 0 || n > rekey::MAX_JOBS {
+        return Err(format!(
+            "{n} threads: give 1 to {} (leave --jobs out for one per core)",
+            rekey::MAX_JOBS
+        ));
+    }
+    Ok(n)
 }
 
 fn load_profile(args: &ProfileArgs) -> Result<Profile, ExitCode> {
@@ -87,17 +113,36 @@ fn fix_hint(profile: &Path) -> String {
     )
 }
 
+/// Loads identity files: `master` ones (their recipients are what master
+/// files are encrypted to) and `decrypt_only` ones (`-i`).
 fn load_identities(
-    profile: Option<&Profile>,
+    master: &[PathBuf],
+    decrypt_only: &[PathBuf],
     args: &IdentityArgs,
 ) -> Result<MasterIdentities, ExitCode> {
-    let paths = if args.identities.is_empty() {
-        profile.map(|p| p.identities.clone()).unwrap_or_default()
-    } else {
-        args.identities.clone()
-    };
     let prompt: Arc<dyn Interaction> = Arc::new(ui::Prompt::new(args.passphrase_file.clone()));
-    MasterIdentities::load(&paths, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
+    MasterIdentities::load_split(master, decrypt_only, prompt).map_err(|e| ui::fail(BAD_INPUT, e))
+}
+
+/// The master identities of a profile: its `identities`, or the `-i` files
+/// when it names none.
+fn master_files<'a>(profile: &'a Profile, args: &'a IdentityArgs) -> &'a [PathBuf] {
+    if profile.identities.is_empty() {
+        &args.identities
+    } else {
+        &profile.identities
+    }
+}
+
+/// Takes the flake's operator lock, saying so if another run holds it.
+fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, ExitCode> {
+    rekey::lock::acquire(root, &|path| {
+        eprintln!(
+            "nixseal: waiting for another nixseal renc or edit of this flake to finish (lock {})",
+            path.display()
+        )
+    })
+    .map_err(|e| ui::fail(ENVIRONMENT, e))
 }
 
 /// Parses and builds recipients given as strings (`extraRecipients`,
@@ -159,11 +204,16 @@ fn awaits_generation(p: &rekey::Pair, pending: &[nixseal::generate::Pending]) ->
     ) && pending.iter().any(|g| g.source == p.source)
 }
 
-/// Prints the pairs `show` selects (rekey or error) and every removal.
+/// Prints the pairs `show` selects (rekey or error), every blocked host and
+/// every removal.
 fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
+    for h in &plan.host_errors {
+        println!("error  {}: {}", h.host, h.error);
+    }
     for p in plan.pairs.iter().filter(|p| show(p)) {
         match &p.state {
             PairState::Current => {}
+            PairState::Blocked(PairError::HostBlocked { .. }) => {}
             PairState::Stale(why) => println!("rekey  {}/{} ({why})", p.host, p.secret),
             PairState::Blocked(e) => println!("error  {}/{}: {e}", p.host, p.secret),
         }
@@ -184,36 +234,76 @@ fn warn_plan(plan: &Plan) {
                 "{} is not a host of the profile and was not made by nixseal; left alone",
                 path.display()
             )),
+            rekey::Warning::SharedHostKey { key, hosts } => ui::warn(format_args!(
+                "hosts {} have the same hostPubkey ({key}): each of them can decrypt the others' rekeyed secrets; give every host its own key (`ssh-keyscan -t ed25519 HOST`)",
+                hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+            rekey::Warning::UnusableHostKey { host, error } => ui::warn(format_args!(
+                "host {host} has no secrets yet, and its key is not usable: {error}"
+            )),
             _ => {}
         }
     }
 }
 
-/// Warns about sources, outputs and caches git does not track. `outputs` are
-/// the rekeyed files known to exist (from the plan and the outcome: no stat).
-fn warn_untracked(profile: &Profile, outputs: Vec<PathBuf>) {
+/// Sources, outputs and caches git does not track (flakes see tracked files
+/// only), relative to the flake root. `outputs` are the rekeyed files known
+/// to exist (from the plan and the outcome: no stat). `None` outside git.
+fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = outputs;
+    let mut sources: Vec<&PathBuf> = Vec::new();
     for h in profile.hosts.values() {
         // The NixOS module reads the cache at evaluation: it must be tracked too.
         let cache =
             rekey::host_dir(&profile.rekeyed_dir, h.name.as_str()).join(rekey::cache::CACHE_FILE);
-        if cache.exists() {
+        if cache.is_file() {
             paths.push(cache);
         }
-        paths.extend(h.secrets.values().map(|s| s.source.clone()));
+        sources.extend(h.secrets.values().map(|s| &s.source));
     }
-    paths.sort();
+    // Each distinct source once; one that does not exist is not "untracked".
+    // (Sorted as bytes, not path components: cheap for big fleets.)
+    sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    sources.dedup();
+    paths.extend(sources.into_iter().filter(|s| s.is_file()).cloned());
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     paths.dedup();
-    if let Some(untracked) = nixseal::git::untracked(&profile.root, &paths) {
+    nixseal::git::untracked(&profile.root, &paths)
+}
+
+/// The `git add` that makes `paths` (relative to the flake root) visible.
+fn git_add(profile: &Profile, paths: &[PathBuf]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let root = &profile.root;
+    if root == Path::new(".") || root.as_os_str().is_empty() {
+        format!("git add {}", list.join(" "))
+    } else {
+        format!("git -C {} add {}", root.display(), list.join(" "))
+    }
+}
+
+/// Warns about sources, outputs and caches git does not track.
+fn warn_untracked(profile: &Profile, outputs: Vec<PathBuf>) {
+    if let Some(untracked) = untracked(profile, outputs) {
         if !untracked.is_empty() {
             let list: Vec<String> = untracked.iter().map(|p| p.display().to_string()).collect();
             ui::warn(format_args!(
-                "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: git add {}",
+                "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: {}",
                 list.len(),
                 list.join("\n  "),
-                list.join(" ")
+                git_add(profile, &untracked)
             ));
         }
+    }
+}
+
+/// Prints a failed run's host and pair failures.
+fn report_failures(outcome: &rekey::Outcome) {
+    for h in &outcome.host_failures {
+        ui::error(format_args!("{}: {}", h.host, h.error));
+    }
+    for f in &outcome.failed {
+        ui::error(format_args!("{}/{}: {}", f.host, f.secret, f.error));
     }
 }
 
@@ -230,8 +320,20 @@ pub fn renc(args: RencArgs) -> ExitCode {
         Ok(p) => p,
         Err(c) => return c,
     };
-    // Missing master files with a generator are made first (needs the
-    // identities, for the master recipients), then everything is planned.
+    // One renc or edit of this flake at a time (a dry run changes nothing).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match lock(&profile.root) {
+            Ok(l) => Some(l),
+            Err(c) => return c,
+        }
+    };
+    // Everything that can be known up front is checked before the first
+    // write, generators included.
+    if let Err(e) = rekey::check_layout_with(&profile, &args.identity.identities) {
+        return ui::fail(BAD_INPUT, e);
+    }
     let pending = nixseal::generate::pending(&profile);
     let mut identities = None;
     let mut generate_failed = 0;
@@ -241,7 +343,20 @@ pub fn renc(args: RencArgs) -> ExitCode {
                 println!("generate {} with {}", p.file, p.generator.display());
             }
         } else {
-            let ids = match load_identities(Some(&profile), &args.identity) {
+            let problems = nixseal::generate::validate(&pending);
+            if !problems.is_empty() {
+                for e in &problems {
+                    ui::error(e);
+                }
+                return ExitCode::from(BAD_INPUT);
+            }
+            // Generated master files are encrypted to the profile's master
+            // identities (and extraRecipients), whatever `-i` decrypts with.
+            let ids = match load_identities(
+                master_files(&profile, &args.identity),
+                &args.identity.identities,
+                &args.identity,
+            ) {
                 Ok(i) => i,
                 Err(c) => return c,
             };
@@ -268,20 +383,32 @@ pub fn renc(args: RencArgs) -> ExitCode {
         }
         print_plan(&plan, |p| !later(p));
         let generated = plan.pairs.iter().filter(|p| later(p)).count();
+        let host_blocked = plan
+            .pairs
+            .iter()
+            .filter(|p| matches!(p.state, PairState::Blocked(PairError::HostBlocked { .. })))
+            .count();
+        let current = plan.pairs.len() - plan.stale().count() - plan.blocked().count();
         let stale = plan.stale().count() + generated;
-        let blocked = plan.blocked().count() - generated;
+        let blocked = plan.blocked().count() - generated - host_blocked + plan.host_errors.len();
         println!(
-            "dry run: {} to generate, {stale} to rekey, {} to remove, {blocked} failing, {} current",
+            "dry run: {} to generate, {stale} to rekey, {} to remove, {blocked} failing, {current} current",
             pending.len(),
             plan.removals.len(),
-            plan.pairs.len() - stale - blocked
         );
         return ExitCode::from(if blocked > 0 { FAILED } else { OK });
     }
     // No identity is read unless something must be decrypted or generated:
     // a no-op run never prompts for a passphrase or touches a YubiKey.
     if identities.is_none() && plan.needs_identity() {
-        match load_identities(Some(&profile), &args.identity) {
+        // `-i` replaces the profile's identities for decrypting.
+        let (master, decrypt_only): (&[PathBuf], &[PathBuf]) =
+            if args.identity.identities.is_empty() {
+                (&profile.identities, &[])
+            } else {
+                (&[], &args.identity.identities)
+            };
+        match load_identities(master, decrypt_only, &args.identity) {
             Ok(i) => identities = Some(i),
             Err(c) => return c,
         }
@@ -309,7 +436,8 @@ pub fn renc(args: RencArgs) -> ExitCode {
     let outcome = rekey::execute(
         plan,
         identities.as_ref(),
-        rekey::ExecuteOptions { jobs: args.jobs },
+        // The global pool already has `--jobs` threads (main: init_threads).
+        rekey::ExecuteOptions { jobs: None },
         &tick,
     );
     if let Some(b) = &bar {
@@ -319,22 +447,20 @@ pub fn renc(args: RencArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return ui::fail(FAILED, e),
     };
-    for f in &outcome.failed {
-        ui::error(format_args!("{}/{}: {}", f.host, f.secret, f.error));
-    }
+    report_failures(&outcome);
     println!(
         "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
         outcome.rekeyed.len(),
         outcome.unchanged,
         outcome.removed.len(),
-        outcome.failed.len()
+        outcome.failed.len() + outcome.host_failures.len()
     );
     present.extend(outcome.rekeyed.iter().map(|(host, secret)| {
         rekey::host_dir(&profile.rekeyed_dir, host.as_str())
             .join(format!("{secret}{}", rekey::OUTPUT_SUFFIX))
     }));
     warn_untracked(&profile, present);
-    if outcome.failed.is_empty() && generate_failed == 0 {
+    if outcome.is_ok() && generate_failed == 0 {
         ExitCode::from(OK)
     } else {
         ExitCode::from(FAILED)
@@ -346,23 +472,17 @@ pub fn check(args: CheckArgs) -> ExitCode {
         Ok(v) => v,
         Err(c) => return c,
     };
-    if plan.is_current() {
-        println!(
-            "nixseal check: all {} rekeyed outputs are current",
-            plan.pairs.len()
-        );
-        warn_untracked(
-            &profile,
-            plan.pairs.iter().map(|p| p.output.clone()).collect(),
-        );
-        return ExitCode::from(OK);
-    }
     let hint = fix_hint(&args.profile.profile);
     let pending = nixseal::generate::pending(&profile);
     let mut n = 0;
+    for h in &plan.host_errors {
+        n += 1;
+        println!("{}: {}", h.host, h.error);
+    }
     for p in &plan.pairs {
         match &p.state {
             PairState::Current => {}
+            PairState::Blocked(PairError::HostBlocked { .. }) => {}
             PairState::Stale(why) => {
                 n += 1;
                 println!("{}/{}: {why}; {hint}", p.host, p.secret);
@@ -389,11 +509,46 @@ pub fn check(args: CheckArgs) -> ExitCode {
             r.path.display()
         );
     }
-    ui::error(format_args!("{n} rekeyed output(s) are not current"));
+    // What exists but git does not track is invisible to the flake: the
+    // hosts would not evaluate, so check fails as evaluation would.
+    let present: Vec<PathBuf> = plan
+        .pairs
+        .iter()
+        .filter(|p| p.output.is_file())
+        .map(|p| p.output.clone())
+        .collect();
+    let untracked = untracked(&profile, present).unwrap_or_default();
+    for u in &untracked {
+        n += 1;
+        println!(
+            "{}: exists but is not tracked by git, so the flake cannot see it",
+            u.display()
+        );
+    }
+    if !untracked.is_empty() {
+        println!("run: {}", git_add(&profile, &untracked));
+    }
+    if n == 0 {
+        println!(
+            "nixseal check: all {} rekeyed outputs are current",
+            plan.pairs.len()
+        );
+        return ExitCode::from(OK);
+    }
+    ui::error(format_args!(
+        "{n} problem(s): rekeyed outputs not current or not visible to the flake"
+    ));
     ExitCode::from(FAILED)
 }
 
 pub fn edit(args: EditArgs) -> ExitCode {
+    // Plaintext directories a killed earlier edit left behind are wiped first.
+    for d in nixseal::edit::wipe_stale_temp_dirs() {
+        ui::warn(format_args!(
+            "wiped {}, a plaintext directory left by an interrupted earlier edit",
+            d.display()
+        ));
+    }
     let profile = match &args.profile {
         Some(p) => match Profile::load(p, &args.root) {
             Ok(p) => Some(p),
@@ -401,17 +556,23 @@ pub fn edit(args: EditArgs) -> ExitCode {
         },
         None => None,
     };
-    let have_ids = !args.identity.identities.is_empty()
-        || profile.as_ref().is_some_and(|p| !p.identities.is_empty());
-    // Identities are needed to open an existing file, and (with a profile)
-    // to know the master recipients.
-    let identities = if have_ids {
-        match load_identities(profile.as_ref(), &args.identity) {
+    let _lock = match lock(profile.as_ref().map_or(&args.root, |p| &p.root)) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    // The profile's identities are the master recipients (whatever `-i`
+    // decrypts with); without a profile only `-r` says where to encrypt.
+    let master: &[PathBuf] = match &profile {
+        Some(p) => master_files(p, &args.identity),
+        None => &[],
+    };
+    let identities = if master.is_empty() && args.identity.identities.is_empty() {
+        None
+    } else {
+        match load_identities(master, &args.identity.identities, &args.identity) {
             Ok(i) => Some(i),
             Err(c) => return c,
         }
-    } else {
-        None
     };
     let mut extra = args.recipients.clone();
     if let Some(p) = &profile {
@@ -423,10 +584,8 @@ pub fn edit(args: EditArgs) -> ExitCode {
     };
     let mut recipients: Vec<&dyn nixseal::age::Recipient> =
         extra.iter().map(|r| r.as_ref() as _).collect();
-    if profile.is_some() {
-        if let Some(ids) = &identities {
-            recipients.extend(ids.recipients());
-        }
+    if let Some(ids) = &identities {
+        recipients.extend(ids.recipients());
     }
     let content = if std::io::stdin().is_terminal() {
         let editor = std::env::var("EDITOR")
@@ -434,35 +593,63 @@ pub fn edit(args: EditArgs) -> ExitCode {
             .unwrap_or_else(|_| "vi".into());
         NewContent::Editor(editor)
     } else {
-        let mut buf = zeroize::Zeroizing::new(Vec::new());
-        if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-            return ui::fail(
-                FAILED,
-                format_args!("cannot read the new content from stdin: {e}"),
-            );
+        match nixseal::fsutil::read_stream(std::io::stdin().lock(), nixseal::fsutil::MAX_FILE) {
+            Ok(buf) => NewContent::Given(buf),
+            Err(e) => {
+                return ui::fail(
+                    BAD_INPUT,
+                    format_args!(
+                        "cannot read the new content from stdin: {e}; {} is unchanged",
+                        args.file.display()
+                    ),
+                )
+            }
         }
-        NewContent::Given(buf)
     };
-    match nixseal::edit::edit(&args.file, identities.as_ref(), &recipients, content) {
-        Ok(outcome) => {
+    let options = EditOptions {
+        allow_empty: args.allow_empty,
+    };
+    let quick_hint = |ran: std::time::Duration| {
+        eprintln!(
+            "nixseal edit: hint: the editor returned after {:.1} s without a change; if it is a graphical editor, make it wait until the file is closed (e.g. EDITOR=\"code --wait\", \"subl -w\", \"gedit -s\", \"emacsclient\")",
+            ran.as_secs_f64()
+        )
+    };
+    match nixseal::edit::edit(
+        &args.file,
+        identities.as_ref(),
+        &recipients,
+        content,
+        options,
+    ) {
+        Ok(report) => {
             let f = args.file.display();
-            match outcome {
+            match report.outcome {
                 EditOutcome::Created => eprintln!("nixseal edit: created {f}"),
                 EditOutcome::Updated => {
                     eprintln!("nixseal edit: updated {f}; run `nix run .#renc` to rekey it")
                 }
                 EditOutcome::Unchanged => eprintln!("nixseal edit: {f} unchanged, not rewritten"),
-                EditOutcome::EmptyNotCreated => {
-                    eprintln!("nixseal edit: empty content, {f} not created")
-                }
+            }
+            if let Some(ran) = report.quick_editor {
+                quick_hint(ran);
             }
             ExitCode::from(OK)
         }
         Err(e) => {
+            if let EditError::Empty {
+                quick_editor: Some(ran),
+                ..
+            } = &e
+            {
+                quick_hint(*ran);
+            }
             let code = match e {
-                nixseal::edit::EditError::NoRecipients { .. }
-                | nixseal::edit::EditError::NeedIdentity { .. }
-                | nixseal::edit::EditError::NotPlain { .. } => BAD_INPUT,
+                EditError::NoRecipients { .. }
+                | EditError::NeedIdentity { .. }
+                | EditError::NotPlain { .. }
+                | EditError::Empty { .. }
+                | EditError::TooLarge { .. } => BAD_INPUT,
                 _ => FAILED,
             };
             ui::fail(code, e)

@@ -1,6 +1,6 @@
 //! Output, prompts and exit codes shared by the subcommands.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -47,22 +47,12 @@ impl Prompt {
         }
     }
 
-    fn read_passphrase_file(&self, path: &PathBuf) -> Option<SecretString> {
+    fn read_passphrase_file(&self, path: &std::path::Path) -> Option<SecretString> {
         let mut cached = self.file_passphrase.lock().unwrap();
         if cached.is_none() {
-            // Read once: /dev/fd/N can only be read once.
-            let r = std::fs::File::open(path)
-                .and_then(|f| {
-                    let mut line = zeroize::Zeroizing::new(String::new());
-                    std::io::BufReader::new(f).read_line(&mut line)?;
-                    Ok(line)
-                })
-                .map(|mut l| {
-                    while l.ends_with('\n') || l.ends_with('\r') {
-                        l.pop();
-                    }
-                    l
-                })
+            // Read once: /dev/fd/N can only be read once. Bounded, into
+            // wiped buffers; a directory or device is refused.
+            let r = nixseal::identity::read_passphrase_file(path)
                 .map_err(|e| format!("cannot read --passphrase-file {}: {e}", path.display()));
             *cached = Some(r);
         }

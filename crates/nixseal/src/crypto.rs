@@ -114,10 +114,26 @@ pub fn decrypt(
         age::DecryptError::DecryptionFailed if scrypt => DecryptFailure::WrongPassphrase,
         e => DecryptFailure::from_age(e),
     })?;
-    let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| DecryptFailure::Corrupt(clean_age_message(&e.to_string())))?;
+    // The plaintext is always shorter than its age file, so one wiped
+    // buffer of the ciphertext's size holds it: no reallocation ever leaves
+    // an unwiped copy behind, and nothing can grow past the input.
+    let mut out = Zeroizing::new(vec![0u8; ciphertext.len()]);
+    let mut len = 0;
+    loop {
+        if len == out.len() {
+            return Err(DecryptFailure::Corrupt(
+                "the payload is longer than the file".into(),
+            ));
+        }
+        match reader.read(&mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DecryptFailure::Corrupt(clean_age_message(&e.to_string()))),
+        }
+    }
+    // Truncating keeps the allocation; Zeroizing wipes all of it on drop.
+    out.truncate(len);
     Ok(out)
 }
 

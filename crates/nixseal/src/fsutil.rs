@@ -174,8 +174,14 @@ pub fn prepare_parent(path: &Path) -> std::io::Result<(PathBuf, String)> {
     Ok((dir, name.to_string_lossy().into_owned()))
 }
 
-/// A temp file in `dir` (removed if dropped) holding `bytes`, moded `mode`.
-fn filled_temp(dir: &Path, bytes: &[u8], mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
+/// A temp file in `dir` (removed if dropped) holding `bytes`, moded `mode`:
+/// what [`atomic_write`] renames into place. Callers that must put several
+/// files in place together stage each with this first, then persist them.
+pub fn filled_temp(
+    dir: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;

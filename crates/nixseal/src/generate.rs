@@ -3,9 +3,13 @@
 //! exist yet; its standard output, read into memory through a pipe, becomes
 //! the secret, encrypted to the master recipients like `edit` does. An
 //! existing master file is never regenerated (delete it to rotate).
+//!
+//! Before any generator runs, every one is checked ([`validate`]): it must
+//! be an executable regular file and its master file's directory must be
+//! creatable, so a bad generator never leaves some secrets generated and
+//! others not because of a mistake that was visible up front.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -52,6 +56,32 @@ pub enum GenerateError {
         generator: PathBuf,
         /// Its exit status.
         status: std::process::ExitStatus,
+    },
+    /// The generator is not an executable regular file.
+    #[error("the generator {} of {file} is not usable: {why}; nothing was generated", generator.display())]
+    NotExecutable {
+        /// The master file.
+        file: String,
+        /// The generator.
+        generator: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The master file cannot be created where the profile says.
+    #[error("the generated {file} cannot be created: {} is not a directory; nothing was generated", path.display())]
+    BadParent {
+        /// The master file.
+        file: String,
+        /// The path on the way that is not a directory.
+        path: PathBuf,
+    },
+    /// The generator printed more than nixseal reads.
+    #[error("the generator {} of {file} printed more than {} bytes; it was stopped and nothing was written", generator.display(), fsutil::MAX_FILE)]
+    TooLarge {
+        /// The master file.
+        file: String,
+        /// The generator.
+        generator: PathBuf,
     },
     /// The generator printed nothing.
     #[error("the generator {} of {file} printed nothing; a secret cannot be empty (nothing was written)", generator.display())]
@@ -112,9 +142,55 @@ pub fn pending(profile: &Profile) -> Vec<Pending> {
     by_source.into_values().collect()
 }
 
+/// Checks every pending generator before any runs: an executable regular
+/// file, and a master file whose directory exists or can be created.
+/// Returns every problem found.
+pub fn validate(pending: &[Pending]) -> Vec<GenerateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    for p in pending {
+        let bad = |why: String| GenerateError::NotExecutable {
+            file: p.file.clone(),
+            generator: p.generator.clone(),
+            why,
+        };
+        match std::fs::metadata(&p.generator) {
+            Err(e) => problems.push(bad(e.to_string())),
+            Ok(m) if !m.is_file() => problems.push(bad(format!(
+                "it is {}, not an executable file",
+                fsutil::kind_name(m.file_type())
+            ))),
+            Ok(m)
+                if m.permissions().mode() & 0o111 == 0
+                    || rustix::fs::access(&p.generator, rustix::fs::Access::EXEC_OK).is_err() =>
+            {
+                problems.push(bad("it is not executable".into()))
+            }
+            Ok(_) => {}
+        }
+        // The first existing directory on the way must be a directory.
+        let parent = p.source.parent().unwrap_or(Path::new("."));
+        let existing = parent
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .find(|a| std::fs::symlink_metadata(a).is_ok());
+        if let Some(a) = existing {
+            if !a.is_dir() {
+                problems.push(GenerateError::BadParent {
+                    file: p.file.clone(),
+                    path: a.to_owned(),
+                });
+            }
+        }
+    }
+    problems
+}
+
 /// Runs `p`'s generator (in `root`, stdin closed, stderr passed through) and
 /// writes its output, encrypted to `recipients`, as a new master file (mode
-/// 0644, like `edit`). The plaintext only ever lives in this process's memory.
+/// 0644, like `edit`). The plaintext only ever lives in this process's
+/// memory, in wiped buffers, at most [`fsutil::MAX_FILE`] bytes (a generator
+/// that prints more is killed).
 pub fn generate(
     p: &Pending,
     root: &Path,
@@ -132,14 +208,23 @@ pub fn generate(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(run_err)?;
-    let mut out = Zeroizing::new(Vec::new());
-    let read = child
-        .stdout
-        .take()
-        .expect("stdout is piped")
-        .read_to_end(&mut out);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let read = fsutil::read_stream(stdout, fsutil::MAX_FILE);
+    if read.is_err() {
+        // Too much (or unreadable): stop it rather than wait for it.
+        let _ = child.kill();
+    }
     let status = child.wait().map_err(run_err)?;
-    read.map_err(run_err)?;
+    let out: Zeroizing<Vec<u8>> = match read {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(GenerateError::TooLarge {
+                file: p.file.clone(),
+                generator: p.generator.clone(),
+            })
+        }
+        Err(e) => return Err(run_err(e)),
+    };
     if !status.success() {
         return Err(GenerateError::Failed {
             file: p.file.clone(),
@@ -157,6 +242,13 @@ pub fn generate(
         file: p.file.clone(),
         source,
     })?;
+    drop(out);
+    if ct.len() as u64 > fsutil::MAX_FILE {
+        return Err(GenerateError::TooLarge {
+            file: p.file.clone(),
+            generator: p.generator.clone(),
+        });
+    }
     let write_err = |source| GenerateError::Write {
         file: p.file.clone(),
         source,

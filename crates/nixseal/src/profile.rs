@@ -37,8 +37,11 @@ pub struct RawProfile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawHost {
-    /// The host's `ssh-ed25519` public key.
-    pub host_pubkey: String,
+    /// The host's `ssh-ed25519` public key. `null`, absent or `""` means the
+    /// key is not known yet: that host is reported and skipped, the rest of
+    /// the fleet is served.
+    #[serde(default)]
+    pub host_pubkey: Option<String>,
     /// The secrets this host uses (a secret named twice is an error).
     #[serde(default, deserialize_with = "crate::json::unique_map")]
     pub secrets: BTreeMap<String, RawSecret>,
@@ -92,15 +95,23 @@ pub enum ProfileError {
         /// What is wrong with the name.
         source: NameError,
     },
-    /// A host's public key is not a usable `ssh-ed25519` key.
-    #[error("profile {path}: host {host}: {source}")]
-    HostKey {
+    /// A flake-relative path leaves the flake root (through `..`).
+    #[error("profile {path}: {field} {value:?} resolves outside the flake root; nixseal reads and writes files inside the flake only")]
+    OutsideRoot {
         /// The profile file.
         path: PathBuf,
-        /// The host.
-        host: String,
-        /// What is wrong with the key.
-        source: HostKeyError,
+        /// Which field.
+        field: String,
+        /// The value found.
+        value: String,
+    },
+    /// `rekeyedDir` is the flake root itself.
+    #[error("profile {path}: rekeyedDir {value:?} is the flake root itself, where renc would write and prune next to your master secrets; give rekeyed files a directory of their own, e.g. \"./secrets/rekeyed\"")]
+    RekeyedDirIsRoot {
+        /// The profile file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
     },
     /// A path field is empty or absolute where a flake-relative path is needed.
     #[error("profile {path}: {field} {value:?} must be a path relative to the flake root (e.g. \"./secrets/db.age\")")]
@@ -166,8 +177,9 @@ pub struct SecretEntry {
 pub struct HostEntry {
     /// The host's name.
     pub name: HostName,
-    /// The host's key, parsed.
-    pub recipient: HostRecipient,
+    /// The host's key, parsed, or why it cannot be used. A bad or missing
+    /// key blocks this host only: the rest of the fleet is still served.
+    pub recipient: Result<HostRecipient, HostKeyError>,
     /// The host's secrets, by name.
     pub secrets: BTreeMap<SecretName, SecretEntry>,
 }
@@ -183,7 +195,8 @@ pub struct Profile {
     pub identities: Vec<PathBuf>,
     /// Extra recipients, as written.
     pub extra_recipients: Vec<String>,
-    /// The rekeyed directory, resolved.
+    /// The rekeyed directory, resolved (lexically normalised: no `.` or
+    /// `..`, never the root itself).
     pub rekeyed_dir: PathBuf,
     /// The rekeyed directory as written (for messages and `git add` hints).
     pub rekeyed_dir_rel: String,
@@ -194,11 +207,30 @@ pub struct Profile {
 impl Profile {
     /// Reads and validates a profile file; relative paths are taken from `root`.
     pub fn load(path: &Path, root: &Path) -> Result<Self, ProfileError> {
-        let bytes = std::fs::read(path).map_err(|source| ProfileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            crate::fsutil::read_regular(path, crate::fsutil::MAX_FILE).map_err(|source| {
+                ProfileError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         Self::parse(&bytes, path, root)
+    }
+
+    /// Hosts that share one public key (each group has two or more hosts):
+    /// each of them can decrypt the others' rekeyed files.
+    pub fn shared_host_keys(&self) -> Vec<(String, Vec<HostName>)> {
+        let mut by_key: BTreeMap<&str, Vec<HostName>> = BTreeMap::new();
+        for h in self.hosts.values() {
+            if let Ok(r) = &h.recipient {
+                by_key.entry(r.as_str()).or_default().push(h.name.clone());
+            }
+        }
+        by_key
+            .into_iter()
+            .filter(|(_, hosts)| hosts.len() > 1)
+            .map(|(k, hosts)| (k.to_owned(), hosts))
+            .collect()
     }
 
     /// Validates profile bytes; `path` is used in messages only.
@@ -229,6 +261,8 @@ impl Profile {
     }
 
     fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
+        // Flake-relative paths, normalised without touching the file system;
+        // one that climbs out of the root is refused.
         let rel = |field: String, value: &str| -> Result<PathBuf, ProfileError> {
             if value.is_empty() || Path::new(value).is_absolute() {
                 return Err(ProfileError::BadPath {
@@ -237,7 +271,14 @@ impl Profile {
                     value: value.to_owned(),
                 });
             }
-            Ok(resolve(root, value))
+            let Some(inside) = normalize(value) else {
+                return Err(ProfileError::OutsideRoot {
+                    path: path.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+            };
+            Ok(join_root(root, &inside))
         };
         let name_err = |source| ProfileError::Name {
             path: path.to_owned(),
@@ -268,17 +309,31 @@ impl Profile {
             })?;
         }
         let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
+        if normalize(&raw.rekeyed_dir).is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(ProfileError::RekeyedDirIsRoot {
+                path: path.to_owned(),
+                value: raw.rekeyed_dir.clone(),
+            });
+        }
         // Each master file has at most one generator, whichever hosts use it.
         let mut generators: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
         let mut hosts = BTreeMap::new();
-        for (host, h) in raw.hosts {
+        // Checking a key's point (decompression, torsion) costs tens of
+        // microseconds: done for all hosts in parallel.
+        let keys: Vec<Result<HostRecipient, HostKeyError>> = {
+            use rayon::prelude::*;
+            raw.hosts
+                .values()
+                .collect::<Vec<_>>()
+                .par_iter()
+                .map(|h| match h.host_pubkey.as_deref() {
+                    None => Err(HostKeyError::Missing),
+                    Some(k) => HostRecipient::parse(k),
+                })
+                .collect()
+        };
+        for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
             let name = HostName::new(host.clone()).map_err(name_err)?;
-            let recipient =
-                HostRecipient::parse(&h.host_pubkey).map_err(|source| ProfileError::HostKey {
-                    path: path.to_owned(),
-                    host: host.clone(),
-                    source,
-                })?;
             let mut secrets = BTreeMap::new();
             for (secret, s) in h.secrets {
                 let sname = SecretName::new(secret.clone()).map_err(name_err)?;
@@ -348,11 +403,35 @@ fn resolve(root: &Path, rel: &str) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect();
+    join_root(root, &rel)
+}
+
+fn join_root(root: &Path, rel: &Path) -> PathBuf {
     if root == Path::new(".") || root.as_os_str().is_empty() {
-        rel
+        rel.to_owned()
     } else {
         root.join(rel)
     }
+}
+
+/// A relative path with `.` dropped and `..` applied lexically; `None` when
+/// it climbs above its start (or is absolute). The empty path is the start.
+pub fn normalize(rel: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -473,9 +552,69 @@ mod tests {
         }
         let e = parse(&with_host("h", KEY, "..", "s.age")).unwrap_err();
         assert!(matches!(e, ProfileError::Name { .. }), "{e}");
-        let e = parse(&with_host("h", "ssh-rsa AAAAB3NzaC1yc2E", "s", "s.age"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("host h") && e.contains("ssh-rsa"), "{e}");
+        // A bad host key is that host's problem, kept as data: the profile
+        // (and the rest of the fleet) is still usable.
+        let p = parse(&with_host("h", "ssh-rsa AAAAB3NzaC1yc2E", "s", "s.age")).unwrap();
+        let e = p.hosts["h"].recipient.as_ref().unwrap_err().to_string();
+        assert!(e.contains("ssh-rsa"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_host_key_is_null_absent_or_empty() {
+        for key in [
+            r#""hostPubkey":null,"#,
+            "",
+            r#""hostPubkey":"","#,
+            r#""hostPubkey":"  ","#,
+        ] {
+            let json = format!(
+                r#"{{"version":1,"rekeyedDir":"r","hosts":{{"new":{{{key}"secrets":{{}}}},"old":{{"hostPubkey":"{KEY}"}}}}}}"#
+            );
+            let p = parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(
+                p.hosts["new"].recipient.as_ref().unwrap_err(),
+                &HostKeyError::Missing
+            );
+            assert!(p.hosts["old"].recipient.is_ok());
+        }
+    }
+
+    #[test]
+    fn shared_keys_are_found() {
+        let json = format!(
+            r#"{{"version":1,"rekeyedDir":"r","hosts":{{"a":{{"hostPubkey":"{KEY}"}},"b":{{"hostPubkey":"{KEY} other comment"}},"c":{{"hostPubkey":null}}}}}}"#
+        );
+        let shared = parse(&json).unwrap().shared_host_keys();
+        assert_eq!(shared.len(), 1);
+        let names: Vec<&str> = shared[0].1.iter().map(|h| h.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn paths_stay_inside_the_root_and_rekeyed_dir_is_not_the_root() {
+        let doc = |rd: &str, file: &str| {
+            format!(
+                r#"{{"version":1,"rekeyedDir":"{rd}","hosts":{{"h":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"{file}"}}}}}}}}}}"#
+            )
+        };
+        let p = parse(&doc("./a/../r/./x", "./s/../t.age")).unwrap();
+        assert_eq!(p.rekeyed_dir, Path::new("/flake/r/x"));
+        assert_eq!(p.hosts["h"].secrets["s"].source, Path::new("/flake/t.age"));
+        for rd in [".", "./", "a/..", ""] {
+            let e = parse(&doc(rd, "s.age")).unwrap_err().to_string();
+            assert!(
+                e.contains("flake root itself") || e.contains("must be a path relative"),
+                "{rd}: {e}"
+            );
+        }
+        for rd in ["..", "../r", "a/../../r"] {
+            let e = parse(&doc(rd, "s.age")).unwrap_err().to_string();
+            assert!(e.contains("resolves outside the flake root"), "{rd}: {e}");
+        }
+        let e = parse(&doc("r", "../s.age")).unwrap_err().to_string();
+        assert!(
+            e.contains("hosts.h.secrets.s.file") && e.contains("outside"),
+            "{e}"
+        );
     }
 }

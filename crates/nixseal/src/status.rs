@@ -160,11 +160,14 @@ pub fn resolve_manifest(host: &str, path: &Path) -> Result<PathBuf, StatusError>
         return Ok(path.to_owned());
     }
     let unit = path.join(UNIT_IN_SYSTEM);
-    let text = std::fs::read_to_string(&unit).map_err(|source| StatusError::Read {
-        host: host.to_owned(),
-        path: unit.clone(),
-        source,
+    let bytes = crate::fsutil::read_regular(&unit, crate::fsutil::MAX_FILE).map_err(|source| {
+        StatusError::Read {
+            host: host.to_owned(),
+            path: unit.clone(),
+            source,
+        }
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     text.lines()
         .filter_map(|l| l.strip_prefix("ExecStart="))
         .find_map(|l| {
@@ -199,11 +202,15 @@ pub fn host_status(
                 .join(", "),
         })?;
     let manifest = resolve_manifest(host, manifest)?;
-    let bytes = std::fs::read(&manifest).map_err(|source| StatusError::Read {
-        host: host.to_owned(),
-        path: manifest.clone(),
-        source,
-    })?;
+    // A regular file of bounded size (a FIFO or device is refused, not read).
+    let bytes =
+        crate::fsutil::read_regular(&manifest, crate::fsutil::MAX_FILE).map_err(|source| {
+            StatusError::Read {
+                host: host.to_owned(),
+                path: manifest.clone(),
+                source,
+            }
+        })?;
     let running: ManifestSources =
         serde_json::from_slice(&bytes).map_err(|source| StatusError::Json {
             host: host.to_owned(),
@@ -367,5 +374,8 @@ mod tests {
         );
         let e = host_status(&p, "web1", &dir.path().join("missing.json")).unwrap_err();
         assert!(matches!(e, StatusError::Read { .. }), "{e}");
+        // A device or FIFO as the manifest is refused, not read forever.
+        let e = host_status(&p, "web1", Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("a character device"), "{e}");
     }
 }

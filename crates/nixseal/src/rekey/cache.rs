@@ -46,15 +46,31 @@ pub enum CacheRead {
     Absent,
     /// Present but unusable: every output of the host counts as stale.
     Invalid(String),
+    /// Something other than a regular file is where the cache goes (a
+    /// directory, symlink, FIFO…): the host is blocked, never written through.
+    NotRegular(&'static str),
 }
 
 impl HostCache {
     /// Reads the cache of one host directory.
+    /// Only a regular file is read (never through a symlink, never a FIFO
+    /// that would block), at most [`crate::fsutil::MAX_FILE`] bytes.
     pub fn read(host_dir: &Path) -> CacheRead {
         let path = host_dir.join(CACHE_FILE);
-        let bytes = match std::fs::read(&path) {
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return CacheRead::Absent,
+            Err(e) => return CacheRead::Invalid(e.to_string()),
+            Ok(m) if !m.is_file() => {
+                return CacheRead::NotRegular(crate::fsutil::kind_name(m.file_type()))
+            }
+            Ok(_) => {}
+        }
+        let bytes = match crate::fsutil::read_regular_nofollow(&path, crate::fsutil::MAX_FILE) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return CacheRead::Absent,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return CacheRead::NotRegular("a symlink")
+            }
             Err(e) => return CacheRead::Invalid(e.to_string()),
         };
         match serde_json::from_slice::<HostCache>(&bytes) {

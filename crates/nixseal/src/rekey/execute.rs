@@ -1,20 +1,43 @@
 //! Execution: decrypt each needed master secret once, encrypt to every host in
-//! parallel, write atomically, remove what left, keep the caches true.
+//! parallel, put each host's outputs in place together, remove what left,
+//! keep the caches true.
+//!
+//! Per host: every new output is first written to a temp file in the host
+//! directory (in parallel); only when all of that host's temp files exist
+//! are they renamed into place, and then the host's cache is written to
+//! describe exactly the files present. A host whose directory cannot be
+//! written, or whose cache cannot be, is reported as a [`HostFailure`] and
+//! every other host is still served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::cache::{self, CacheEntry, CacheRead, HostCache, CACHE_FILE};
+use super::cache::{self, CacheEntry, HostCache, CACHE_FILE};
 use super::{
-    host_dir, kind_of, ExecuteOptions, Outcome, Pair, PairError, PairFailure, PairState, Plan,
-    RekeyError, OUTPUT_SUFFIX,
+    host_dir, kind_of, ExecuteOptions, HostError, HostFailure, Outcome, Pair, PairError,
+    PairFailure, PairState, Plan, RekeyError, Removal, OUTPUT_SUFFIX,
 };
 use crate::crypto::{self, EncryptFailure, Plaintext};
-use crate::fsutil::{self, sha256_hex};
+use crate::fsutil::{self, sha256_hex, MAX_FILE};
 use crate::identity::MasterIdentities;
-use crate::name::HostName;
+use crate::name::{HostName, SecretName};
+
+/// A new output written to a temp file in its host directory, not yet in
+/// place, and the cache entry it will have.
+type Staged = (tempfile::TempPath, CacheEntry);
+type StagedPair = (Pair, Result<Staged, PairError>);
+
+/// What the new cache of a host says about one of its secrets.
+enum Fate {
+    /// The old entry stays: the output is current, or was left untouched
+    /// (an entry records the output's sha256, so it never vouches for a file
+    /// that was changed or replaced since: readers compare it).
+    Keep,
+    /// The output was just written.
+    New(CacheEntry),
+}
 
 /// Carries out a plan. `identities` may be `None` only when the plan needs none
 /// ([`Plan::needs_identity`] is false). `progress` is called once per pair done.
@@ -31,36 +54,53 @@ pub fn execute(
         rekeyed_dir,
         mut caches,
         recipients,
+        host_errors,
         ..
     } = plan;
+    outcome.host_failures = host_errors;
 
+    let mut fates: BTreeMap<HostName, Vec<(SecretName, Fate)>> = BTreeMap::new();
     // Hosts whose cache may need rewriting: any output not current, or any
     // file removed from their directory.
-    let touched: BTreeSet<HostName> = pairs
-        .iter()
-        .filter(|p| !matches!(p.state, PairState::Current))
-        .map(|p| p.host.clone())
-        .chain(
-            removals
-                .iter()
-                .filter_map(|r| HostName::new(r.host.clone()).ok()),
-        )
-        .collect();
+    let mut touched: BTreeSet<HostName> = BTreeSet::new();
     let mut todo: Vec<Pair> = Vec::new();
     for p in pairs {
         match p.state {
-            PairState::Current => outcome.unchanged += 1,
-            PairState::Blocked(error) => outcome.failed.push(PairFailure {
-                host: p.host,
-                secret: p.secret,
-                error,
-            }),
-            PairState::Stale(_) => todo.push(p),
+            PairState::Current => {
+                outcome.unchanged += 1;
+                fates
+                    .entry(p.host)
+                    .or_default()
+                    .push((p.secret, Fate::Keep));
+            }
+            // Reported once for the whole host.
+            PairState::Blocked(PairError::HostBlocked { .. }) => {}
+            PairState::Blocked(error) => {
+                touched.insert(p.host.clone());
+                fates
+                    .entry(p.host.clone())
+                    .or_default()
+                    .push((p.secret.clone(), Fate::Keep));
+                outcome.failed.push(PairFailure {
+                    host: p.host,
+                    secret: p.secret,
+                    error,
+                });
+            }
+            PairState::Stale(_) => {
+                touched.insert(p.host.clone());
+                todo.push(p);
+            }
+        }
+    }
+    for r in removals.iter().filter(|r| !r.departed) {
+        if let Ok(h) = HostName::new(r.host.clone()) {
+            touched.insert(h);
         }
     }
 
     if !todo.is_empty() {
-        let identities = identities.expect("execute: the plan needs an identity");
+        let identities = identities.ok_or(RekeyError::NoIdentity)?;
         std::fs::create_dir_all(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
             path: rekeyed_dir.clone(),
             source,
@@ -82,7 +122,7 @@ pub fn execute(
             if plaintexts.contains_key(&p.source) {
                 continue;
             }
-            let r = match std::fs::read(&p.source) {
+            let r = match fsutil::read_regular(&p.source, MAX_FILE) {
                 Err(e) => Err(PairError::SourceUnreadable {
                     path: p.source.clone(),
                     source: std::sync::Arc::new(e),
@@ -98,7 +138,7 @@ pub fn execute(
         }
 
         // Host directories, made up front and checked for symlinks.
-        let mut host_ok: BTreeMap<HostName, Result<(), PairError>> = BTreeMap::new();
+        let mut host_ok: BTreeMap<HostName, Result<(), HostError>> = BTreeMap::new();
         for p in &todo {
             host_ok.entry(p.host.clone()).or_insert_with(|| {
                 let dir = host_dir(&rekeyed_dir, p.host.as_str());
@@ -107,126 +147,310 @@ pub fn execute(
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         match kind_of(&dir) {
                             Ok(Some(t)) if t.is_dir() => Ok(()),
-                            _ => Err(PairError::NotPlain { path: dir }),
+                            Ok(Some(t)) => Err(HostError::DirNotPlain {
+                                path: dir,
+                                what: fsutil::kind_name(t),
+                            }),
+                            Ok(None) => Err(HostError::Stage {
+                                path: dir,
+                                source: e,
+                            }),
+                            Err(source) => Err(HostError::Read { path: dir, source }),
                         }
                     }
-                    Err(source) => Err(PairError::Write { path: dir, source }),
+                    Err(source) => Err(HostError::Stage { path: dir, source }),
                 }
             });
         }
 
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.jobs.unwrap_or(0))
-            .build()
-            .expect("rayon pool");
-        let results: Vec<(Pair, Result<CacheEntry, PairError>)> = pool.install(|| {
+        // `jobs` threads of their own, or the global pool (see init_threads).
+        let pool = match options.jobs {
+            Some(jobs) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(jobs.clamp(1, super::MAX_JOBS))
+                    .build()
+                    .map_err(|source| RekeyError::Threads { jobs, source })?,
+            ),
+            None => None,
+        };
+
+        let results: Vec<(Pair, Result<Staged, PairError>)> = in_pool(pool.as_ref(), || {
             todo.into_par_iter()
                 .map(|p| {
-                    let r = rekey_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
+                    let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
                     progress();
                     (p, r)
                 })
                 .collect()
         });
 
+        let mut by_host: BTreeMap<HostName, Vec<StagedPair>> = BTreeMap::new();
         for (p, r) in results {
-            match r {
-                Ok(entry) => {
-                    caches
-                        .get_mut(&p.host)
-                        .expect("cache per host")
-                        .outputs
-                        .insert(p.secret.to_string(), entry);
-                    outcome.rekeyed.push((p.host, p.secret));
+            by_host.entry(p.host.clone()).or_default().push((p, r));
+        }
+        // Hosts whose directory could not be made fail as a whole.
+        let mut ready = Vec::new();
+        for (host, items) in by_host {
+            match host_ok.remove(&host).unwrap_or(Ok(())) {
+                Err(e) => block_host(&mut outcome, &mut caches, &host, e),
+                Ok(()) => ready.push((host, items)),
+            }
+        }
+        // Each host's staged outputs are put in place (hosts in parallel).
+        let placed: Vec<(HostName, Placed)> = in_pool(pool.as_ref(), || {
+            ready
+                .into_par_iter()
+                .map(|(host, items)| {
+                    let dir = rekeyed_abs.join(host.as_str());
+                    let placed = place_host(&dir, items);
+                    (host, placed)
+                })
+                .collect()
+        });
+        for (host, placed) in placed {
+            match placed {
+                Placed::Blocked(e) => block_host(&mut outcome, &mut caches, &host, e),
+                Placed::Done {
+                    rekeyed,
+                    failed,
+                    fates: f,
+                } => {
+                    outcome.rekeyed.extend(rekeyed);
+                    outcome.failed.extend(failed);
+                    fates.entry(host).or_default().extend(f);
                 }
-                Err(error) => outcome.failed.push(PairFailure {
-                    host: p.host,
-                    secret: p.secret,
-                    error,
-                }),
             }
         }
     }
 
-    // Remove what left the profile, then write caches that describe exactly
-    // the files present.
-    for r in &removals {
-        let res = if r.path.is_dir() && !r.path.is_symlink() {
-            std::fs::remove_dir(&r.path)
-        } else {
-            std::fs::remove_file(&r.path)
-        };
-        match res {
-            Ok(()) => outcome.removed.push(r.path.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(RekeyError::Remove {
-                    path: r.path.clone(),
-                    source,
-                })
-            }
-        }
-    }
-    for (host, mut cache) in caches {
+    remove_all(&removals, &caches, &mut outcome);
+
+    // Caches that describe exactly what each host's directory holds.
+    for (host, old) in caches {
         // A host whose every output was current and lost nothing keeps its
         // cache as it is (the no-op path: no stat per output, no re-read).
         if !touched.contains(&host) {
             continue;
         }
         let dir = host_dir(&rekeyed_dir, host.as_str());
-        if !dir.is_dir() || dir.is_symlink() {
+        if !kind_of(&dir).ok().flatten().is_some_and(|t| t.is_dir()) {
             continue;
         }
-        let before = HostCache::read(&dir);
-        cache.version = cache::CACHE_VERSION;
-        cache
-            .outputs
-            .retain(|secret, _| dir.join(format!("{secret}{OUTPUT_SUFFIX}")).is_file());
-        if let CacheRead::Valid(old) = &before {
-            if *old == cache {
-                continue;
+        let mut new = HostCache {
+            version: cache::CACHE_VERSION,
+            outputs: BTreeMap::new(),
+        };
+        for (secret, fate) in fates.remove(&host).unwrap_or_default() {
+            let entry = match fate {
+                Fate::Keep => old.outputs.get(secret.as_str()).cloned(),
+                Fate::New(e) => Some(e),
+            };
+            if let Some(e) = entry {
+                new.outputs.insert(secret.to_string(), e);
             }
         }
-        fsutil::atomic_write(&dir, CACHE_FILE, &cache.to_bytes(), 0o644).map_err(|source| {
-            RekeyError::CacheWrite {
-                path: dir.join(CACHE_FILE),
-                source,
-            }
-        })?;
+        if new == old {
+            continue;
+        }
+        if let Err(source) = fsutil::atomic_write(&dir, CACHE_FILE, &new.to_bytes(), 0o644) {
+            outcome.host_failures.push(HostFailure {
+                host: host.to_string(),
+                error: HostError::CacheWrite {
+                    path: dir.join(CACHE_FILE),
+                    source,
+                },
+            });
+        }
     }
     outcome.rekeyed.sort();
     Ok(outcome)
 }
 
-fn rekey_one(
+/// What putting one host's staged outputs in place did.
+enum Placed {
+    /// A temp file could not be written: all were removed, nothing moved.
+    Blocked(HostError),
+    /// The outputs that could be staged were renamed into place.
+    Done {
+        rekeyed: Vec<(HostName, SecretName)>,
+        failed: Vec<PairFailure>,
+        fates: Vec<(SecretName, Fate)>,
+    },
+}
+
+/// Puts one host's staged outputs in place, all or none: a temp file that
+/// could not be written fails the whole host (the temps already made are
+/// dropped, which removes them) before anything is renamed.
+fn place_host(dir: &Path, items: Vec<StagedPair>) -> Placed {
+    let stage_error = items.iter().find_map(|(_, r)| match r {
+        Err(PairError::Write { path, source }) => Some(HostError::Stage {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        }),
+        _ => None,
+    });
+    if let Some(e) = stage_error {
+        drop(items);
+        return Placed::Blocked(e);
+    }
+    let mut rekeyed = Vec::new();
+    let mut failed = Vec::new();
+    let mut fates = Vec::new();
+    for (p, r) in items {
+        let fate = match r {
+            Ok((tmp, entry)) => {
+                let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
+                match tmp.persist(dir.join(name)) {
+                    Ok(()) => {
+                        rekeyed.push((p.host.clone(), p.secret.clone()));
+                        Fate::New(entry)
+                    }
+                    Err(e) => {
+                        failed.push(PairFailure {
+                            host: p.host.clone(),
+                            secret: p.secret.clone(),
+                            error: PairError::Write {
+                                path: p.output.clone(),
+                                source: e.error,
+                            },
+                        });
+                        Fate::Keep
+                    }
+                }
+            }
+            Err(error) => {
+                failed.push(PairFailure {
+                    host: p.host.clone(),
+                    secret: p.secret.clone(),
+                    error,
+                });
+                Fate::Keep
+            }
+        };
+        fates.push((p.secret, fate));
+    }
+    Placed::Done {
+        rekeyed,
+        failed,
+        fates,
+    }
+}
+
+/// Runs `f` in `pool`, or in the current (global) pool.
+fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// Records a host that failed as a whole; its cache is left as it was.
+fn block_host(
+    outcome: &mut Outcome,
+    caches: &mut BTreeMap<HostName, HostCache>,
+    host: &HostName,
+    error: HostError,
+) {
+    caches.remove(host);
+    outcome.host_failures.push(HostFailure {
+        host: host.to_string(),
+        error,
+    });
+}
+
+/// Removes what left the profile. A profile host's failed removal is
+/// reported and the rest goes on; a departed host's directory is emptied in
+/// order (outputs, cache, directory) and left at its first failure, its
+/// cache still marking it as nixseal's for the next run.
+fn remove_all(removals: &[Removal], caches: &BTreeMap<HostName, HostCache>, outcome: &mut Outcome) {
+    let mut failed_hosts: BTreeSet<&str> = BTreeSet::new();
+    for r in removals {
+        // A blocked profile host is left alone entirely.
+        if !r.departed && !caches.contains_key(r.host.as_str()) {
+            continue;
+        }
+        if r.departed && failed_hosts.contains(r.host.as_str()) {
+            continue;
+        }
+        let res = match kind_of(&r.path) {
+            Ok(Some(t)) if t.is_dir() => std::fs::remove_dir(&r.path),
+            Ok(Some(_)) => std::fs::remove_file(&r.path),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => outcome.removed.push(r.path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                failed_hosts.insert(&r.host);
+                outcome.host_failures.push(HostFailure {
+                    host: r.host.clone(),
+                    error: HostError::Remove {
+                        path: r.path.clone(),
+                        source,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Encrypts one pair and writes it to a temp file in its host directory
+/// (not yet in place).
+fn stage_one(
     p: &Pair,
     rekeyed_abs: &Path,
     plaintexts: &HashMap<PathBuf, Result<(Plaintext, String), PairError>>,
-    host_ok: &BTreeMap<HostName, Result<(), PairError>>,
+    host_ok: &BTreeMap<HostName, Result<(), HostError>>,
     recipients: &BTreeMap<HostName, crate::identity::HostRecipient>,
-) -> Result<CacheEntry, PairError> {
-    if let Err(e) = &host_ok[&p.host] {
-        return Err(clone_pair_error(e));
+) -> Result<Staged, PairError> {
+    if !matches!(host_ok.get(&p.host), Some(Ok(()))) {
+        return Err(PairError::HostBlocked {
+            host: p.host.clone(),
+        });
     }
     let (plaintext, source_sha256) = match &plaintexts[&p.source] {
         Ok(v) => v,
         Err(e) => return Err(clone_pair_error(e)),
     };
-    let recipient = &recipients[&p.host];
+    let Some(recipient) = recipients.get(&p.host) else {
+        return Err(PairError::HostBlocked {
+            host: p.host.clone(),
+        });
+    };
     let ct = crypto::encrypt(plaintext, &[recipient.recipient()], false)?;
+    // Never write what nixseal (or the NixOS module's reader) would refuse
+    // to read back.
+    if ct.len() as u64 > MAX_FILE {
+        return Err(PairError::TooLarge { size: ct.len() });
+    }
     let dir = rekeyed_abs.join(p.host.as_str());
-    let name = format!("{}{OUTPUT_SUFFIX}", p.secret);
-    // Symlinks at outputs were refused while planning; one planted since is
-    // replaced by the rename below, never followed.
-    fsutil::atomic_write(&dir, &name, &ct, 0o644).map_err(|source| PairError::Write {
-        path: p.output.clone(),
-        source,
-    })?;
-    Ok(CacheEntry {
-        source_sha256: source_sha256.clone(),
-        recipient: recipient.as_str().to_owned(),
-        output_sha256: sha256_hex(&ct),
-    })
+    // Closed at once (only its path is kept, removed if dropped): a fleet
+    // stages thousands of outputs, far more than a process may hold open.
+    let tmp = fsutil::filled_temp(&dir, &ct, 0o644)
+        .map_err(|source| PairError::Write {
+            path: p.output.clone(),
+            source: without_temp_path(source),
+        })?
+        .into_temp_path();
+    Ok((
+        tmp,
+        CacheEntry {
+            source_sha256: source_sha256.clone(),
+            recipient: recipient.as_str().to_owned(),
+            output_sha256: sha256_hex(&ct),
+        },
+    ))
+}
+
+/// tempfile's errors end with "at path <random temp name>"; the message
+/// names the output instead, so keep only the OS error's text.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((why, _)) => std::io::Error::new(e.kind(), why.to_owned()),
+        None => e,
+    }
 }
 
 fn clone_pair_error(e: &PairError) -> PairError {
@@ -249,5 +473,7 @@ fn clone_pair_error(e: &PairError) -> PairError {
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
         PairError::Encrypt(e) => PairError::Encrypt(EncryptFailure::Recipients(e.to_string())),
+        PairError::TooLarge { size } => PairError::TooLarge { size: *size },
+        PairError::HostBlocked { host } => PairError::HostBlocked { host: host.clone() },
     }
 }

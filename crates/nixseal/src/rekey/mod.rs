@@ -5,18 +5,29 @@
 //! removed. [`execute`] decrypts each needed master secret once, encrypts it to
 //! every host in parallel, writes each output atomically and keeps the caches
 //! true for whatever succeeded.
+//!
+//! Before anything is read or written, [`check_layout`] proves that the
+//! rekeyed directory is nixseal's alone: inside the flake root, reached
+//! without a symlink, and holding no master secret, identity or profile.
+//! Problems of one host (a missing or weak key, a host directory or cache
+//! that is not what nixseal made) block that host only, as data in the plan
+//! ([`HostFailure`]); every other host is still served.
 
 pub mod cache;
 mod execute;
+mod layout;
+pub mod lock;
 mod plan;
 
 pub use execute::execute;
+pub use layout::{check_layout, check_layout_with};
 pub use plan::plan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{DecryptFailure, EncryptFailure};
+use crate::identity::HostKeyError;
 use crate::name::{HostName, SecretName};
 use cache::HostCache;
 
@@ -27,13 +38,40 @@ pub const OUTPUT_SUFFIX: &str = ".age";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RekeyError {
-    /// `rekeyedDir` exists but is not a directory (or is a symlink).
+    /// `rekeyedDir` (or a directory on the way to it) exists but is not a directory.
     #[error("rekeyedDir {path} is {what}; it must be a plain directory (move it away or change rekeyedDir)")]
     RekeyedDirNotDir {
         /// The directory.
         path: PathBuf,
         /// What it is instead.
         what: &'static str,
+    },
+    /// A component of `rekeyedDir` below the flake root is a symlink.
+    #[error("rekeyedDir {path} passes through the symlink {link}; renc writes and prunes only inside the flake, never through a symlink: make {link} a real directory or change rekeyedDir")]
+    RekeyedDirSymlink {
+        /// The rekeyed directory.
+        path: PathBuf,
+        /// The symlink on the way.
+        link: PathBuf,
+    },
+    /// A master secret, identity or the profile lies inside `rekeyedDir`,
+    /// where renc writes and removes files.
+    #[error("{what} {path} lies inside rekeyedDir {rekeyed_dir}, where renc writes and removes files: it could be overwritten or deleted. Give rekeyed files a directory of their own (e.g. rekeyedDir = \"./secrets/rekeyed\", with master secrets outside it); nothing was written")]
+    Overlap {
+        /// "master secret", "identity file" or "profile".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The rekeyed directory.
+        rekeyed_dir: PathBuf,
+    },
+    /// `rekeyedDir` lies inside the path of a master secret.
+    #[error("rekeyedDir {rekeyed_dir} lies inside the master secret path {path}; give rekeyed files a directory of their own; nothing was written")]
+    InsideSecret {
+        /// The master secret path.
+        path: PathBuf,
+        /// The rekeyed directory.
+        rekeyed_dir: PathBuf,
     },
     /// `rekeyedDir` cannot be created or read.
     #[error("cannot use rekeyedDir {path}: {source}; check that it is a writable directory")]
@@ -43,15 +81,77 @@ pub enum RekeyError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A host's cache could not be written after its outputs were.
-    #[error("cannot write rekey cache {path}: {source}")]
+    /// The worker threads could not be started.
+    #[error("cannot start {jobs} worker threads: {source}; use a smaller --jobs")]
+    Threads {
+        /// The number asked for (0: one per core).
+        jobs: usize,
+        /// Why.
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// The plan needs the master identity and none was given.
+    #[error("the master identity is needed to rekey, and none was loaded")]
+    NoIdentity,
+}
+
+/// A problem that blocks one host: nothing of that host is written or
+/// removed, and every other host is still served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The host's key is missing or unusable.
+    #[error("{0}")]
+    Key(HostKeyError),
+    /// The host directory is not a plain directory.
+    #[error("{path} is {what}; a host directory must be a plain directory that nixseal made: move it away and run renc again")]
+    DirNotPlain {
+        /// The host directory.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The host's rekey cache is not a regular file.
+    #[error("rekey cache {path} is {what}; it must be a regular file: remove it and run renc again (that host's outputs are then rewritten)")]
+    CacheNotPlain {
+        /// The cache path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The directory of a host that left the profile holds files nixseal
+    /// did not make.
+    #[error("{dir} belonged to a host that left the profile but also holds {} that nixseal did not make ({}); nothing in it was removed: move those away and run renc again", if entries.len() == 1 { "an entry" } else { "entries" }, entries.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Foreign {
+        /// The host directory.
+        dir: PathBuf,
+        /// What is not nixseal's.
+        entries: Vec<PathBuf>,
+    },
+    /// The host directory could not be inspected.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Writing the host's new outputs failed before any was put in place.
+    #[error("cannot write {path}: {source}; none of this host's files were changed")]
+    Stage {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The host's cache could not be written after its outputs were.
+    #[error("cannot write rekey cache {path}: {source}; run renc again once it is writable")]
     CacheWrite {
         /// The cache file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// An orphaned output could not be removed.
+    /// A file that left the profile could not be removed.
     #[error("cannot remove {path} (its secret or host left the profile): {source}")]
     Remove {
         /// The file.
@@ -59,6 +159,15 @@ pub enum RekeyError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// A host that could not be (fully) served, and why.
+#[derive(Debug)]
+pub struct HostFailure {
+    /// The host (a profile host, or the directory name of one that left).
+    pub host: String,
+    /// Why.
+    pub error: HostError,
 }
 
 /// Why one (host, secret) output is not current.
@@ -134,6 +243,18 @@ pub enum PairError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The encrypted output would be larger than nixseal reads back.
+    #[error("the rekeyed file would be {size} bytes, more than the {} bytes nixseal reads; keep secrets smaller", crate::fsutil::MAX_FILE)]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// Not attempted: the host has a problem of its own (reported once, as a [`HostFailure`]).
+    #[error("not rekeyed: host {host} has a problem (see its error)")]
+    HostBlocked {
+        /// The host.
+        host: HostName,
+    },
 }
 
 /// The state of one (host, secret) pair.
@@ -171,6 +292,8 @@ pub struct Removal {
     pub host: String,
     /// The secret it held, if an output (None for caches, temp files, directories).
     pub secret: Option<String>,
+    /// Whether the host left the profile (its whole directory goes).
+    pub departed: bool,
 }
 
 /// Something worth telling the operator that does not fail the run.
@@ -189,6 +312,21 @@ pub enum Warning {
         /// The directory.
         path: PathBuf,
     },
+    /// Several hosts have the same public key: each can read the others'
+    /// rekeyed files.
+    SharedHostKey {
+        /// The key (`ssh-ed25519 <base64>`).
+        key: String,
+        /// The hosts.
+        hosts: Vec<HostName>,
+    },
+    /// A host without secrets has an unusable key (nothing is encrypted to it yet).
+    UnusableHostKey {
+        /// The host.
+        host: HostName,
+        /// Why.
+        error: HostKeyError,
+    },
 }
 
 /// What a rekey would do. Made without any identity.
@@ -200,6 +338,9 @@ pub struct Plan {
     pub removals: Vec<Removal>,
     /// Non-fatal findings.
     pub warnings: Vec<Warning>,
+    /// Hosts that cannot be served, each with why (their pairs are
+    /// [`PairError::HostBlocked`]).
+    pub host_errors: Vec<HostFailure>,
     rekeyed_dir: PathBuf,
     caches: BTreeMap<HostName, HostCache>,
     recipients: BTreeMap<HostName, crate::identity::HostRecipient>,
@@ -209,6 +350,7 @@ impl Plan {
     /// True when nothing at all is to be done (what `check` asserts).
     pub fn is_current(&self) -> bool {
         self.removals.is_empty()
+            && self.host_errors.is_empty()
             && self
                 .pairs
                 .iter()
@@ -263,14 +405,24 @@ pub struct PairFailure {
 /// What a rekey did.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Hosts that could not be (fully) served, each with why.
+    pub host_failures: Vec<HostFailure>,
     /// Outputs written.
     pub rekeyed: Vec<(HostName, SecretName)>,
     /// Outputs left as they were because they were current.
     pub unchanged: usize,
     /// Files and directories removed.
     pub removed: Vec<PathBuf>,
-    /// Pairs that failed, each with its reason.
+    /// Pairs that failed, each with its reason (pairs of a failed host are
+    /// not listed one by one: see `host_failures`).
     pub failed: Vec<PairFailure>,
+}
+
+impl Outcome {
+    /// Whether anything failed.
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_empty() && self.host_failures.is_empty()
+    }
 }
 
 /// Options for [`execute`].
@@ -278,4 +430,26 @@ pub struct Outcome {
 pub struct ExecuteOptions {
     /// Worker threads for encryption (None: one per core).
     pub jobs: Option<usize>,
+}
+
+/// The most worker threads `--jobs` may ask for.
+pub const MAX_JOBS: usize = 1024;
+
+/// Starts the worker threads that plan and encrypt: `jobs`, or one per core
+/// (at most [`MAX_JOBS`]). Given explicitly, so `RAYON_NUM_THREADS` cannot
+/// ask for an absurd number. Call once, before the profile is read; later
+/// calls (or a pool someone else started) leave the pool as it is.
+pub fn init_threads(jobs: Option<usize>) -> Result<(), RekeyError> {
+    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if STARTED.get().is_some() {
+        return Ok(());
+    }
+    let n = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_JOBS);
+    let r = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    let _ = STARTED.set(());
+    r.map_err(|source| RekeyError::Threads { jobs: n, source })
 }

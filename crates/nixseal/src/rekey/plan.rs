@@ -8,36 +8,22 @@ use rayon::prelude::*;
 
 use super::cache::{CacheEntry, CacheRead, HostCache, CACHE_FILE};
 use super::{
-    host_dir, kind_of, Pair, PairError, PairState, Plan, RekeyError, Removal, Staleness, Warning,
-    OUTPUT_SUFFIX,
+    check_layout, host_dir, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan,
+    RekeyError, Removal, Staleness, Warning, OUTPUT_SUFFIX,
 };
-use crate::fsutil::{sha256_hex, TEMP_PREFIX};
+use crate::fsutil::{kind_name, sha256_hex, MAX_FILE, TEMP_PREFIX};
 use crate::profile::Profile;
 
-/// Reads the profile's sources and caches and decides what to do.
+/// Reads the profile's sources and caches and decides what to do. The
+/// layout is checked first ([`check_layout`]): a rekeyed directory that is
+/// not nixseal's alone is an error before anything else is read.
 pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     let rekeyed_dir = profile.rekeyed_dir.clone();
-    let rd_kind = kind_of(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
-        path: rekeyed_dir.clone(),
-        source,
-    })?;
-    match rd_kind {
-        Some(t) if t.is_symlink() => {
-            return Err(RekeyError::RekeyedDirNotDir {
-                path: rekeyed_dir,
-                what: "a symlink",
-            })
-        }
-        Some(t) if !t.is_dir() => {
-            return Err(RekeyError::RekeyedDirNotDir {
-                path: rekeyed_dir,
-                what: "a file",
-            })
-        }
-        _ => {}
-    }
+    let rd_exists = check_layout(profile)?;
 
-    // Hash each distinct source once, however many hosts use it.
+    // Hash each distinct source once, however many hosts use it. Only a
+    // regular file of bounded size is read: a FIFO, a device or a huge
+    // sparse file is that secret's error, not a hang.
     let mut source_hashes = HashMap::new();
     let mut source_errors: HashMap<PathBuf, std::sync::Arc<std::io::Error>> = HashMap::new();
     let sources: BTreeSet<&PathBuf> = profile
@@ -47,7 +33,10 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         .collect();
     let hashed: Vec<(PathBuf, std::io::Result<String>)> = sources
         .into_par_iter()
-        .map(|p| (p.clone(), std::fs::read(p).map(|b| sha256_hex(&b))))
+        .map(|p| {
+            let r = crate::fsutil::read_regular(p, MAX_FILE).map(|b| sha256_hex(&b));
+            (p.clone(), r)
+        })
         .collect();
     for (p, r) in hashed {
         match r {
@@ -63,6 +52,7 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     let mut pairs = Vec::new();
     let mut removals = Vec::new();
     let mut warnings = Vec::new();
+    let mut host_errors = Vec::new();
     let mut caches = BTreeMap::new();
     let mut recipients = BTreeMap::new();
     // Each host's outputs are verified (every file read and hashed) in
@@ -75,16 +65,29 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         .map(|host| plan_host(host, &rekeyed_dir, &source_hashes, &source_errors))
         .collect();
     for (host, hp) in profile.hosts.values().zip(planned) {
-        recipients.insert(host.name.clone(), host.recipient.clone());
+        if let Ok(r) = &host.recipient {
+            recipients.insert(host.name.clone(), r.clone());
+        }
         pairs.extend(hp.pairs);
         removals.extend(hp.removals);
-        warnings.extend(hp.warning);
-        caches.insert(host.name.clone(), hp.cache);
+        warnings.extend(hp.warnings);
+        if let Some(error) = hp.error {
+            host_errors.push(HostFailure {
+                host: host.name.to_string(),
+                error,
+            });
+        } else {
+            caches.insert(host.name.clone(), hp.cache);
+        }
+    }
+    for (key, hosts) in profile.shared_host_keys() {
+        warnings.push(Warning::SharedHostKey { key, hosts });
     }
 
     // Host directories of hosts that left the profile: only ones nixseal made
-    // (they hold a cache file) are cleared; anything else is left alone.
-    if rd_kind.is_some() {
+    // (they hold a cache file) are cleared, and only when they hold nothing
+    // but nixseal's files; anything else is left alone.
+    if rd_exists {
         let entries = std::fs::read_dir(&rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
             path: rekeyed_dir.clone(),
             source,
@@ -101,20 +104,17 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
             if !is_dir {
                 continue;
             }
-            if path.join(CACHE_FILE).is_file() {
-                removals.extend(orphans_in_host_dir(&path, &name, |_| false));
-                removals.push(Removal {
-                    path: path.join(CACHE_FILE),
-                    host: name.clone(),
-                    secret: None,
-                });
-                removals.push(Removal {
-                    path,
-                    host: name,
-                    secret: None,
-                });
-            } else {
+            let cache_is_file = kind_of(&path.join(CACHE_FILE))
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.is_file());
+            if !cache_is_file {
                 warnings.push(Warning::ForeignDir { path });
+                continue;
+            }
+            match departed_host(&path, &name) {
+                Ok(r) => removals.extend(r),
+                Err(error) => host_errors.push(HostFailure { host: name, error }),
             }
         }
     }
@@ -123,6 +123,7 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         pairs,
         removals,
         warnings,
+        host_errors,
         rekeyed_dir,
         caches,
         recipients,
@@ -133,8 +134,10 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
 struct HostPlan {
     pairs: Vec<Pair>,
     removals: Vec<Removal>,
-    warning: Option<Warning>,
+    warnings: Vec<Warning>,
     cache: HostCache,
+    /// Set when the host is blocked: its pairs are all `HostBlocked`.
+    error: Option<HostError>,
 }
 
 fn plan_host(
@@ -144,31 +147,81 @@ fn plan_host(
     source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
 ) -> HostPlan {
     let dir = host_dir(rekeyed_dir, host.name.as_str());
-    let dir_kind = kind_of(&dir).ok().flatten();
-    let dir_blocked = matches!(dir_kind, Some(t) if !t.is_dir());
-    let mut warning = None;
-    let cache = match (dir_blocked, dir_kind.is_some()) {
-        (false, true) => match HostCache::read(&dir) {
+    let output = |s: &crate::name::SecretName| dir.join(format!("{s}{OUTPUT_SUFFIX}"));
+    let blocked = |error: HostError| HostPlan {
+        pairs: host
+            .secrets
+            .values()
+            .map(|s| Pair {
+                host: host.name.clone(),
+                secret: s.name.clone(),
+                source: s.source.clone(),
+                output: output(&s.name),
+                state: PairState::Blocked(PairError::HostBlocked {
+                    host: host.name.clone(),
+                }),
+            })
+            .collect(),
+        removals: Vec::new(),
+        warnings: Vec::new(),
+        cache: HostCache::default(),
+        error: Some(error),
+    };
+    let mut warnings = Vec::new();
+    let recipient = match &host.recipient {
+        Ok(r) => r.as_str(),
+        // Nothing is encrypted to a host without secrets: its key can wait
+        // (its old outputs, if any, are still pruned).
+        Err(e) if host.secrets.is_empty() => {
+            warnings.push(Warning::UnusableHostKey {
+                host: host.name.clone(),
+                error: e.clone(),
+            });
+            ""
+        }
+        Err(e) => return blocked(HostError::Key(e.clone())),
+    };
+    let dir_kind = match kind_of(&dir) {
+        Ok(k) => k,
+        Err(source) => {
+            return blocked(HostError::Read {
+                path: dir.clone(),
+                source,
+            })
+        }
+    };
+    if let Some(t) = dir_kind.filter(|t| !t.is_dir()) {
+        return blocked(HostError::DirNotPlain {
+            path: dir.clone(),
+            what: kind_name(t),
+        });
+    }
+    let cache = match dir_kind.is_some() {
+        true => match HostCache::read(&dir) {
             CacheRead::Valid(c) => Some(c),
             CacheRead::Absent => None,
             CacheRead::Invalid(reason) => {
-                warning = Some(Warning::InvalidCache {
+                warnings.push(Warning::InvalidCache {
                     path: dir.join(CACHE_FILE),
                     reason,
                 });
                 None
             }
+            CacheRead::NotRegular(what) => {
+                return blocked(HostError::CacheNotPlain {
+                    path: dir.join(CACHE_FILE),
+                    what,
+                })
+            }
         },
-        _ => None,
+        false => None,
     };
     let pairs = host
         .secrets
         .values()
         .map(|s| {
-            let output = dir.join(format!("{}{OUTPUT_SUFFIX}", s.name));
-            let state = if dir_blocked {
-                PairState::Blocked(PairError::NotPlain { path: dir.clone() })
-            } else if let Some(e) = source_errors.get(&s.source) {
+            let output = output(&s.name);
+            let state = if let Some(e) = source_errors.get(&s.source) {
                 PairState::Blocked(PairError::SourceUnreadable {
                     path: s.source.clone(),
                     source: e.clone(),
@@ -178,7 +231,7 @@ fn plan_host(
                     &output,
                     cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
                     &source_hashes[&s.source],
-                    host.recipient.as_str(),
+                    recipient,
                 )
             };
             Pair {
@@ -190,16 +243,31 @@ fn plan_host(
             }
         })
         .collect();
-    let removals = if dir_kind.is_some_and(|t| t.is_dir()) {
-        orphans_in_host_dir(&dir, host.name.as_str(), |n| host.secrets.contains_key(n))
+    let removals = if dir_kind.is_some() {
+        let mut r = Vec::new();
+        for (path, secret) in nixseal_files(&dir).0 {
+            let keep = secret
+                .as_deref()
+                .is_some_and(|s| host.secrets.contains_key(s));
+            if !keep {
+                r.push(Removal {
+                    path,
+                    host: host.name.to_string(),
+                    secret,
+                    departed: false,
+                });
+            }
+        }
+        r
     } else {
         Vec::new()
     };
     HostPlan {
         pairs,
         removals,
-        warning,
+        warnings,
         cache: cache.unwrap_or_default(),
+        error: None,
     }
 }
 
@@ -258,6 +326,11 @@ fn pair_state(
     if entry.source_sha256 != source_sha256 {
         return PairState::Stale(Staleness::SourceChanged);
     }
+    // nixseal never writes an output larger than it reads: a bigger one
+    // (a sparse 100 GB file, say) was not written by it. Nothing allocated.
+    if len > MAX_FILE {
+        return PairState::Stale(Staleness::OutputModified);
+    }
     // fstat gave the size: one read, no second read to see EOF.
     let mut bytes = vec![0u8; len as usize];
     match file.read_exact(&mut bytes) {
@@ -274,37 +347,56 @@ fn pair_state(
     }
 }
 
-/// `*.age` files of secrets that left, and temp files left by a crash.
-fn orphans_in_host_dir(dir: &Path, host: &str, keep: impl Fn(&str) -> bool) -> Vec<Removal> {
+/// The files in a host directory that nixseal made — `*.age` outputs (with
+/// their secret name) and temp files left by a crash (`None`) — and the
+/// entries it did not make (the cache is neither).
+fn nixseal_files(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut out = Vec::new();
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
+        if name == CACHE_FILE {
+            continue;
+        }
         let is_file_or_link = e
             .file_type()
             .map(|t| t.is_file() || t.is_symlink())
             .unwrap_or(false);
-        if !is_file_or_link {
-            continue;
-        }
-        if name.starts_with(TEMP_PREFIX) {
-            out.push(Removal {
-                path: e.path(),
-                host: host.to_owned(),
-                secret: None,
-            });
-        } else if let Some(secret) = name.strip_suffix(OUTPUT_SUFFIX) {
-            if !keep(secret) {
-                out.push(Removal {
-                    path: e.path(),
-                    host: host.to_owned(),
-                    secret: Some(secret.to_owned()),
-                });
-            }
+        if is_file_or_link && name.starts_with(TEMP_PREFIX) {
+            ours.push((e.path(), None));
+        } else if let (true, Some(secret)) = (is_file_or_link, name.strip_suffix(OUTPUT_SUFFIX)) {
+            ours.push((e.path(), Some(secret.to_owned())));
+        } else {
+            foreign.push(e.path());
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+    ours.sort();
+    foreign.sort();
+    (ours, foreign)
+}
+
+/// Everything to remove for a host that left the profile: its outputs and
+/// temp files, then its cache, then the directory — or, when the directory
+/// holds anything nixseal did not make, an error and nothing at all.
+fn departed_host(dir: &Path, host: &str) -> Result<Vec<Removal>, HostError> {
+    let (ours, foreign) = nixseal_files(dir);
+    if !foreign.is_empty() {
+        return Err(HostError::Foreign {
+            dir: dir.to_owned(),
+            entries: foreign,
+        });
+    }
+    let removal = |path: PathBuf, secret: Option<String>| Removal {
+        path,
+        host: host.to_owned(),
+        secret,
+        departed: true,
+    };
+    let mut out: Vec<Removal> = ours.into_iter().map(|(p, s)| removal(p, s)).collect();
+    out.push(removal(dir.join(CACHE_FILE), None));
+    out.push(removal(dir.to_owned(), None));
+    Ok(out)
 }
