@@ -400,7 +400,12 @@ let
       tmp=$(mktemp -d)
       trap 'rm -rf "$tmp"' EXIT
       echo "nixseal: building host $host's system (.#${systemAttr}.\"$host\")" >&2
-      nix --extra-experimental-features 'nix-command flakes' build ".#${systemAttr}.\"$host\"" -o "$tmp/system"
+      if ! nix --extra-experimental-features 'nix-command flakes' build ".#${systemAttr}.\"$host\"" -o "$tmp/system"; then
+        if ! nix --extra-experimental-features 'nix-command flakes' eval --raw ".#${systemAttr}.\"$host\".name" >/dev/null 2>&1; then
+          echo "nixseal: could not evaluate ${systemAttr}.\"$host\" of this flake (see above). With nixseal.lib.mkFleet, export it: legacyPackages.${system} = fleet.legacyPackages;" >&2
+        fi
+        exit 1
+      fi
       sys=$tmp/system
     fi
     rc=0

@@ -644,7 +644,7 @@ in
       keepGenerations = mkOption {
         type = types.ints.unsigned;
         default = 1;
-        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present. 0 disables pruning (old plaintext stays in RAM until reboot).";
+        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present; when the new generation is empty (the last secret and template removed) the replaced one is removed by the same deploy. 0 disables pruning (old plaintext stays in RAM until reboot).";
       };
       stateDir = mkOption {
         type = runtimePath;

@@ -1108,6 +1108,11 @@ t_closure_plain() {
   contains "$(closure_warnings web1)" "nix.registry.self.flake puts $src"
   contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK $src"
   nix build ".#checks.$SYSTEM.nixseal-closure-web2" --no-link
+  contains "$(fails nix run .#audit -- web1)" "LEAK $src"
+  # Without the legacyPackages export the audit app says what is missing.
+  sed -i '/legacyPackages.x86_64-linux = fleet.legacyPackages;/d' flake.nix
+  git add -A
+  contains "$(fails nix run .#audit -- web1)" "export it: legacyPackages.x86_64-linux = fleet.legacyPackages;"
 }
 t "closure (plain lib.mkFleet): the warning and the per-host checks work without flake-parts" t_closure_plain
 
