@@ -81,11 +81,11 @@
 
           lib = {
             # { self, pkgs, nodes?, identities?, extraRecipients?, rekeyedDir?,
-            #   apps?, root?, package? }
+            #   apps?, root?, closureChecks?, package? }
             #   -> { apps, legacyPackages, checks, profile, profileFile }
             inherit mkFleet;
             # The same arguments -> the apps for `apps.<system>`: renc, check,
-            # edit, status, deploy (as named by `apps`).
+            # edit, status, deploy, audit (as named by `apps`).
             mkApps = args: (mkFleet args).apps;
           };
         };

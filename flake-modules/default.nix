@@ -1,8 +1,10 @@
 # The flake-parts module: `imports = [ nixseal.flakeModules.default ];`
 # Options `nixseal.*` describe the fleet; every system gets the apps `renc`,
-# `check`, `edit`, `status` and `deploy` (names in `nixseal.apps`), the
-# per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>` and
-# the check `nixseal-rekeyed` (see ./fleet.nix). nixseal's flake.nix exports
+# `check`, `edit`, `status`, `deploy` and `audit` (names in `nixseal.apps`),
+# the per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>`
+# and systems `legacyPackages.<system>.nixseal-system.<host>`, the check
+# `nixseal-rekeyed` and, with `nixseal.closureChecks`, one
+# `nixseal-closure-<host>` check per host (see ./fleet.nix). nixseal's flake.nix exports
 # it with flake-parts' importApply (so errors name this file) under a key
 # (so importing it twice is harmless).
 { mkPackage }:
@@ -83,12 +85,28 @@ in
         goes wrong.
       '';
     };
+    closureChecks = mkOption {
+      type = types.either types.bool (types.listOf types.str);
+      default = false;
+      example = true;
+      description = ''
+        Add a flake check `nixseal-closure-<host>` for every node (true) or
+        for the listed host names: it builds the host's system and runs
+        `nixseal audit` on its closure (from nixpkgs' `closureInfo`), failing
+        when a store path carries the flake's source, a master ciphertext,
+        another host's rekeyed file or cache, or an identity. Off by default
+        because `nix flake check` then builds every listed host's whole
+        system; a host's check lives under `checks.<its system>`. Turn it on
+        in CI, where the systems are built anyway.
+      '';
+    };
     apps = {
       renc = appOption "renc" "rekeys every host's secrets";
       check = appOption "check" "lists missing or stale rekeys";
       edit = appOption "edit" "edits a master secret";
       status = appOption "status" "compares hosts' manifests with the working tree";
       deploy = appOption "deploy" "deploys a host's secrets on this machine";
+      audit = appOption "audit" "lists store paths of a host's built system that carry secrets it must not have";
     };
   };
 
@@ -117,6 +135,7 @@ in
           rekeyedDir
           apps
           root
+          closureChecks
           ;
       };
     in

@@ -3,10 +3,13 @@
 #
 # From the fleet's NixOS configurations it makes the fleet profile (version 1;
 # keep in sync with the serde type nixseal::profile::RawProfile in
-# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`
-# and `deploy` (each can be renamed or left out), one deploy script per host
-# (`legacyPackages.<system>.nixseal-deploy.<host>`, which the `deploy` app
-# runs) and the flake check `nixseal-rekeyed`.
+# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`,
+# `deploy` and `audit` (each can be renamed or left out), one deploy script
+# per host (`legacyPackages.<system>.nixseal-deploy.<host>`, which the
+# `deploy` app runs), each host's system (`legacyPackages.<system>.
+# nixseal-system.<host>`, which the `audit` app builds), the flake check
+# `nixseal-rekeyed` and, when asked for, one check per host that audits its
+# built system's closure (`nixseal-closure-<host>`).
 {
   # The consumer's flake (`self`): its source is where all profile paths
   # point into.
@@ -23,6 +26,8 @@
   # The directory of the flake's flake.nix (`./.` in flake.nix); found by
   # itself when null.
   root ? null,
+  # Per-host closure checks: false, true (every node) or a list of host names.
+  closureChecks ? false,
 }:
 let
   inherit (pkgs) lib;
@@ -46,6 +51,7 @@ let
     edit = "edit";
     status = "status";
     deploy = "deploy";
+    audit = "audit";
   }
   // apps;
   unknownApps = attrNames (removeAttrs apps (attrNames appNames'));
@@ -55,6 +61,7 @@ let
     edit = null;
     status = null;
     deploy = null;
+    audit = null;
   };
 
   # colmena's `makeHive` output: its nodes are evalConfig results.
@@ -302,6 +309,110 @@ let
     ''
   );
 
+  # Every node, also those without secrets (a host with none can still
+  # carry the flake's source, and so every other host's secrets), keyed by
+  # host name as the profile keys them.
+  systemNodes = mapAttrs (
+    h: ns:
+    if builtins.length ns > 1 then
+      throw "nixseal: several nodes have the host name ${h} (${concatStringsSep ", " ns}); set networking.hostName (or nixseal.settings.hostName) in each to a name of its own."
+    else
+      nodes'.${builtins.head ns}
+  ) (lib.groupBy (n: nodes'.${n}.config.nixseal.settings.hostName or nodes'.${n}.config.networking.hostName) (attrNames nodes'));
+  systemHostList = concatStringsSep " " (attrNames systemNodes);
+  toplevelOf = node: node.config.system.build.toplevel;
+  systemAttr = "legacyPackages.${system}.nixseal-system";
+  # The system a node is built for; nodes for other systems get their
+  # closure check under checks.<their system>.
+  nodeSystem = node: node.pkgs.stdenv.hostPlatform.system or node.config.nixpkgs.hostPlatform.system or system;
+
+  # The flake's root in the store, with its context: the audit inside a
+  # check reads the flake's files (and the source it must not find) there.
+  rootInStore = "${self.sourceInfo.outPath or self.outPath or self}" + lib.optionalString (subdir != "") "/${subdir}";
+
+  # `nixseal audit` of a host's built system in a build (no nix-store, no
+  # git): the closure comes from closureInfo, as nixpkgs makes it
+  # (exportReferencesGraph), and any leak fails the check.
+  closureCheck =
+    host: node:
+    let
+      toplevel = toplevelOf node;
+    in
+    pkgs.runCommand "nixseal-closure-${host}"
+      {
+        nativeBuildInputs = [ package ];
+        closureInfo = pkgs.closureInfo { rootPaths = [ toplevel ]; };
+        inherit toplevel;
+        root = rootInStore;
+        profile = profileFile;
+        host = host;
+      }
+      ''
+        nixseal audit --profile "$profile" --root "$root" --host "$host" --closure-info "$closureInfo" "$toplevel"
+        echo "nixseal: no store path in $host's closure carries another host's secrets or the flake's source" >$out
+      '';
+  closureCheckHosts =
+    if closureChecks == true then
+      attrNames systemNodes
+    else if closureChecks == false then
+      [ ]
+    else
+      closureChecks;
+  unknownCheckHosts = lib.filter (h: !(systemNodes ? ${h})) closureCheckHosts;
+  closureChecksAttrs =
+    if unknownCheckHosts != [ ] then
+      throw "nixseal: closureChecks names ${concatStringsSep ", " unknownCheckHosts}, which is not a host of this flake's nodes (${systemHostList})."
+    else
+      lib.listToAttrs (
+        map (h: nameValuePair "nixseal-closure-${h}" (closureCheck h systemNodes.${h})) (
+          lib.filter (h: nodeSystem systemNodes.${h} == system) closureCheckHosts
+        )
+      );
+
+  # `audit HOST [SYSTEM]`: builds the host's system from this flake (as
+  # `nixos-rebuild build` does) unless SYSTEM is given, and audits its
+  # closure against the working tree.
+  auditApp = app "audit" ''
+    ${atFlakeRoot}
+    if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
+      echo "usage: nix run .#${appNames.audit} -- HOST [SYSTEM] [nixseal audit options, e.g. --json]" >&2
+      echo "  SYSTEM: a built system (./result, /run/current-system); by default HOST's system is built" >&2
+      echo "hosts: ${systemHostList}" >&2
+      exit 2
+    fi
+    host=$1
+    shift
+    hosts=${lib.escapeShellArg " ${systemHostList} "}
+    case "$hosts" in
+      *" $host "*) ;;
+      *)
+        echo "nixseal: no host named '$host' in this flake; hosts: ${systemHostList}" >&2
+        exit 2 ;;
+    esac
+    if [ $# -gt 0 ] && [ "''${1#-}" = "$1" ]; then
+      sys=$1
+      shift
+    else
+      if ! command -v nix >/dev/null; then
+        echo "nixseal: audit needs the nix command to build host $host's system (or give the SYSTEM to audit)" >&2
+        exit 2
+      fi
+      tmp=$(mktemp -d)
+      trap 'rm -rf "$tmp"' EXIT
+      echo "nixseal: building host $host's system (.#${systemAttr}.\"$host\")" >&2
+      if ! nix --extra-experimental-features 'nix-command flakes' build ".#${systemAttr}.\"$host\"" -o "$tmp/system"; then
+        if ! nix --extra-experimental-features 'nix-command flakes' eval --raw ".#${systemAttr}.\"$host\".name" >/dev/null 2>&1; then
+          echo "nixseal: could not evaluate ${systemAttr}.\"$host\" of this flake (see above). With nixseal.lib.mkFleet, export it: legacyPackages.${system} = fleet.legacyPackages;" >&2
+        fi
+        exit 1
+      fi
+      sys=$tmp/system
+    fi
+    rc=0
+    nixseal audit --profile ${profileFile} --host "$host" "$@" "$sys" || rc=$?
+    exit "$rc"
+  '';
+
   allApps = {
     renc = profileApp "renc";
     check = profileApp "check";
@@ -309,11 +420,12 @@ let
     # `-- --manifest HOST=PATH...`: which hosts run stale ciphertexts.
     status = profileApp "status";
     deploy = deployApp;
+    audit = auditApp;
   };
   problemsOf = node: node.config.nixseal.build.problems;
 in
 if unknownApps != [ ] then
-  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy)."
+  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy, audit)."
 else
   {
     inherit profile profileFile;
@@ -325,9 +437,10 @@ else
     );
 
     legacyPackages.nixseal-deploy = deployScripts;
+    legacyPackages.nixseal-system = mapAttrs (_: toplevelOf) systemNodes;
 
-    checks.nixseal-rekeyed =
-      pkgs.runCommand "nixseal-rekeyed"
+    checks = {
+      nixseal-rekeyed = pkgs.runCommand "nixseal-rekeyed"
         {
           problems = concatStringsSep "\n" (lib.concatMap problemsOf (builtins.attrValues hosts));
           profile = profileFile;
@@ -339,4 +452,6 @@ else
           fi
           echo "all rekeyed secrets are current" >$out
         '';
+    }
+    // closureChecksAttrs;
   }

@@ -5,7 +5,7 @@
 # activation. Keep the manifest in sync with the serde type
 # nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs (the Rust
 # side rejects unknown fields); tests/nix checks both.
-{
+args@{
   config,
   lib,
   pkgs,
@@ -176,6 +176,21 @@ let
           example = [ "nginx.service" ];
           description = "Units to `try-reload-or-restart` when this secret's content, owner or mode changes.";
         };
+        allowPlaintextOnDisk = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Copy mode only ({option}`symlink` = false with a custom
+            {option}`path`): allow the copy to be written on a persistent file
+            system (ext4, btrfs, zfs, …). The plaintext then lies on that disk
+            until the secret leaves the configuration, when the next
+            activation deletes the copy; its blocks are not scrubbed, so it
+            may survive in the file system, in snapshots and in backups (use
+            full-disk encryption). Without it, `nixseal deploy` places copies
+            only on memory file systems (tmpfs, ramfs) and fails the
+            activation (keeping the previous generation) otherwise.
+          '';
+        };
         neededForUsers = mkOption {
           type = types.bool;
           default = false;
@@ -241,6 +256,8 @@ let
     else
       { };
   rekeyedFile = s: hostDir + "/${s.name}.age";
+  # Where a secret lands when its path is not set.
+  defaultPath = s: "${if s.neededForUsers then usersSymlink else cfg.settings.symlink}/${s.name}";
   fix = "run `nix run .#renc`, then `git add ${inFlake cfg.settings.rekeyedDir}` (flakes only see files tracked by git)";
 
   # Why a secret's rekeyed file cannot be used, or null. Compares with the rekey
@@ -339,16 +356,23 @@ let
     filter (
       fs: fs.mountPoint == "/" || p == fs.mountPoint || hasPrefix "${lib.removeSuffix "/" fs.mountPoint}/" p
     ) fileSystems;
+  earlyWhen =
+    if earlyUnit then
+      "by nixseal-activate-users.service, before systemd-sysusers/userborn and before local file systems are mounted"
+    else
+      "by the activation script, before systemd starts";
   earlyKeyProblems = lib.optionals usersEarly (
     lib.concatMap (
       k:
       map (
         fs:
-        "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${
-          if earlyUnit then "by nixseal-activate-users.service, before systemd-sysusers/userborn and before local file systems are mounted" else "by the activation script, before systemd starts"
-        }), but its host key ${k.path} is on ${fs.mountPoint}, which the initrd does not mount. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep the host key on a file system the initrd mounts."
+        "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${earlyWhen}), but its host key ${k.path} is on ${fs.mountPoint}, which the initrd does not mount. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep the host key on a file system the initrd mounts."
       ) (filter (fs: !fsNeededForBoot fs) (mountsOf k.path))
     ) cfg.settings.hostKeys
+    ++ map (
+      fs:
+      "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${earlyWhen}), but nixseal.settings.stateDir ${cfg.settings.stateDir} is on ${fs.mountPoint}, which the initrd does not mount: the early activation would read and write its records in the directory under that mount point. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep stateDir on a file system the initrd mounts (the default /var/lib/nixseal is)."
+    ) (filter (fs: !fsNeededForBoot fs) (mountsOf cfg.settings.stateDir))
   );
 
   problems =
@@ -389,6 +413,10 @@ let
       x:
       "nixseal: ${x.kind} `${x.name}` of host `${host}` has mode ${x.mode}, which gives every user on the host (\"other\") access to its plaintext; use a mode ending in 0 (e.g. \"0400\", or \"0440\" with a group) unless it is meant to be readable by all."
     ) (filter worldReadable (map (s: s // { kind = "secret"; }) secrets ++ map (t: t // { kind = "template"; }) templates))
+    ++ map (
+      s:
+      "nixseal: secret `${s.name}` of host `${host}` sets allowPlaintextOnDisk, which only matters for a copy (symlink = false) at a custom path; its plaintext stays on the ramfs ${if s.symlink then "(symlink = true)" else "(its path is the default)"}. Remove the setting, or set symlink = false and a path if a program needs a copy."
+    ) (filter (s: s.allowPlaintextOnDisk && (s.symlink || s.path == defaultPath s)) secrets)
     ++ lib.optionals (usersEarly && sysusers) (
       map (
         u:
@@ -404,7 +432,12 @@ let
   manifest = {
     version = 1;
     hostKeys = map (k: { inherit (k) path type; }) cfg.settings.hostKeys;
-    inherit (cfg.settings) mountPoint symlink keepGenerations;
+    inherit (cfg.settings)
+      mountPoint
+      symlink
+      keepGenerations
+      stateDir
+      ;
     secrets = map (s: {
       inherit (s)
         name
@@ -416,6 +449,7 @@ let
         restartUnits
         reloadUnits
         neededForUsers
+        allowPlaintextOnDisk
         ;
       # Each rekeyed file becomes a store path of its own. Never interpolate the
       # flake source ("${self}/..."): that would put every host's files (and
@@ -443,17 +477,65 @@ let
 
   # A scope (the main generation, or --users) with nothing in it still runs
   # when an earlier configuration left a generation behind, so that removing
-  # the last secret removes its plaintext from RAM: deploy the empty
-  # manifest, then once more after the replaced generation's pruning grace
-  # (crates/nixseal activate::generation::PRUNE_GRACE, 1 s), since a deploy
-  # always keeps the generation it switched away from.
-  deployCommands =
-    args: empty:
-    [ "${exe} deploy --manifest ${manifestFile}${args}" ]
-    ++ lib.optionals empty [
-      "${pkgs.coreutils}/bin/sleep 1.1"
-      "${exe} deploy --manifest ${manifestFile}${args}"
-    ];
+  # the last secret removes its plaintext from RAM: deploying an empty
+  # generation also removes the one it replaced, once readers had their
+  # grace (crates/nixseal activate::generation::PRUNE_GRACE).
+  deployCommand = args: "${exe} deploy --manifest ${manifestFile}${args}";
+
+  # Options that would copy the flake's source (every host's secrets) into
+  # this host's closure (./lib/closure-leaks.nix). The source is known by
+  # its store path: the store root of the flake files this host names, of
+  # `self` / `inputs.self` when the configuration gets them as module
+  # arguments, and of nixseal.settings.flakeSource.
+  discard = builtins.unsafeDiscardStringContext;
+  location =
+    v:
+    if v == null then
+      null
+    else if builtins.isPath v then
+      toString v
+    else if builtins.isString v then
+      discard v
+    else if builtins.isAttrs v && v ? outPath then
+      location v.outPath
+    else
+      null;
+  argFlake = n: if builtins.isAttrs (args.${n} or null) then args.${n} else null;
+  flakeHints = [
+    cfg.settings.flakeSource
+    cfg.settings.rekeyedDir
+    (argFlake "self")
+    ((if argFlake "inputs" != null then args.inputs else { }).self or null)
+  ]
+  ++ map (s: s.file) secrets
+  ++ optional (builtins.isPath cfg.settings.hostPubkey) cfg.settings.hostPubkey;
+  flakeRoots = lib.unique (
+    filter (r: r != null) (
+      map (
+        v:
+        let
+          l = location v;
+        in
+        if l == null then null else paths.sourceRootOf l
+      ) flakeHints
+    )
+  );
+  closureLeaks = lib.optionals (cfg.settings.closureLeaks != "ignore") (
+    map
+      (
+        f:
+        "nixseal: host `${host}`: ${f.option} puts ${f.what} into the host's system closure, where every machine and binary cache holding the system can read it. Instead, ${f.fix}. (`nix run .#audit -- ${host}` lists what a built system holds; nixseal.settings.closureLeaks = \"ignore\" silences this.)"
+      )
+      (
+        import ./lib/closure-leaks.nix { inherit lib; } {
+          inherit config host;
+          roots = flakeRoots;
+          rekeyedDir = location cfg.settings.rekeyedDir;
+          masterFiles = map (s: location s.file) secrets;
+          inherit inFlake;
+        }
+      )
+  );
 in
 {
   options.nixseal = {
@@ -562,7 +644,60 @@ in
       keepGenerations = mkOption {
         type = types.ints.unsigned;
         default = 1;
-        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present. 0 disables pruning (old plaintext stays in RAM until reboot).";
+        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present; when the new generation is empty (the last secret and template removed) the replaced one is removed by the same deploy. 0 disables pruning (old plaintext stays in RAM until reboot).";
+      };
+      stateDir = mkOption {
+        type = runtimePath;
+        default = "/var/lib/nixseal";
+        example = "/persist/var/lib/nixseal";
+        description = ''
+          Root-only directory where `nixseal deploy` keeps the records that
+          must survive a reboot: which custom paths (symlinks and copies) it
+          placed, so it removes only its own when a secret leaves, and which
+          unit restarts are still owed. No secret data. `nixseal-activate`
+          waits for its file system (`RequiresMountsFor`). With
+          `neededForUsers` secrets it must be on a file system the initrd
+          mounts, since the early activation runs before local file systems
+          are mounted (evaluation checks it; `/var/lib` is one NixOS mounts
+          early).
+        '';
+      };
+      closureLeaks = mkOption {
+        type = types.enum [
+          "warn"
+          "error"
+          "ignore"
+        ];
+        default = "warn";
+        example = "error";
+        description = ''
+          What evaluation does when an option of this host copies the flake's
+          source, or secret files of it, into the system closure:
+          `nix.registry.<name>.flake` or `.to.path`, `nix.nixPath`,
+          `environment.etc.<name>.source` or the context of its `text`,
+          `nixpkgs.flake.source`, `system.extraDependencies` (e.g.
+          `nix.registry.self.flake = self;`, which gives every host every
+          master ciphertext and every other host's rekeyed files). `"warn"`
+          names the option and what to use instead, `"error"` fails the
+          evaluation (an assertion) with the same text, `"ignore"` says
+          nothing. The check is cheap and sees only these options; `nix run
+          .#audit -- HOST` and the `nixseal-closure-<host>` flake checks
+          inspect the built system itself.
+        '';
+      };
+      flakeSource = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = literalExpression "self";
+        description = ''
+          The flake whose source must not enter this host's closure, for the
+          {option}`closureLeaks` check. Only needed for a host without
+          secrets whose configuration does not receive `self` (or `inputs`)
+          as a module argument: otherwise the source is known from
+          {option}`rekeyedDir`, the secrets' files and the `self` /
+          `inputs.self` arguments. Compared without its string context, so
+          setting it never adds the source to the closure.
+        '';
       };
       package = mkOption {
         type = types.package;
@@ -597,7 +732,7 @@ in
   };
 
   # Present whenever the module is imported: a host whose last secret was
-  # removed must still get rid of the plaintext (see deployCommands).
+  # removed must still get rid of the plaintext (see deployCommand).
   config = mkMerge [
     {
       nixseal.build.manifest = manifestFile;
@@ -607,8 +742,8 @@ in
       assertions = map (message: {
         assertion = false;
         inherit message;
-      }) problems;
-      inherit warnings;
+      }) (problems ++ lib.optionals (cfg.settings.closureLeaks == "error") closureLeaks);
+      warnings = warnings ++ lib.optionals (cfg.settings.closureLeaks == "warn") closureLeaks;
 
       systemd.services.nixseal-activate = {
         description = "Decrypt nixseal secrets into ${cfg.settings.symlink}";
@@ -629,7 +764,8 @@ in
         stopIfChanged = false;
         unitConfig = {
           DefaultDependencies = false;
-          RequiresMountsFor = hostKeyDirs;
+          # The host keys and the records (stateDir).
+          RequiresMountsFor = hostKeyDirs ++ [ cfg.settings.stateDir ];
         }
         # Nothing to install: run only to remove what an earlier
         # configuration installed.
@@ -637,7 +773,7 @@ in
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = deployCommands "" (mainItems == [ ]);
+          ExecStart = [ (deployCommand "") ];
         };
       };
     }
@@ -655,8 +791,9 @@ in
         before = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
         # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
         # runs before local-fs-pre.target, so waiting for file systems would
-        # be an ordering cycle. The host key must be on / or on a file system
-        # mounted in the initrd (neededForBoot): evaluation checks it.
+        # be an ordering cycle. The host key and stateDir must be on / or on
+        # a file system mounted in the initrd (neededForBoot): evaluation
+        # checks it (earlyKeyProblems).
         after = [ "systemd-remount-fs.service" ];
         restartTriggers = [ manifestFile ];
         stopIfChanged = false;
@@ -667,14 +804,14 @@ in
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = deployCommands " --users" (!usersEarly);
+          ExecStart = [ (deployCommand " --users") ];
         };
       };
     })
     (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.nixsealForUsers = {
         deps = [ "specialfs" ];
-        text = concatStringsSep "\n" (deployCommands " --users --no-restart" false) + "\n";
+        text = deployCommand " --users --no-restart" + "\n";
       };
       system.activationScripts.users.deps = [ "nixsealForUsers" ];
     })

@@ -206,7 +206,7 @@ t "apps refuse to run outside the flake root; deploy usage and unknown host" t_a
 
 t_plain_same() {
   # Inside the flake-parts fleet (lib.mkApps next to the module)...
-  for a in renc check edit status deploy; do
+  for a in renc check edit status deploy audit; do
     [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(nix eval --raw ".#plainApps.$SYSTEM.$a.program")" ] ||
       fail "plain-Nix $a differs from the flake-parts one"
   done
@@ -267,9 +267,10 @@ t_manifest_schema() {
   local m
   m=$(manifest web1)
   jq . "$m"
-  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","symlink","templates","version"]' ]
-  [ "$(jq -c '[.version,.hostKeys,.mountPoint,.symlink,.keepGenerations]' "$m")" = '[1,[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],"/run/nixseal.d","/run/nixseal",1]' ]
-  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","stateDir","symlink","templates","version"]' ]
+  [ "$(jq -c '[.version,.hostKeys,.mountPoint,.symlink,.keepGenerations,.stateDir]' "$m")" = '[1,[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],"/run/nixseal.d","/run/nixseal",1,"/var/lib/nixseal"]' ]
+  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["allowPlaintextOnDisk","group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c '[.secrets[].allowPlaintextOnDisk] | unique' "$m")" = '[false]' ]
   [ "$(jq -c '[.templates[] | keys] | unique' "$m")" = '[["content","group","mode","name","owner","path"]]' ]
   [ "$(jq -c '.secrets[] | select(.name=="db-password") | [.owner,.group,.mode,.path,.symlink,.restartUnits,.neededForUsers]' "$m")" = '["nobody","nogroup","0400","/run/nixseal/db-password",true,["postgresql.service"],false]' ]
   [ "$(jq -c '.secrets[] | select(.name=="root-password") | [.owner,.group,.neededForUsers,.path]' "$m")" = '["root","root",true,"/run/nixseal-for-users/root-password"]' ]
@@ -287,7 +288,7 @@ t_apps_shellcheck() {
   # the generated scripts must pass it (all severities), or the real build fails.
   command -v shellcheck >/dev/null || fail "shellcheck is not installed (apt-get install shellcheck)"
   local a
-  for a in renc check edit status deploy; do
+  for a in renc check edit status deploy audit; do
     shellcheck "$(app_program "$a")"
   done
   # Each host's deploy script, also one that prints its problems.
@@ -335,7 +336,7 @@ t_units() {
   [ "$(jq -c .wantedBy <<<"$s")" = '["sysinit.target"]' ]
   [ "$(jq -c .before <<<"$s")" = '["sysinit.target"]' ]
   [ "$(jq -c .after <<<"$s")" = '["local-fs.target","systemd-sysusers.service","userborn.service"]' ]
-  [ "$(jq -c .unitConfig <<<"$s")" = '{"DefaultDependencies":false,"RequiresMountsFor":["/etc/ssh"]}' ]
+  [ "$(jq -c .unitConfig <<<"$s")" = '{"DefaultDependencies":false,"RequiresMountsFor":["/etc/ssh","/var/lib/nixseal"]}' ]
   [ "$(jq -c '[.serviceConfig.Type, .serviceConfig.RemainAfterExit, .stopIfChanged]' <<<"$s")" = '["oneshot",true,false]' ]
   local m
   m=$(manifest web1)
@@ -376,7 +377,7 @@ t_rendered_units() {
   u=$(cat "$o/nixseal-activate-users.service")
   contains "$a" "DefaultDependencies=false" "Before=sysinit.target" "WantedBy=sysinit.target" \
     "After=local-fs.target systemd-sysusers.service userborn.service nixseal-activate-users.service" \
-    "RequiresMountsFor=/persist/ssh" "Type=oneshot" "RemainAfterExit=true" \
+    "RequiresMountsFor=/persist/ssh" "RequiresMountsFor=/var/lib/nixseal" "Type=oneshot" "RemainAfterExit=true" \
     "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/manifest.json" "X-Restart-Triggers=/etc/nixseal/manifest.json"
   contains "$u" "Before=systemd-sysusers.service" "WantedBy=systemd-sysusers.service" "DefaultDependencies=false" \
     "After=systemd-remount-fs.service" "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/manifest.json --users"
@@ -384,6 +385,8 @@ t_rendered_units() {
   if grep -e local-fs -e RequiresMountsFor <<<"$u"; then fail "early unit waits for file systems"; fi
   if grep -q nixseal-placeholder "$o"/*.service; then fail "placeholder left in a unit"; fi
   [ "$(jq -c .hostKeys "$o/manifest.json")" = '[{"path":"/persist/ssh/ssh_host_ed25519_key","type":"ed25519"}]' ]
+  # The copy on the container's disk is allowed there (nixseal.secrets.tls-key.allowPlaintextOnDisk).
+  [ "$(jq -c '[.secrets[] | [.name, .allowPlaintextOnDisk]]' "$o/manifest.json")" = '[["db-password",false],["root-password",false],["tls-key",true]]' ]
   [ "$(wc -l <"$o/store-paths")" = 4 ]
   # The rendered sources decrypt with the rendered host key to the expected text.
   for s in db-password root-password tls-key; do
@@ -595,7 +598,7 @@ t_standin_faithful() {
   contains "$(fails eval_host "[ $base { services.userborn.enable = true; system.activationScripts.users.deps = [ ]; } ]" 'os.config.system.activationScripts.users')" "is not of type \`string or (submodule)'"
   # unitConfig merges as systemd-unit-options.nix does: a user's own
   # RequiresMountsFor next to the module's concatenates; scalars must agree.
-  [ "$(eval_host "[ $base { nixseal.settings.hostKeys = [ { path = \"/etc/ssh/k\"; } ]; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/persist\" ]; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.RequiresMountsFor')" = '["/etc/ssh","/persist"]' ]
+  [ "$(eval_host "[ $base { nixseal.settings.hostKeys = [ { path = \"/etc/ssh/k\"; } ]; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/persist\" ]; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.RequiresMountsFor')" = '["/etc/ssh","/var/lib/nixseal","/persist"]' ]
   contains "$(fails eval_host "[ $base { systemd.services.nixseal-activate.unitConfig.DefaultDependencies = true; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.DefaultDependencies')" 'conflicting definition values'
   # networking.hostName: a DNS label, default "nixos" (and so nixseal's
   # host name).
@@ -666,6 +669,40 @@ t_early_limits() {
   [ "$(eval_host "[ $base ({ config, ... }: { services.userborn.enable = true; users.users.root.hashedPasswordFile = config.nixseal.secrets.pw.path; }) ]" 'os.config.warnings')" = '[]' ]
 }
 t "neededForUsers: a host key on a file system the initrd does not mount fails evaluation; sysusers passwords warn" t_early_limits
+
+# The host-side hardening's Nix side: stateDir (emitted, waited for, early
+# limits) and allowPlaintextOnDisk (emitted, warned about where it does
+# nothing).
+t_state_dir() {
+  local base='{ networking.hostName = "h"; nixseal.settings.hostPubkey = "ssh-ed25519 AAAA"; nixseal.secrets.s.file = /dev/null; nixseal.settings.hostKeys = [ { path = "/etc/ssh/key"; } ]; }'
+  local m='builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.toJSON { inherit (os.config.systemd.services.nixseal-activate) unitConfig; units = builtins.attrNames os.config.systemd.services; early = os.config.systemd.services.nixseal-activate-users.unitConfig or null; }))'
+  # Default /var/lib/nixseal; the main unit waits for it, the early unit
+  # cannot (before sysusers; an ordering cycle).
+  [ "$(eval_host "[ $base ]" 'os.config.nixseal.settings.stateDir')" = '"/var/lib/nixseal"' ]
+  [ "$(eval_host "[ $base { systemd.sysusers.enable = true; } ]" "$m" | jq -c '[.unitConfig.RequiresMountsFor, .early.RequiresMountsFor]')" = '[["/etc/ssh","/var/lib/nixseal"],null]' ]
+  # A user's own RequiresMountsFor concatenates with the module's.
+  [ "$(eval_host "[ $base { nixseal.settings.stateDir = \"/persist/nixseal\"; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/srv\" ]; } ]" "$m" | jq -c '.unitConfig.RequiresMountsFor | sort')" = '["/etc/ssh","/persist/nixseal","/srv"]' ]
+  contains "$(fails eval_host "[ $base { nixseal.settings.stateDir = \"/nix/store/x\"; } ]" 'os.config.nixseal.settings.stateDir')" "absolute path outside the Nix store"
+  contains "$(fails eval_host "[ $base { nixseal.settings.stateDir = \"var/lib/x\"; } ]" 'os.config.nixseal.settings.stateDir')" "absolute path outside the Nix store"
+  # Before users exist (early unit or activation script) the records must be
+  # on a file system the initrd mounts.
+  local fs='fileSystems."/persist" = { device = "/dev/vdb"; fsType = "ext4"; };' u out
+  local initrd='builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems'
+  for u in '' 'systemd.sysusers.enable = true;'; do
+    out=$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" 'os.config.nixseal.build.problems')
+    contains "$out" 'has neededForUsers secrets' 'nixseal.settings.stateDir /persist/nixseal is on /persist, which the initrd does not mount' 'fileSystems.\"/persist\".neededForBoot = true'
+    [ "$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; fileSystems.\"/persist\".neededForBoot = true; nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" "$initrd")" = '[]' ]
+    [ "$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; } ]" "$initrd")" = '[]' ]
+  done
+  # Without neededForUsers secrets the main unit waits for /persist.
+  [ "$(eval_host "[ $base { $fs nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" "$initrd")" = '[]' ]
+  # allowPlaintextOnDisk: false unless set; a warning where it changes nothing.
+  [ "$(eval_host "[ $base ]" 'os.config.nixseal.secrets.s.allowPlaintextOnDisk')" = false ]
+  [ "$(eval_host "[ $base { nixseal.secrets.s = { path = \"/var/lib/app/key\"; symlink = false; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" = '[]' ]
+  contains "$(eval_host "[ $base { nixseal.secrets.s = { path = \"/var/lib/app/key\"; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" 'secret `s` of host `h` sets allowPlaintextOnDisk, which only matters for a copy (symlink = false)' '(symlink = true)'
+  contains "$(eval_host "[ $base { nixseal.secrets.s = { symlink = false; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" '(its path is the default)'
+}
+t "stateDir: emitted, RequiresMountsFor in the main unit, on an initrd file system for neededForUsers; allowPlaintextOnDisk: emitted, warned about where it does nothing" t_state_dir
 
 
 t_options_documented() {
@@ -763,24 +800,25 @@ t_apps_names() {
   local d out
   d=$(variant apps)
   cd "$d"
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   # The flake's own apps.deploy next to nixseal's: it evaluates, and the
   # flake's wins.
   sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs;\n      perSystem = { pkgs, ... }: { apps.deploy = { type = "app"; program = "${pkgs.writeShellScriptBin "mine" "echo my own deploy"}/bin/mine"; }; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   [ "$(nix run .#deploy)" = "my own deploy" ]
   # Renamed and left out.
-  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; };|' flake.nix
+  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; apps.audit = "nixseal-audit"; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-deploy","renc"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-audit","nixseal-deploy","renc"]' ]
+  contains "$(fails nix run .#nixseal-audit)" "usage: nix run .#nixseal-audit -- HOST [SYSTEM]"
   [ "$(nix run .#deploy)" = "my own deploy" ]
   contains "$(fails nix run .#nixseal-deploy)" "usage: nix run .#nixseal-deploy -- HOST"
   # The same for lib.mkFleet / mkApps.
   local base="let f = builtins.getFlake \"path:$d\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
-  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; audit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
   out=$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps.rekey = \"x\"; })")
-  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy)"
+  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy, audit)"
 }
 t "apps: default names, renamed or left out (flake-parts and mkFleet); the flake's own apps.deploy wins" t_apps_names
 
@@ -822,7 +860,7 @@ t_module_export() {
   sed -i 's|^      imports = \[ nixseal.flakeModules.default \];|      imports = [ nixseal.flakeModules.default nixseal.flakeModules.default ];\n      debug = true;|' flake.nix
   git add flake.nix
   # Imported twice: one module (its key), no "declared twice" error.
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   # Its options are declared in flake-modules/default.nix (importApply).
   decl=$(nix eval --json .#debug.options.nixseal.identities.declarations)
   echo "$decl"
@@ -839,15 +877,244 @@ t_module_export() {
   done
   [ "$n" -ge 2 ] || fail "only $n Rust type names found"
   if grep -rn 'HostManifest\|FleetProfile' "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/flake.nix"; then fail "stale type names"; fi
-  # Lists of the apps name all five.
+  # Lists of the apps name all six.
   local line
   while IFS= read -r line; do
-    for a in renc check edit status deploy; do
+    for a in renc check edit status deploy audit; do
       grep -q "$a" <<<"$line" || fail "app list without $a: $line"
     done
   done < <(grep -rh 'renc.*edit.*deploy\|renc.*deploy.*edit' "$NIXSEAL_REPO/flake.nix" "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/docs/getting-started.md" "$NIXSEAL_REPO/docs/options.md" "$NIXSEAL_REPO/docs/deploying.md")
 }
 t "flake module: importApply location, _class and key (importing twice works); Nix notes name existing Rust types; app lists complete" t_module_export
+
+# ---------------------------------------------------------------- closure (issue 12)
+# Findings of `nixseal audit --json` about one store path.
+finding_of() { jq --arg s "$2" '.findings[] | select(.storePath == $s)' <<<"$1"; }
+# The nixseal closure warnings among a host's warnings.
+closure_warnings() { nix eval --json ".#nixosConfigurations.$1.config.warnings" | jq -c '[.[] | select(contains("system closure"))]'; }
+
+# Issue 12.2/12.3, the fleet as it is: no closure warning, every host's
+# closure check (built from nixpkgs' closureInfo) passes, and the audit app
+# builds a host's system and finds it clean.
+t_closure_clean() {
+  local h out rc top ci
+  for h in web1 web2 builder; do
+    [ "$(closure_warnings $h)" = '[]' ] || fail "$h: $(closure_warnings $h)"
+    nix build ".#checks.$SYSTEM.nixseal-closure-$h" -o "$W/closure-$h"
+    contains "$(cat "$W/closure-$h")" "no store path in $h's closure"
+  done
+  # The check ran the audit on the closureInfo of the host's system.
+  top=$(nix build --no-link --json .#nixosConfigurations.web1.config.system.build.toplevel | jq -r '.[0].outputs.out')
+  contains "$(nix log ".#checks.$SYSTEM.nixseal-closure-web1")" "audit of web1: $top" "-closure-info)" "clean: no store path in web1's closure"
+  # The stand-in closureInfo writes what nixpkgs' does, from
+  # exportReferencesGraph: the closure's paths, its registration
+  # (`nix-store --load-db` format) and total NAR size.
+  ci=$(nix build --impure --no-link --json --expr "(builtins.getFlake \"git+file://$F\").inputs.nixpkgs.legacyPackages.$SYSTEM.closureInfo { rootPaths = [ (builtins.storePath \"$top\") ]; }" | jq -r '.[0].outputs.out')
+  diff <(sort "$ci/store-paths") <(nix-store -qR "$top" | sort)
+  [ "$(cat "$ci/total-nar-size")" = "$(nix path-info -rS --json "$top" | jq '[.[].narSize] | add')" ]
+  while IFS= read -r p; do grep -qxF "$p" "$ci/registration" || fail "$p not in the registration"; done <"$ci/store-paths"
+  # The audit app builds the host's system when no SYSTEM is given.
+  rc=0
+  out=$(nix run .#audit -- web1 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 0 ]
+  contains "$out" "building host web1's system" "audit of web1: $top" "clean: no store path in web1's closure"
+  # ...and audits a given one (as JSON).
+  nix build .#nixosConfigurations.web2.config.system.build.toplevel -o "$W/system-web2"
+  [ "$(nix run .#audit -- web2 "$W/system-web2" --json | jq -c '[.clean, .host, .roots]')" = "[true,\"web2\",[\"$(readlink "$W/system-web2")\"]]" ]
+  contains "$(fails nix run .#audit)" "usage: nix run .#audit -- HOST [SYSTEM]" "hosts: builder web1 web2"
+  contains "$(fails nix run .#audit -- nosuch)" "no host named 'nosuch'" "hosts: builder web1 web2"
+  contains "$(cd / && fails nix run "$F#audit" -- web1)" "run this from the root of your flake"
+  # Opt-in: without closureChecks only nixseal-rekeyed; a list picks hosts.
+  local base="let f = builtins.getFlake \"path:$F\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; }).checks")" = '["nixseal-rekeyed"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; closureChecks = [ \"builder\" ]; }).checks")" = '["nixseal-closure-builder","nixseal-rekeyed"]' ]
+  contains "$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; closureChecks = [ \"web9\" ]; }).checks")" "closureChecks names web9, which is not a host"
+}
+t "closure: a clean fleet has no closure warning; nixseal-closure-<host> checks pass; nix run .#audit -- HOST builds and audits" t_closure_clean
+
+# Issue 12, the proof: web1 registers the fleet's own flake
+# (`nix.registry.self.flake = self;`), the builder (no secrets) links it
+# into /etc. Evaluation names the options; the checks fail; the audit app
+# lists the source, the master ciphertexts and web2's files with the chain.
+t_closure_registry_leak() {
+  local d src w out rc f holds chain want
+  d=$(variant leak)
+  cd "$d"
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  sed -i 's|builder = node { networking.hostName = "builder"; };|builder = node ({ self, ... }: { networking.hostName = "builder"; environment.etc."src".source = self; });|' flake.nix
+  git add -A
+  grep -q 'nix.registry.self.flake = self;' hosts/web1.nix && grep -q 'etc."src".source = self' flake.nix
+  src=$(nix flake metadata --json . | jq -r .path)
+  # Evaluation: one warning per option, naming it, the source and the fix;
+  # registry.json (made from nix.registry) and nixpkgs' own entry are not
+  # reported; web2 is unaffected.
+  w=$(closure_warnings web1)
+  echo "$w"
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'nixseal: host `web1`: nix.registry.self.flake puts '"$src"', the flake'"'"'s whole source' \
+    'nix.registry.nixpkgs.flake = inputs.nixpkgs;' 'nix run .#audit -- web1' 'closureLeaks = \"ignore\"'
+  w=$(closure_warnings builder)
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'nixseal: host `builder`: environment.etc.src.source puts '"$src" 'lib.fileset.toSource'
+  [ "$(closure_warnings web2)" = '[]' ]
+  out=$(nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/leak-web1" 2>&1)
+  contains "$out" 'warning: nixseal: host `web1`: nix.registry.self.flake puts'
+  nix-store -qR "$W/leak-web1" | grep -qxF "$src" || fail "the leaky system does not hold $src"
+  # The per-host checks fail on the leak; web2's passes.
+  out=$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)
+  contains "$out" "LEAK $src" "is your flake's source" "rekeyed file of host web2"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-builder" -L --no-link)" "LEAK $src"
+  nix build ".#checks.$SYSTEM.nixseal-closure-web2" --no-link
+  contains "$(fails nix flake check)" "nixseal-closure-"
+  # The audit app (building web1's system itself).
+  rc=0
+  out=$(nix run .#audit -- web1 --json) || rc=$?
+  [ "$rc" = 1 ]
+  f=$(finding_of "$out" "$src")
+  [ -n "$f" ] || fail "no finding for $src: $out"
+  [ "$(jq -c '.flakeCopies[0] | [.exact, .rekeyedHosts]' <<<"$f")" = '[true,["web1","web2"]]' ]
+  holds=$(jq -c '[.files[] | .path as $p | .holds[] | [$p, .kind, (.host // "")]]' <<<"$f")
+  for want in '["secrets/db-password.age","masterCiphertext",""]' '["secrets/api-token.age","masterCiphertext",""]' \
+    '["secrets/root-password.age","masterCiphertext",""]' '["secrets/rekeyed/web2/db-password.age","rekeyedFile","web2"]' \
+    '["secrets/rekeyed/web2/api-token.age","rekeyedFile","web2"]' '["secrets/rekeyed/web2/.nixseal-rekey.json","rekeyCache","web2"]'; do
+    contains "$holds" "$want"
+  done
+  if grep -q 'secrets/rekeyed/web1/' <<<"$holds"; then fail "web1's own files reported: $holds"; fi
+  # The referrer chain: the system -> etc -> etc/nix/registry.json -> the source.
+  chain=$(jq -r '.chain[].storePath' <<<"$f")
+  echo "$chain"
+  [ "$(head -1 <<<"$chain")" = "$(readlink "$W/leak-web1")" ]
+  [ "$(tail -1 <<<"$chain")" = "$src" ]
+  grep -q -- '-etc$' <<<"$chain" && grep -q -- '-etc-nix-registry.json$' <<<"$chain"
+  rc=0
+  out=$(nix run .#audit -- web1 "$W/leak-web1") || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "LEAK $src" "is your flake's source" "secrets/rekeyed/web2/db-password.age: rekeyed file of host web2" \
+    "master ciphertext ./secrets/api-token.age" "nix/registry.json"
+  # "error" fails evaluation with the same text (the manifest is fine);
+  # "ignore" says nothing.
+  sed -i 's|^  nix.registry.self.flake = self;|&\n  nixseal.settings.closureLeaks = "error";|' hosts/web1.nix
+  git add -A
+  src=$(nix flake metadata --json . | jq -r .path)
+  out=$(fails nix build .#nixosConfigurations.web1.config.system.build.toplevel --no-link)
+  contains "$out" "Failed assertions" 'nix.registry.self.flake puts '"$src"
+  [ "$(closure_warnings web1)" = '[]' ]
+  [ "$(problems web1)" = '[]' ]
+  sed -i 's|closureLeaks = "error"|closureLeaks = "ignore"|' hosts/web1.nix
+  git add -A
+  [ "$(closure_warnings web1)" = '[]' ]
+  nix build .#nixosConfigurations.web1.config.system.build.toplevel --no-link
+}
+t "closure leak: nix.registry.self.flake = self warns naming the option; the host's check fails; audit lists source, masters, web2's files, chain; error mode fails" t_closure_registry_leak
+
+# Issue 12, a copy of another host's rekeyed file in web1's /etc: named at
+# evaluation, found by content in the built system.
+t_closure_copy_leak() {
+  local d w out rc f copy
+  d=$(variant copyleak)
+  cd "$d"
+  sed -i 's|^  networking.hostName = "web1";|&\n  environment.etc."x".source = ../secrets/rekeyed/web2/db-password.age;|' hosts/web1.nix
+  git add -A
+  w=$(closure_warnings web1)
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'environment.etc.x.source puts the path ./secrets/rekeyed/web2/db-password.age, host `web2`'"'"'s rekeyed secret,'
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "rekeyed file of host web2 (secret db-password"
+  rc=0
+  out=$(nix run .#audit -- web1 --json) || rc=$?
+  [ "$rc" = 1 ]
+  [ "$(jq '.findings | length' <<<"$out")" = 1 ] || fail "$out"
+  copy=$(jq -r '.findings[0].storePath' <<<"$out")
+  [[ "$copy" == /nix/store/*-db-password.age ]] || fail "finding $copy"
+  cmp "$copy" secrets/rekeyed/web2/db-password.age
+  f=$(finding_of "$out" "$copy")
+  [ "$(jq -c '[.files[] | .path as $p | .holds[] | [$p, .kind, .host, .secret, .file]]' <<<"$f")" = '[["","rekeyedFile","web2","db-password","./secrets/rekeyed/web2/db-password.age"]]' ]
+  [ "$(jq -r '.chain[-1].storePath' <<<"$f")" = "$copy" ]
+  contains "$(nix run .#audit -- web1 2>&1 || true)" "LEAK $copy" "rekeyed file of host web2 (secret db-password"
+}
+t "closure leak: a copy of web2's rekeyed file in web1's etc is named at evaluation and found by content" t_closure_copy_leak
+
+# Issue 12.2: every option the evaluation reads, with their real NixOS
+# types, in a host that gets no `self` argument (the source is known from
+# its rekeyedDir); what does not carry the source is not reported.
+t_closure_options() {
+  local d w probe out rc opt
+  d=$(variant options)
+  cd "$d"
+  # A node whose modules get no `self` argument: the probe module closes
+  # over flake.nix's `self`.
+  sed -i 's|^      flake = {|      flake = {\n        leakProbe = nixpkgs.lib.nixosSystem {\n          system = "x86_64-linux";\n          modules = [ nixseal.nixosModules.default ./hosts/web2.nix (import ./probe.nix { inherit self nixpkgs; }) ];\n        };\n        noSecrets = nixpkgs.lib.nixosSystem {\n          system = "x86_64-linux";\n          modules = [ nixseal.nixosModules.default { networking.hostName = "b"; nix.registry.self.flake = self; nixseal.settings.flakeSource = self; } ];\n        };|' flake.nix
+  cat >probe.nix <<'NIX'
+{ self, nixpkgs }:
+{ lib, ... }:
+{
+  nix.registry.fleet.to = { type = "path"; path = self.outPath; };
+  nix.registry.pkgs.flake = nixpkgs;
+  nixpkgs.flake.source = lib.mkForce self.outPath;
+  environment.etc."motd".text = "built from ${self}\n";
+  environment.etc."src".source = ./.;
+  environment.etc."secrets".source = ./secrets;
+  environment.etc."db".source = ./secrets/db-password.age;
+  environment.etc."own".source = ./secrets/rekeyed/web2/api-token.age;
+  environment.etc."ok".source = ./hosts/web2.nix;
+  environment.etc."off" = { enable = false; source = self; };
+  system.extraDependencies = [ self ];
+  nix.nixPath = [ "fleet=${self}" "nixpkgs=${nixpkgs}" ];
+}
+NIX
+  git add -A
+  w=$(nix eval --json .#leakProbe.config.warnings | jq -c '[.[] | select(contains("system closure"))]')
+  echo "$w" | jq -r '.[]'
+  for opt in nix.registry.fleet.to.path nixpkgs.flake.source environment.etc.motd.text environment.etc.src.source \
+    environment.etc.secrets.source environment.etc.db.source system.extraDependencies nix.nixPath; do
+    [ "$(jq --arg o "nixseal: host \`web2\`: $opt puts " '[.[] | select(startswith($o))] | length' <<<"$w")" = 1 ] || fail "$opt not reported once"
+  done
+  [ "$(jq length <<<"$w")" = 8 ]
+  contains "$w" 'environment.etc.secrets.source puts the path ./secrets, which holds the rekeyed directory ./secrets/rekeyed' \
+    'environment.etc.db.source puts the path ./secrets/db-password.age, which is the master ciphertext ./secrets/db-password.age' \
+    'environment.etc.src.source puts the path ./., a copy of the flake'"'"'s whole source' \
+    "leave it at nixpkgs' own source"
+  # A host without secrets and without a `self` argument: known only from
+  # nixseal.settings.flakeSource.
+  contains "$(nix eval --json .#noSecrets.config.warnings)" 'nixseal: host `b`: nix.registry.self.flake puts'
+  [ "$(nix eval --impure --json --expr "((builtins.getFlake \"git+file://$d\").noSecrets.extendModules { modules = [ { nixseal.settings.flakeSource = (builtins.getFlake \"git+file://$d\").inputs.nixpkgs.lib.mkForce null; } ]; }).config.warnings")" = '[]' ]
+  # What the evaluation said is what the built system holds.
+  probe=$(nix build --no-link --json .#leakProbe.config.system.build.toplevel | jq -r '.[0].outputs.out')
+  rc=0
+  out=$(nix run .#audit -- web2 "$probe" --json) || rc=$?
+  [ "$rc" = 1 ]
+  jq -r '.findings[].storePath' <<<"$out"
+  [ -n "$(finding_of "$out" "$(nix flake metadata --json . | jq -r .path)")" ]
+  [ "$(jq '.findings | length' <<<"$out")" -ge 4 ]
+}
+t "closure options: registry to.path, nixpkgs.flake.source, etc text context and sources, extraDependencies are read (with NixOS' types); harmless ones are not" t_closure_options
+
+# The same through nixseal.lib.mkFleet (no flake-parts): the module warns
+# and the fleet's checks catch the leak.
+t_closure_plain() {
+  local d src
+  d=$(variant closureplain)
+  cd "$d"
+  sed -e "s|@NIXPKGS@|path:$W/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$W/nixseal|" "$here/fixture-plain/flake.nix" >flake.nix
+  git add -A
+  nix build ".#checks.$SYSTEM.nixseal-closure-web1" --no-link
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  git add -A
+  src=$(nix flake metadata --json . | jq -r .path)
+  contains "$(closure_warnings web1)" "nix.registry.self.flake puts $src"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK $src"
+  nix build ".#checks.$SYSTEM.nixseal-closure-web2" --no-link
+  contains "$(fails nix run .#audit -- web1)" "LEAK $src"
+  # Without the legacyPackages export the audit app says what is missing.
+  sed -i '/legacyPackages.x86_64-linux = fleet.legacyPackages;/d' flake.nix
+  git add -A
+  contains "$(fails nix run .#audit -- web1)" "export it: legacyPackages.x86_64-linux = fleet.legacyPackages;"
+}
+t "closure (plain lib.mkFleet): the warning and the per-host checks work without flake-parts" t_closure_plain
 
 # ---------------------------------------------------------------- the real flow
 t_schema_profile() {
@@ -1063,7 +1330,9 @@ NIX
   [ "$(nix eval --json .#nixosConfigurations.web1.config.system.activationScripts --apply 'a: a ? nixsealForUsers')" = false ]
   echo "$after"
   [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
-  [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 2 ]
+  # One deploy: an empty generation removes the one it replaced itself.
+  [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 1 ]
+  [ "$(grep -c ' deploy --manifest ' <<<"$snippet")" = 1 ]
   unshare -m --propagation private bash -euc '
     mount -t tmpfs -o mode=0755 tmpfs /run
     mkdir -p /etc/ssh && mount -t tmpfs -o mode=0755 tmpfs /etc/ssh
@@ -1107,6 +1376,19 @@ t_subdir_flake() {
   [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
   nix run .#check
   [ -f secrets/rekeyed/web1/db-password.age ] && [ ! -e "$m/secrets" ] && [ ! -e "$m/infra/infra" ]
+  # The closure check reads the flake at <source>/infra; the audit app
+  # builds from here. Both clean; with web1 registering the flake, both fail.
+  nix build ".#checks.$SYSTEM.nixseal-closure-web1" --no-link
+  contains "$(nix run .#audit -- web1)" "clean: no store path in web1's closure"
+  cp hosts/web1.nix "$W/web1-sub.nix"
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  git add hosts/web1.nix
+  contains "$(closure_warnings web1)" "nix.registry.self.flake puts /nix/store/"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK /nix/store/" "rekeyed file of host web2"
+  contains "$(fails nix run .#audit -- web1)" "LEAK /nix/store/" "rekeyed file of host web2"
+  cp "$W/web1-sub.nix" hosts/web1.nix
+  git add hosts/web1.nix
   # A master file that is not tracked: the message's `git add` fixes it.
   printf 'new' | nix run .#edit -- secrets/new.age
   sed -i 's|^  nixseal.secrets = {|  nixseal.secrets = {\n    new.file = ../secrets/new.age;|' hosts/web2.nix
