@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{self, clean_age_message, DecryptFailure};
 
+pub mod fast_recipient;
 pub mod host;
 
 /// How the library asks the operator for passphrases and plugin input.
