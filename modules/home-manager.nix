@@ -11,13 +11,14 @@
 # below). Keep the manifest in sync with the serde type
 # nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs.
 #
-# The same evaluation checks as the NixOS module (./lib/problems.nix), with
-# one difference: they are not `assertions`. A standalone home-manager
-# configuration (`homeManagerConfiguration`) refuses to show its `config` at
-# all while an assertion fails, and the fleet's `nix run .#renc` reads the
-# home's secrets from that `config` — a missing rekey would then block the
-# very command that makes it. The problems stop the manifest instead, and so
-# `home-manager switch` and `nixos-rebuild`, with the same fix-it text.
+# The same evaluation checks as the NixOS module (./lib/problems.nix). They
+# stop the manifest, and so `home-manager switch` and `nixos-rebuild`, with
+# the fix-it text. Inside NixOS they are also `assertions` (home-manager's
+# NixOS module makes them the system's, next to the host's own); in a
+# standalone home they are not: homeManagerConfiguration refuses to show
+# its `config` at all while an assertion fails, and the fleet's `nix run
+# .#renc` reads the home's secrets from that `config` — a missing rekey
+# would then block the very command that makes it.
 args@{
   config,
   lib,
@@ -466,6 +467,12 @@ in
     nixseal.build.recipient = recipient;
 
     inherit warnings;
+    assertions = lib.optionals (osConfig != null) (
+      map (message: {
+        assertion = false;
+        inherit message;
+      }) problems
+    );
 
     systemd.user.services.nixseal = {
       Unit = {
