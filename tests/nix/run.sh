@@ -1744,7 +1744,7 @@ t_home_errors() {
   contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\"; } ]" 'h.config.nixseal.build.problems')" \
     'nixseal.settings.userPubkey of home `laptop.alice` (user `alice`) is not an ssh-ed25519 key (got `ssh-rsa`)' 'use the content of ~/.ssh/id_ed25519.pub'
   local small
-  small=$(python3 "$here/lib/ed25519-small-order.py" keys | head -1)
+  small=$(python3 "$here/lib/ed25519-small-order.py" keys | sed -n 1p)
   contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"$small\"; } ]" 'h.config.nixseal.build.problems')" 'is an ed25519 point of small order'
   contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = /nonexistent/alice.pub; } ]" 'h.config.nixseal.build.problems')" 'is the file /nonexistent/alice.pub, which does not exist (or is not tracked by git)'
   contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ ]; } ]" 'h.config.nixseal.build.problems')" 'has no nixseal.settings.userKeys'
