@@ -1888,6 +1888,11 @@ t_rendered_user_units() {
   cmp "$o/expected/api-token" "$o2/expected/api-token"
   [ "$(jq -c '[.secrets[].source]' "$o/manifest.json" | jq -r '.[1]')" != "$(jq -c '[.secrets[].source]' "$o2/manifest.json" | jq -r '.[1]')" ]
   contains "$(cat "$o2/nixseal.service")" "--manifest $(cat "$o2/manifest-store-path") --user-session"
+  if command -v systemd-analyze >/dev/null; then
+    if systemd-analyze verify "$o/nixseal.service" 2>&1 | grep -i 'unknown\|invalid'; then
+      fail "systemd-analyze complains about the user unit"
+    fi
+  fi
 }
 t "render-user-units.sh: the user unit, activation entry, user manifest and key for the user-session systemd test (also a rotation)" t_rendered_user_units
 
