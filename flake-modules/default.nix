@@ -46,7 +46,25 @@ in
         NixOS configurations of the fleet (evalConfig results, such as
         `nixosConfigurations` or a colmena hive's `colmenaHive.nodes`). Those
         that declare nixseal secrets or templates become the profile's hosts,
-        keyed by {option}`nixseal.settings.hostName`.
+        keyed by {option}`nixseal.settings.hostName`; their home-manager users
+        (`home-manager.users.<user>`) that declare nixseal secrets or
+        templates become homes, keyed by the user's
+        `nixseal.settings.targetName` (`<hostName>.<user>`).
+      '';
+    };
+    homes = mkOption {
+      type = types.lazyAttrsOf types.raw;
+      default = config.flake.homeConfigurations or { };
+      defaultText = literalExpression "self.homeConfigurations";
+      example = literalExpression "{ inherit (self.homeConfigurations) \"alice@laptop\"; }";
+      description = ''
+        Standalone home-manager configurations of the fleet
+        (`home-manager.lib.homeManagerConfiguration` results). Those that
+        declare nixseal secrets or templates become rekey targets like
+        hosts, named by their `nixseal.settings.targetName`, else by their
+        attribute name with the host first (`"alice@laptop"` is
+        `laptop.alice`, `"alice"` is `alice`). Hosts and homes share one
+        namespace: two targets with one name are refused, naming both.
       '';
     };
     identities = mkOption {
@@ -130,6 +148,7 @@ in
         inherit (config.nixseal) package;
         inherit (cfg)
           nodes
+          homes
           identities
           extraRecipients
           rekeyedDir

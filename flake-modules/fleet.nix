@@ -1,7 +1,9 @@
 # The operator side of the flake, shared by the flake-parts module
 # (./default.nix) and the plain function `nixseal.lib.mkFleet` / `mkApps`.
 #
-# From the fleet's NixOS configurations it makes the fleet profile (version 1;
+# From the fleet's NixOS configurations and home-manager configurations (the
+# home-manager users inside the nodes, and standalone homes) it makes the
+# fleet profile (version 1;
 # keep in sync with the serde type nixseal::profile::RawProfile in
 # crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`,
 # `deploy` and `audit` (each can be renamed or left out), one deploy script
@@ -18,6 +20,9 @@
   pkgs,
   package,
   nodes ? self.nixosConfigurations or { },
+  # Standalone home-manager configurations (homeManagerConfiguration
+  # results); the home-manager users inside `nodes` are found there.
+  homes ? self.homeConfigurations or { },
   identities ? [ ],
   extraRecipients ? [ ],
   rekeyedDir ? null,
@@ -42,6 +47,7 @@ let
     nameValuePair
     ;
   paths = import ../modules/lib/paths.nix { inherit lib; };
+  nixsealTypes = import ../modules/lib/types.nix { inherit lib; };
   str = p: builtins.unsafeDiscardStringContext (toString p);
   system = pkgs.stdenv.hostPlatform.system or pkgs.system;
 
@@ -93,6 +99,61 @@ let
     else
       mapAttrs' (_: node: nameValuePair (hostOf node) node) users;
 
+  # Homes: each home-manager configuration that declares nixseal secrets or
+  # templates is a rekey target like a host, under the target name of the
+  # contract (docs/design.md): `<hostName>.<user>` for a home-manager user of
+  # a node (the module's nixseal.settings.targetName default), a standalone
+  # homeConfigurations."alice@laptop" as `laptop.alice` (the attribute name
+  # host first; the name itself without an `@`), unless the home sets
+  # nixseal.settings.targetName.
+  usesNixseal = c: (c.secrets or { }) != { } || (c.templates or { }) != { };
+  nodeHomes = lib.concatLists (
+    mapAttrsToList (
+      n: node:
+      mapAttrsToList (u: hc: {
+        cfg = hc;
+        target = hc.nixseal.settings.targetName;
+        origin = "the home-manager user ${u} of node ${n}";
+      }) (filterAttrs (_: hc: usesNixseal (hc.nixseal or { })) (node.config.home-manager.users or { }))
+    ) nodes'
+  );
+  standaloneTarget = a: concatStringsSep "." (lib.reverseList (lib.splitString "@" a));
+  standaloneHomes = mapAttrsToList (
+    a: h:
+    let
+      set = h.config.nixseal.settings.targetName;
+      derived = standaloneTarget a;
+    in
+    {
+      cfg = h.config;
+      target =
+        if set != null then
+          set
+        else if nixsealTypes.targetNameType.check derived then
+          derived
+        else
+          throw "nixseal: homeConfigurations.\"${a}\" would be the rekey target `${derived}` (its name, host first), which is not a valid name (${nixsealTypes.targetNameType.description}); set nixseal.settings.targetName in it.";
+      origin = "homeConfigurations.\"${a}\"";
+    }
+  ) (filterAttrs (_: h: usesNixseal (h.config.nixseal or { })) homes);
+  homeList = nodeHomes ++ standaloneHomes;
+
+  # One name, one rekeyed directory: hosts and homes share the namespace.
+  targetList =
+    mapAttrsToList (h: _: {
+      target = h;
+      origin = "the NixOS node ${builtins.head byHost.${h}}";
+    }) hosts
+    ++ homeList;
+  clashes = filterAttrs (_: ts: builtins.length ts > 1) (lib.groupBy (t: t.target) targetList);
+  homesByTarget =
+    if clashes != { } then
+      throw "nixseal: several rekey targets share a name, but each needs its own rekeyed directory: ${
+        concatStringsSep "; " (mapAttrsToList (t: ts: "${t} is ${concatStringsSep " and " (map (x: x.origin) ts)}") clashes)
+      }. Give them distinct names: nixseal.settings.targetName in a home, nixseal.settings.hostName (or networking.hostName) in a NixOS host."
+    else
+      lib.listToAttrs (map (h: nameValuePair h.target h) homeList);
+
   # The flake's directory in its store copy. Nix 2.14 and later make
   # `self.outPath` that directory; older Nix give the repository root for a
   # flake in a subdirectory (`infra/flake.nix`), so there it is the nearest
@@ -101,7 +162,10 @@ let
   selfPath = str (self.outPath or self);
   anchors =
     lib.optional (builtins.isPath rekeyedDir) rekeyedDir
-    ++ lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts);
+    ++ lib.filter (d: d != null) (
+      mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts
+      ++ map (h: h.cfg.nixseal.settings.rekeyedDir) homeList
+    );
   flakeRoot =
     if root != null then
       str root
@@ -144,7 +208,10 @@ let
       "./${i}";
 
   nodeRekeyedDirs = lib.unique (
-    lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts)
+    lib.filter (d: d != null) (
+      mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts
+      ++ map (h: h.cfg.nixseal.settings.rekeyedDir) homeList
+    )
   );
   rekeyedDirRel =
     let
@@ -159,25 +226,31 @@ let
       disagree = lib.filter (d: d != chosen) fromNodes;
     in
     if disagree != [ ] then
-      throw "nixseal: the rekeyed directory differs between the fleet (${chosen}) and some nodes' nixseal.settings.rekeyedDir (${concatStringsSep ", " disagree}); use one directory for the whole flake."
+      throw "nixseal: the rekeyed directory differs between the fleet (${chosen}) and some nodes' or homes' nixseal.settings.rekeyedDir (${concatStringsSep ", " disagree}); use one directory for the whole flake."
     else
       chosen;
 
   # A host whose key is missing or unusable stays in the profile with
   # hostPubkey "" so that renc and check report it (its evaluation says why)
   # and still serve every other host.
-  hostEntry = host: node: {
-    hostPubkey = if node.config.nixseal.build.recipient == null then "" else node.config.nixseal.build.recipient;
+  targetEntry = kind: name: c: {
+    hostPubkey = if c.build.recipient == null then "" else c.build.recipient;
     secrets = mapAttrs' (
       _: s:
       nameValuePair s.name (
-        { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
+        { file = relative "the file of secret ${s.name} of ${kind} ${name}" s.file; }
         # The generator's store path: the profile (and so the renc app)
         # depends on it, so `nix run .#renc` builds it first.
         // lib.optionalAttrs (s.generator != null) { generator = "${s.generator}"; }
       )
-    ) node.config.nixseal.secrets;
-  };
+    ) c.secrets;
+  }
+  // lib.optionalAttrs emitKind { inherit kind; };
+  # The profile's optional per-target field "kind" ("host" | "home", for
+  # messages; docs/design.md). Off until the Rust side reads it: the
+  # profile parser refuses unknown fields (nixseal::profile::RawHost).
+  emitKind = false;
+  hostEntry = host: node: targetEntry "host" host node.config.nixseal;
 
   # Two hosts with one key can read each other's secrets.
   sharedKeys = filterAttrs (_: hs: builtins.length hs > 1) (
@@ -185,10 +258,31 @@ let
       lib.filter (h: hosts.${h}.config.nixseal.build.recipient != null) (attrNames hosts)
     )
   );
-  keyWarnings = mapAttrsToList (
-    _: hs:
-    "nixseal: hosts ${concatStringsSep ", " hs} have the same nixseal.settings.hostPubkey, so each can decrypt the other's secrets; give each host its own SSH host key (a copied disk image shares it: regenerate it with ssh-keygen -A after removing /etc/ssh/ssh_host_*)."
-  ) sharedKeys;
+  # So can a home and a host, or the homes of different users, with one key
+  # (one user's homes on several machines often share the user's key).
+  keyHolders =
+    mapAttrsToList (h: node: {
+      name = h;
+      key = node.config.nixseal.build.recipient;
+      who = "host ${h}";
+    }) hosts
+    ++ mapAttrsToList (t: h: {
+      name = t;
+      key = h.cfg.nixseal.build.recipient;
+      who = "user ${h.cfg.home.username}";
+    }) homesByTarget;
+  sharedTargetKeys = lib.filter (ts: lib.length (lib.unique (map (t: t.who) ts)) > 1 && !lib.all (t: hosts ? ${t.name}) ts) (
+    lib.attrValues (lib.groupBy (t: t.key) (lib.filter (t: t.key != null) keyHolders))
+  );
+  keyWarnings =
+    mapAttrsToList (
+      _: hs:
+      "nixseal: hosts ${concatStringsSep ", " hs} have the same nixseal.settings.hostPubkey, so each can decrypt the other's secrets; give each host its own SSH host key (a copied disk image shares it: regenerate it with ssh-keygen -A after removing /etc/ssh/ssh_host_*)."
+    ) sharedKeys
+    ++ map (
+      ts:
+      "nixseal: the rekey targets ${concatStringsSep ", " (map (t: "${t.name} (${t.who})") ts)} have the same public key (nixseal.settings.hostPubkey or userPubkey), so each can decrypt the other's secrets; give each its own key (for a user: `ssh-keygen -t ed25519 -N '' -f ~/.ssh/nixseal_ed25519`, then set nixseal.settings.userKeys and userPubkey)."
+    ) sharedTargetKeys;
 
   # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/profile.rs, version 1).
   profile = lib.foldr lib.warn {
@@ -196,7 +290,7 @@ let
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
-    hosts = mapAttrs hostEntry hosts;
+    hosts = mapAttrs hostEntry hosts // mapAttrs (t: h: targetEntry "home" t h.cfg.nixseal) homesByTarget;
   } keyWarnings;
   profileFile = pkgs.writeText "nixseal-profile.json" (builtins.toJSON profile);
 
@@ -442,7 +536,10 @@ else
     checks = {
       nixseal-rekeyed = pkgs.runCommand "nixseal-rekeyed"
         {
-          problems = concatStringsSep "\n" (lib.concatMap problemsOf (builtins.attrValues hosts));
+          problems = concatStringsSep "\n" (
+            lib.concatMap problemsOf (builtins.attrValues hosts)
+            ++ lib.concatMap (h: h.cfg.nixseal.build.problems) (builtins.attrValues homesByTarget)
+          );
           profile = profileFile;
         }
         ''

@@ -79,6 +79,7 @@ eval_host() { # NIX-MODULE-EXPR ATTR-PATH-EXPR -> JSON
 
 echo "setting up the fixture fleet in $W"
 setup_world "$W" || { echo "setup failed" >&2; exit 1; }
+setup_home_world "$W" || { echo "setup of the fleet with homes failed" >&2; exit 1; }
 
 # ---------------------------------------------------------------- static
 t_lock_pins() {
@@ -118,14 +119,17 @@ t_flake_outputs() {
     checks = builtins.attrNames f.checks.x86_64-linux;
     aarch64 = f.packages ? aarch64-linux;
     devShell = f.devShells ? x86_64-linux;
+    hmModule = let m = f.homeManagerModules.default { lib = f.inputs.nixpkgs.lib; pkgs = f.inputs.nixpkgs.legacyPackages.x86_64-linux; }; in
+      [ m.key (toString (builtins.head m.imports)) m.nixseal.settings.package._type ];
   }")
   echo "$names"
   [ "$(jq -r .pkg <<<"$names")" = nixseal-0.1.0 ]
   [ "$(jq -r .overlay <<<"$names")" = nixseal-0.1.0 ]
   [ "$(jq -r .flakeModule <<<"$names")" = flake ]
   [ "$(jq -c '[.same,.module,.mkApps,.aarch64,.devShell]' <<<"$names")" = '[true,true,true,true,true]' ]
+  [ "$(jq -c .hmModule <<<"$names" | sed 's|"/nix/store/[^"]*-source/|"|')" = '["nixseal#homeManagerModules.default","modules/home-manager.nix","override"]' ]
 }
-t "nixseal's flake evaluates: package, overlay, nixosModules, flakeModules, lib.mkApps" t_flake_outputs
+t "nixseal's flake evaluates: package, overlay, nixosModules, homeManagerModules, flakeModules, lib.mkApps" t_flake_outputs
 
 # Issue 11.1: the package builds from exactly the source the flake gives
 # cargo (the stand-in buildRustPackage compiles `src`).
@@ -1410,6 +1414,487 @@ t_subdir_flake() {
   ' _ "$W/sub/hostkeys/web2/ssh_host_ed25519_key"
 }
 t "a flake in a subdirectory of a git repository: profile paths, the flake-root check and fix-it messages are relative to it" t_subdir_flake
+
+# ---------------------------------------------------------------- home-manager (issue 16)
+# The fleet with homes ($W/fleet-home, tests/nix/fixture-home): host desk
+# with the home-manager user alice (home desk.alice, home-manager's NixOS
+# module) and the standalone homeConfigurations."bob@laptop" (home
+# laptop.bob), in the stand-in home-manager (lib/standin-home-manager.nix).
+H=$W/fleet-home
+home_attr() { # TARGET -> the flake attribute of that home's config
+  case "$1" in
+    desk.alice) echo '.#nixosConfigurations.desk.config.home-manager.users.alice' ;;
+    laptop.bob) echo '.#homeConfigurations."bob@laptop".config' ;;
+    *) fail "no home $1" ;;
+  esac
+}
+home_problems() { nix eval --json "$(home_attr "$1").nixseal.build.problems"; }
+home_manifest() { nix build "$(home_attr "$1").nixseal.build.manifest" -o "$W/hm-manifest-$1" && readlink "$W/hm-manifest-$1"; }
+bob_generation() { nix build '.#homeConfigurations."bob@laptop".activationPackage' -o "$W/bob-generation" && readlink "$W/bob-generation"; }
+userkey() { echo "$W/hostkeys/$1/ssh_host_ed25519_key"; }
+eval_home() { # MODULES EXPR: h is the standalone home (user alice)
+  nix eval --impure --json --expr "let h = import $here/lib/eval-home.nix {
+    nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; modules = $1; }; in $2"
+}
+eval_home_os() { # HOST-MODULES HOME-MODULES EXPR: os is a NixOS system with the home-manager user alice
+  nix eval --impure --json --expr "let os = import $here/lib/eval-home.nix {
+    nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; nixos = $1; modules = $2; }; in $3"
+}
+HOME_BASE='({ lib, ... }: { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; nixseal.settings = { targetName = lib.mkDefault "laptop.alice"; userPubkey = lib.mkDefault "ssh-ed25519 AAAA"; }; nixseal.secrets.s.file = /dev/null; })'
+
+t_home_before_renc() {
+  cd "$H"
+  local p out
+  p=$(home_problems desk.alice)
+  contains "$p" 'nixseal: secret `api-token` of home `desk.alice` (user `alice` on host `desk`): the rekeyed file secrets/rekeyed/desk.alice/api-token.age is missing or not tracked by git' \
+    'run `nix run .#renc`, then `git add secrets/rekeyed`' 'secret `netrc` of home `desk.alice`'
+  contains "$(home_problems laptop.bob)" 'nixseal: secret `mail-password` of home `laptop.bob` (user `bob`): the rekeyed file secrets/rekeyed/laptop.bob/mail-password.age is missing'
+  # What `nixos-rebuild switch` and `home-manager switch` build fails with the
+  # same text (in NixOS as the system's assertions, next to the host's own).
+  contains "$(fails nix build .#nixosConfigurations.desk.config.system.build.toplevel)" 'Failed assertions' \
+    '- alice profile: nixseal: secret `api-token` of home `desk.alice` (user `alice` on host `desk`)' 'desk.alice/api-token.age is missing' \
+    '- nixseal: secret `db-password` of host `desk`'
+  contains "$(fails nix build '.#homeConfigurations."bob@laptop".activationPackage')" 'laptop.bob/mail-password.age is missing' 'nix run .#renc'
+  # The profile: the host and both homes, each with its own key (bob's from
+  # a .pub file), only the fields the Rust side reads.
+  p=$(profile)
+  jq . "$p"
+  [ "$(jq -c '.hosts | keys' "$p")" = '["desk","desk.alice","laptop.bob"]' ]
+  [ "$(jq -r '.hosts["desk.alice"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey alice).pub")" ]
+  [ "$(jq -r '.hosts["laptop.bob"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey bob).pub")" ]
+  [ "$(jq -c '.hosts["desk.alice"].secrets' "$p")" = '{"api-token":{"file":"./secrets/api-token.age"},"netrc":{"file":"./secrets/netrc.age"}}' ]
+  [ "$(jq -c '.hosts["laptop.bob"].secrets' "$p")" = '{"mail-password":{"file":"./secrets/mail-password.age"}}' ]
+  # "kind" (contract, optional) goes into the profile once the binary reads
+  # it (fleet.nix emitKind): the profile and the binary must agree.
+  local rc=0
+  jq '.hosts["desk.alice"].kind = "home"' "$p" >"$W/kind-profile.json"
+  out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
+  echo "binary with kind: rc=$rc $out"
+  if [ "$rc" = 2 ]; then
+    contains "$out" 'unknown field `kind`'
+    [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
+  else
+    [ "$(jq -c '[.hosts[].kind]' "$p")" = '["host","home","home"]' ] || fail "the binary reads kind: set emitKind = true in flake-modules/fleet.nix"
+  fi
+  if grep -q /nix/store "$p"; then fail "store path in the profile"; fi
+  # lib.mkFleet (no flake-parts) sees the same homes.
+  [ "$(nix eval --json .#plainFleet.profile)" = "$(jq -c . "$p")" ]
+  contains "$(fails nix run .#check)" "desk.alice/api-token" "laptop.bob/mail-password"
+}
+t "homes before renc: missing rekeys name home, user and host with the fix; desk's system and bob's generation fail with it; the profile lists both homes with the users' keys" t_home_before_renc
+
+t_home_renc() {
+  cd "$H"
+  nix run .#renc
+  git add secrets/rekeyed
+  local s
+  for s in desk/db-password desk.alice/api-token desk.alice/netrc laptop.bob/mail-password; do
+    [ -f "secrets/rekeyed/$s.age" ] || fail "renc did not write secrets/rekeyed/$s.age"
+  done
+  # Each home's files decrypt with that user's key only.
+  [ "$(age -d -i "$(userkey alice)" secrets/rekeyed/desk.alice/api-token.age)" = "$(age -d -i keys/master.age secrets/api-token.age)" ]
+  [ "$(age -d -i "$(userkey bob)" secrets/rekeyed/laptop.bob/mail-password.age)" = "$(age -d -i keys/master.age secrets/mail-password.age)" ]
+  if age -d -i "$(userkey alice)" secrets/rekeyed/laptop.bob/mail-password.age >/dev/null 2>&1; then fail "alice decrypts bob's secret"; fi
+  if age -d -i "$(userkey desk)" secrets/rekeyed/desk.alice/api-token.age >/dev/null 2>&1; then fail "desk's host key decrypts alice's secret"; fi
+  [ "$(home_problems desk.alice)" = '[]' ] && [ "$(home_problems laptop.bob)" = '[]' ]
+  [ "$(nix eval --json .#nixosConfigurations.desk.config.nixseal.build.problems)" = '[]' ]
+  nix run .#check
+  nix build ".#checks.$SYSTEM.nixseal-rekeyed" -o "$W/hm-check"
+  contains "$(nix run .#renc 2>&1)" "0 rekeyed"
+  # status treats homes like hosts.
+  local old out rc=0
+  old=$(home_manifest laptop.bob)
+  cp "$old" "$W/bob-manifest-old"
+  contains "$(nix run .#status -- --manifest "desk.alice=$(home_manifest desk.alice)" --manifest "laptop.bob=$old")" "desk.alice: current" "laptop.bob: current"
+  # Rotating bob's master secret makes his rekey stale (eval, check), and
+  # renc rekeys only him.
+  printf 'rotated-mail' | nix run .#edit -- secrets/mail-password.age
+  git add secrets/mail-password.age
+  contains "$(home_problems laptop.bob)" 'secrets/rekeyed/laptop.bob/mail-password.age is stale: secrets/mail-password.age changed since it was rekeyed'
+  [ "$(home_problems desk.alice)" = '[]' ]
+  contains "$(fails nix run .#check)" "laptop.bob/mail-password"
+  contains "$(nix run .#renc 2>&1)" "1 rekeyed"
+  git add secrets/rekeyed
+  [ "$(home_problems laptop.bob)" = '[]' ]
+  [ "$(age -d -i "$(userkey bob)" secrets/rekeyed/laptop.bob/mail-password.age)" = rotated-mail ]
+  out=$(nix run .#status -- --manifest "laptop.bob=$W/bob-manifest-old") || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "laptop.bob: runs stale secrets; redeploy laptop.bob"
+}
+t "nix run .#renc rekeys the host and both homes to their own keys; check, status, the rekeyed check and a rotation treat homes like hosts" t_home_renc
+
+t_home_closure() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local t m want src s top
+  for t in desk.alice laptop.bob; do
+    m=$(home_manifest $t)
+    want=$( (echo "$m"; jq -r '.secrets[].source' "$m") | sort)
+    [ "$(nix-store -qR "$m" | sort)" = "$want" ] || fail "closure of $t's manifest: $(nix-store -qR "$m")"
+    for s in $(jq -r '.secrets[].name' "$m"); do
+      src=$(jq -r --arg s "$s" '.secrets[] | select(.name==$s) | .source' "$m")
+      [[ "$src" == */nix/store/*-$t-$s.age ]] || fail "source name $src"
+      cmp "$src" "secrets/rekeyed/$t/$s.age"
+    done
+    if nix-store -qR "$m" | grep -E -- '-source$|/secrets/|-desk-|-(desk\.alice|laptop\.bob)-' | grep -v -- "-$t-"; then fail "foreign path in $t's closure"; fi
+  done
+  [ "$(nix-store -qR "$(home_manifest desk.alice)" | wc -l)" = 3 ]
+  [ "$(nix-store -qR "$(home_manifest laptop.bob)" | wc -l)" = 2 ]
+  # bob's whole generation: his manifest and file, nothing of the others,
+  # not the flake source.
+  local fleetsrc
+  fleetsrc=$(nix flake metadata --json . | jq -r .path)
+  top=$(bob_generation)
+  nix-store -qR "$top" | grep -q -- '-laptop.bob-mail-password.age$'
+  if nix-store -qR "$top" | grep -E -e "^$fleetsrc\$" -e '-desk-|-desk\.alice-|manifest-desk'; then fail "bob's generation holds another target's files"; fi
+  # desk's system carries desk's and its user alice's, not bob's.
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk.alice-api-token.age$'
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk-db-password.age$'
+  if nix-store -qR "$W/desk-system" | grep -E -e "^$fleetsrc\$" -e 'laptop\.bob'; then fail "desk's system holds bob's files or the flake source"; fi
+}
+t "closure isolation per home: nix-store -qR of a home's manifest = manifest + its own rekeyed files; bob's generation and desk's system hold no other target's" t_home_closure
+
+t_home_manifest() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local m
+  m=$(home_manifest desk.alice)
+  jq . "$m"
+  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","session","stateDir","symlink","templates","version"]' ]
+  [ "$(jq -c '[.version,.session,.hostKeys,.mountPoint,.symlink,.keepGenerations,.stateDir]' "$m")" = '[1,"user",[{"path":"/home/alice/.ssh/id_ed25519","type":"ed25519"}],"%r/nixseal.d","%r/nixseal",1,"/home/alice/.local/state/nixseal"]' ]
+  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["allowPlaintextOnDisk","group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c '[.secrets[] | [.name,.owner,.group,.mode,.path,.symlink,.restartUnits,.neededForUsers,.allowPlaintextOnDisk]]' "$m")" = '[["api-token","","","0400","%r/nixseal/api-token",true,["app.service"],false,false],["netrc","","","0400","/home/alice/.netrc",true,[],false,false]]' ]
+  [ "$(jq -c '.templates' "$m")" = '[{"content":"TOKEN={{nixseal:api-token}}\n","group":"","mode":"0400","name":"app.env","owner":"","path":"%r/nixseal/app.env"}]' ]
+  m=$(home_manifest laptop.bob)
+  [ "$(jq -c '[.hostKeys, .stateDir, (.secrets[] | [.name, .reloadUnits])]' "$m")" = '[[{"path":"/home/bob/.ssh/id_ed25519","type":"ed25519"}],"/home/bob/.local/state/nixseal",["mail-password",["mbsync.service"]]]' ]
+  # Settings: keys, xdg.stateHome, paths under %r.
+  [ "$(eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ \"/persist/alice/ssh/k\" ]; xdg.stateHome = \"/home/alice/st\"; nixseal.settings.symlink = \"%r/s\"; } ]" '[ h.config.nixseal.settings.stateDir h.config.nixseal.secrets.s.path h.config.nixseal.settings.userKeys ]')" = '["/home/alice/st/nixseal","%r/s/s",["/persist/alice/ssh/k"]]' ]
+}
+t "user-session manifest: exact schema and values (session user, owner and group \"\", %r paths, absolute key paths from home.homeDirectory, xdg.stateHome)" t_home_manifest
+
+t_home_units() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local gen unit m exe act
+  gen=$(bob_generation)
+  m=$(home_manifest laptop.bob)
+  exe="$(nix eval --raw '.#homeConfigurations."bob@laptop".config.nixseal.settings.package.outPath')/bin/nixseal"
+  unit=$(cat "$gen/home-files/.config/systemd/user/nixseal.service")
+  echo "$unit"
+  # home-manager's rendering (lib.generators.toINI): sections in order,
+  # list values as repeated keys.
+  [ "$unit" = "[Install]
+WantedBy=default.target
+
+[Service]
+ExecStart=$exe deploy --manifest $m --user-session
+RemainAfterExit=true
+Type=oneshot
+
+[Unit]
+Before=mbsync.service
+Description=Decrypt nixseal secrets into %t/nixseal
+RequiresMountsFor=/home/bob/.ssh
+RequiresMountsFor=/home/bob/.local/state/nixseal
+X-Restart-Triggers=$m
+X-SwitchMethod=restart" ]
+  [ "$(readlink "$gen/home-files/.config/systemd/user/default.target.wants/nixseal.service")" = "$(readlink "$gen/home-files/.config/systemd/user/nixseal.service")" ]
+  # The activation entry follows writeBoundary and reloadSystemd (sd-switch,
+  # the default): it restarts only a failed unit, deploys itself only
+  # without a user systemd.
+  act=$(cat "$gen/activate")
+  local n
+  for n in writeBoundary linkGeneration reloadSystemd; do
+    [ "$(grep -n "Activating %s\" $n\$" <<<"$act" | cut -d: -f1)" -lt "$(grep -n 'Activating %s" nixseal$' <<<"$act" | cut -d: -f1)" ] || fail "$n is not before nixseal"
+  done
+  act=$(nix eval --raw '.#homeConfigurations."bob@laptop".config.home.activation.nixseal.data')
+  contains "$act" 'systemctl --user is-failed --quiet nixseal.service' 'run systemctl --user restart nixseal.service' \
+    "XDG_RUNTIME_DIR=\$nixsealRuntimeDir run $exe deploy --manifest $m --user-session"
+  [ "$(grep -c ' deploy --manifest ' <<<"$act")" = 1 ]
+  [ "$(nix eval --json '.#homeConfigurations."bob@laptop".config.home.activation.nixseal.after')" = '["writeBoundary","reloadSystemd"]' ]
+  bash -n <<<"$act"
+  # alice (in desk's system): her unit is ordered before the service that
+  # reads the token; desk runs her activation as home-manager-alice.service.
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  local hm
+  hm=$(nix eval --raw .#nixosConfigurations.desk.config.home-manager.users.alice.home.activationPackage.outPath)
+  contains "$(cat "$W/desk-system/etc/systemd/system/home-manager-alice.service")" "ExecStart=$hm/activate" "User=alice"
+  contains "$(cat "$hm/home-files/.config/systemd/user/nixseal.service")" "Before=app.service" "RequiresMountsFor=/home/alice/.ssh" \
+    "--manifest $(home_manifest desk.alice) --user-session"
+  [ -e "$hm/home-files/.config/systemd/user/default.target.wants/app.service" ]
+}
+t "the user unit and the activation entry are rendered as home-manager renders them (standalone and inside desk's system)" t_home_units
+
+# The activation entry run as home-manager runs it (the generation's
+# `activate`), with the user's systemd answering through a script given as
+# systemd.user.systemctlPath and a package whose `nixseal` records its
+# arguments (the real `deploy --user-session` is not there yet): who
+# deploys, once, in each situation.
+t_home_activation_runs() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  local d=$W/activation
+  rm -rf "$d" && mkdir -p "$d/home" "$d/run"
+  cat >"$d/systemctl" <<'SH'
+#!/bin/sh
+echo "systemctl $*" >>"$LOG"
+case "$*" in
+  "--user is-system-running") if [ "$STATE" = offline ]; then echo "Failed to connect to bus: No such file or directory"; exit 1; fi; echo "$STATE"; [ "$STATE" = running ] ;;
+  "--user is-failed --quiet nixseal.service") [ "$FAILED" = yes ] ;;
+  *) exit 0 ;;
+esac
+SH
+  chmod +x "$d/systemctl"
+  cat >"$d/variant.nix" <<'NIX'
+{ flake, systemctl, module }:
+let
+  f = builtins.getFlake flake;
+  lib = f.inputs.nixpkgs.lib;
+in
+(f.homeConfigurations."bob@laptop".extendModules {
+  modules = [
+    ({ pkgs, ... }: {
+      systemd.user.systemctlPath = systemctl;
+      nixseal.settings.package = lib.mkForce (pkgs.writeShellScriptBin "nixseal" ''
+        echo "nixseal $* XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR" >>"$LOG"
+        exit "''${DEPLOY_RC:-0}"
+      '');
+    })
+    module
+  ];
+}).activationPackage
+NIX
+  generation() { # NAME MODULE-EXPR: build a variant of bob's home
+    nix build --impure -o "$d/gen-$1" --expr "import $d/variant.nix { flake = \"git+file://$H\"; systemctl = \"$d/systemctl\"; module = $2; }" >&2
+    readlink "$d/gen-$1"
+  }
+  activate() { # GENERATION STATE FAILED [RUNTIME-DIR]: run it, print the log
+    : >"$d/log"
+    env -i PATH=/usr/bin:/bin HOME="$d/home" USER=bob LOG="$d/log" STATE="$2" FAILED="$3" \
+      ${4:+XDG_RUNTIME_DIR=$4} ${DRY_RUN:+DRY_RUN=1} ${DEPLOY_RC:+DEPLOY_RC=$DEPLOY_RC} "$1/activate" >"$d/out" 2>&1 || { cat "$d/out" >&2; return 1; }
+    cat "$d/log"
+  }
+  local sd suggest nounit log
+  sd=$(generation sd '{ }')
+  [ ! -e "$d/home/.local/state/home-manager/gcroots/current-home" ]
+  # A running user systemd, sd-switch: it reloads (and restarts a changed
+  # nixseal.service); the entry does nothing more...
+  log=$(activate "$sd" running no "$d/run")
+  echo "$log"
+  contains "$log" "systemctl --user daemon-reload" "systemctl --user is-failed --quiet nixseal.service"
+  if grep -e restart -e '^nixseal' <<<"$log"; then fail "deployed twice"; fi
+  # ...but retries a unit that failed (sd-switch leaves it), after the reload.
+  log=$(activate "$sd" running yes "$d/run")
+  [ "$(grep -c 'restart nixseal.service' <<<"$log")" = 1 ]
+  [ "$(grep -n daemon-reload <<<"$log" | cut -d: -f1)" -lt "$(grep -n 'restart nixseal.service' <<<"$log" | cut -d: -f1)" ]
+  if grep '^nixseal' <<<"$log"; then fail "deployed besides the unit"; fi
+  # Degraded counts as running; a starting session runs the unit itself.
+  contains "$(activate "$sd" degraded yes "$d/run")" "restart nixseal.service"
+  log=$(activate "$sd" starting yes "$d/run")
+  if grep -e restart -e '^nixseal' <<<"$log"; then fail "deployed while the session starts"; fi
+  contains "$(cat "$d/out")" "nixseal.service deploys the secrets as part of default.target"
+  # No user systemd, a runtime directory: the entry deploys, once, into it.
+  log=$(activate "$sd" offline no "$d/run")
+  [ "$(grep -c '^nixseal deploy --manifest /nix/store/[^ ]*-nixseal-manifest-laptop.bob.json --user-session XDG_RUNTIME_DIR='"$d/run"'$' <<<"$log")" = 1 ]
+  # No runtime directory given: /run/user/<uid>, which this user has not.
+  [ ! -d "/run/user/$(id -u)" ] || fail "this test needs a uid without /run/user/<uid>"
+  log=$(activate "$sd" offline no)
+  if grep '^nixseal' <<<"$log"; then fail "deployed without a runtime directory"; fi
+  contains "$(cat "$d/out")" "no runtime directory /run/user/$(id -u) (the user is not logged in); nixseal.service deploys the secrets at the next login"
+  # A failing deploy warns and lets the activation finish (its GC root).
+  rm -f "$d/home/.local/state/home-manager/gcroots/current-home"
+  DEPLOY_RC=1 activate "$sd" offline no "$d/run" >/dev/null
+  contains "$(cat "$d/out")" "nixseal: deploying the secrets failed"
+  [ "$(readlink "$d/home/.local/state/home-manager/gcroots/current-home")" = "$sd" ]
+  # DRY_RUN: the restart is printed, not run.
+  log=$(DRY_RUN=1 activate "$sd" running yes "$d/run")
+  if grep 'restart nixseal.service' <<<"$log"; then fail "restarted in a dry run"; fi
+  contains "$(cat "$d/out")" "systemctl --user restart nixseal.service"
+  # startServices = "suggest": home-manager only reloads; the entry restarts
+  # nixseal.service when its unit file changed since the previous generation
+  # (or on the first one), not when it did not.
+  suggest=$(generation suggest '{ systemd.user.startServices = "suggest"; }')
+  rm -f "$d/home/.local/state/home-manager/gcroots/current-home"
+  [ "$(activate "$suggest" running no "$d/run" | grep -c 'restart nixseal.service')" = 1 ]
+  log=$(activate "$suggest" running no "$d/run")
+  if grep 'restart nixseal.service' <<<"$log"; then fail "restarted although nothing changed"; fi
+  local changed
+  changed=$(generation changed '{ systemd.user.startServices = "suggest"; nixseal.secrets.mail-password.mode = "0440"; }')
+  [ "$(activate "$changed" running no "$d/run" | grep -c 'restart nixseal.service')" = 1 ]
+  # systemd.user.enable = false: no unit; the entry deploys at each switch.
+  nounit=$(generation nounit '{ systemd.user.enable = false; }')
+  [ ! -e "$nounit/home-files/.config/systemd/user/nixseal.service" ]
+  log=$(activate "$nounit" running no "$d/run")
+  if grep systemctl <<<"$log"; then fail "asked systemctl without a unit"; fi
+  [ "$(grep -c '^nixseal deploy ' <<<"$log")" = 1 ]
+}
+t "the activation entry on a switch: sd-switch restarts the unit, the entry retries a failed one or deploys without a user systemd, once; suggest mode restarts on a changed unit (systemctl simulated)" t_home_activation_runs
+
+t_home_errors() {
+  local out
+  # A standalone home needs its target name; inside NixOS it is <host>.<user>.
+  out=$(eval_home '[ { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; nixseal.secrets.s.file = /dev/null; } ]' 'h.config.nixseal.build.problems')
+  contains "$out" 'the home of user `alice` has secrets but no nixseal.settings.targetName' 'nixseal.settings.targetName = \"laptop.alice\"; for homeConfigurations.\"alice@laptop\"' \
+    'has secrets but no nixseal.settings.userPubkey' 'ssh-keygen -t ed25519 -N '"''"' -f ~/.ssh/nixseal_ed25519' 'has secrets but no nixseal.settings.rekeyedDir'
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; } ]' '[ { home.stateVersion = "24.11"; } ]' 'os.config.home-manager.users.alice.nixseal.settings.targetName')" = '"desk.alice"' ]
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; nixseal.settings.hostName = "desk2"; } ]' '[ { home.stateVersion = "24.11"; } ]' 'os.config.home-manager.users.alice.nixseal.settings.targetName')" = '"desk2.alice"' ]
+  contains "$(fails eval_home "[ $HOME_BASE { nixseal.settings.targetName = \"a..b\"; } ]" 'h.config.nixseal.settings.targetName')" 'target name of at most 96 bytes'
+  # Bad keys are named as such, with the user's fix.
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\"; } ]" 'h.config.nixseal.build.problems')" \
+    'nixseal.settings.userPubkey of home `laptop.alice` (user `alice`) is not an ssh-ed25519 key (got `ssh-rsa`)' 'use the content of ~/.ssh/id_ed25519.pub'
+  local small
+  small=$(python3 "$here/lib/ed25519-small-order.py" keys | sed -n 1p)
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"$small\"; } ]" 'h.config.nixseal.build.problems')" 'is an ed25519 point of small order'
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = /nonexistent/alice.pub; } ]" 'h.config.nixseal.build.problems')" 'is the file /nonexistent/alice.pub, which does not exist (or is not tracked by git)'
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ ]; } ]" 'h.config.nixseal.build.problems')" 'has no nixseal.settings.userKeys'
+  # Templates, duplicates, root.
+  out=$(eval_home "[ $HOME_BASE { nixseal.templates.t.content = \"{{nixseal:tokn}}\"; nixseal.templates.u.content = \"{{nixseal:s\"; nixseal.secrets.s2 = { file = /dev/null; path = \"%r/nixseal/s\"; }; } ]" 'h.config.nixseal.build.problems')
+  contains "$out" 'template `t` of home `laptop.alice` (user `alice`) uses the placeholder `{{nixseal:tokn}}`, but home `laptop.alice` has no secret named `tokn` (its secrets are `s`, `s2`)' \
+    'template `u` of home `laptop.alice` (user `alice`) has a `{{nixseal:` without a closing `}}`' 'uses the secret or template path `%r/nixseal/s` more than once'
+  contains "$(eval_home '[ { home.username = "root"; home.homeDirectory = "/root"; home.stateVersion = "24.11"; nixseal.templates.t.content = "x"; } ]' 'h.config.nixseal.build.problems')" \
+    'refuses to run as root' 'Declare root'"'"'s secrets in the NixOS module'
+  # Problems stop the manifest (and so the switch), not the configuration:
+  # the fleet still reads a standalone home's config (no assertion fails).
+  contains "$(fails eval_home "[ $HOME_BASE ]" 'h.config.nixseal.build.manifest.drvPath')" 'has secrets but no nixseal.settings.rekeyedDir'
+  [ "$(eval_home "[ $HOME_BASE ]" '[ (h.config.nixseal.build.problems != [ ]) h.config.home.username ]')" = '[true,"alice"]' ]
+  [ "$(eval_home "[ $HOME_BASE ]" 'builtins.filter (a: !a.assertion) h.config.assertions')" = '[]' ]
+  # World-readable modes and allowPlaintextOnDisk where it does nothing warn.
+  out=$(eval_home "[ $HOME_BASE { nixseal.secrets.s.mode = \"0444\"; nixseal.secrets.s.allowPlaintextOnDisk = true; } ]" 'h.config.warnings')
+  contains "$out" 'secret `s` of home `laptop.alice` (user `alice`) has mode 0444, which gives every user on the host' 'sets allowPlaintextOnDisk, which only matters for a copy'
+  # Path types: absolute or %r/..., never the store, a relative path or ..
+  local p
+  # ("~/x" too: nothing but a leading %r is expanded.)
+  # shellcheck disable=SC2088
+  for p in 'relative/x' '/nix/store/x' '%r/../x' '%rx' '~/x' '/a/../b'; do
+    contains "$(fails eval_home "[ $HOME_BASE { nixseal.secrets.s.path = \"$p\"; } ]" 'h.config.nixseal.secrets.s.path')" 'or a path starting with `%r/`'
+  done
+  [ "$(eval_home "[ $HOME_BASE { nixseal.secrets.s.path = \"%r/x\"; nixseal.settings.mountPoint = \"/run/user/1000/g\"; } ]" '[ h.config.nixseal.secrets.s.path h.config.nixseal.settings.mountPoint ]')" = '["%r/x","/run/user/1000/g"]' ]
+  contains "$(fails eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ \"%r/key\" ]; } ]" 'h.config.nixseal.settings.userKeys')" 'absolute path outside the Nix store'
+  # In the fleet after renc: stale, untracked and wrong-key rekeys of a home.
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  git rm -q --cached secrets/rekeyed/desk.alice/netrc.age
+  contains "$(home_problems desk.alice)" 'secret `netrc` of home `desk.alice` (user `alice` on host `desk`): the rekeyed file secrets/rekeyed/desk.alice/netrc.age is missing or not tracked by git' 'git add secrets/rekeyed'
+  git add secrets/rekeyed/desk.alice/netrc.age
+  cp homes/alice.nix "$W/alice.nix"
+  trap 'cp "$W/alice.nix" homes/alice.nix; git add homes/alice.nix' EXIT
+  sed -i "s|userPubkey = .*|userPubkey = \"$(cat "$(userkey bob).pub")\";|" homes/alice.nix
+  git add homes/alice.nix
+  contains "$(home_problems desk.alice)" 'desk.alice/api-token.age is stale: it was encrypted to another key than nixseal.settings.userPubkey'
+  contains "$(nix eval --raw ".#apps.$SYSTEM.renc.program" 2>&1 >/dev/null)" 'nixseal: the rekey targets desk.alice (user alice), laptop.bob (user bob) have the same public key'
+}
+t "home eval errors: no targetName, bad or missing keys, template typos, duplicates, root, path types, untracked and wrong-key rekeys (fix-it text naming home, user, host); modes and a shared key warn" t_home_errors
+
+t_home_targets() {
+  cd "$H"
+  local base="let f = builtins.getFlake \"git+file://$H\"; ns = f.inputs.nixseal; lib = f.inputs.nixpkgs.lib; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM;
+    bob = f.homeConfigurations.\"bob@laptop\";
+    named = n: bob.extendModules { modules = [ { nixseal.settings.targetName = lib.mkForce n; } ]; };
+    fleet = homes: ns.lib.mkFleet { self = f; inherit pkgs homes; }; in"
+  # Without targetName a standalone home is named after its attribute, host
+  # first; its own evaluation says to set it.
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { \"bob@tower\" = named null; alice = named null; }).profile.hosts")" = '["alice","desk","desk.alice","tower.bob"]' ]
+  contains "$(nix eval --impure --json --expr "$base (named null).config.nixseal.build.problems")" 'no nixseal.settings.targetName'
+  # One name, one target: a home against the node's home, against a host.
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"alice@desk\" = named null; }).profile")" \
+    'several rekey targets share a name' "desk.alice is the home-manager user alice of node desk and homeConfigurations.\"alice@desk\"" 'nixseal.settings.targetName in a home'
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob@laptop\" = named \"desk\"; }).profile")" "desk is the NixOS node desk and homeConfigurations.\"bob@laptop\""
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob at laptop\" = named null; }).profile")" "homeConfigurations.\"bob at laptop\" would be the rekey target \`bob at laptop\`" 'set nixseal.settings.targetName in it'
+  # A home's rekeyedDir must be the fleet's.
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob@laptop\" = bob.extendModules { modules = [ { nixseal.settings.rekeyedDir = lib.mkForce (f + \"/other\"); } ]; }; }).profile")" 'rekeyed directory differs' "nodes' or homes'"
+  # Homes without nixseal secrets are not targets; the flake-parts option
+  # takes self.homeConfigurations.
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { }).profile.hosts")" = '["desk","desk.alice"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { plain = bob.extendModules { modules = [ { nixseal.secrets = lib.mkForce { }; } ]; }; }).profile.hosts")" = '["desk","desk.alice"]' ]
+}
+t "rekey targets: standalone homes named host first (or by targetName), unique across hosts and homes (the error names both), valid names, one rekeyedDir" t_home_targets
+
+t_home_options_documented() {
+  # Every visible option of the home-manager module is typed, described,
+  # and in the home-manager section of docs/options.md.
+  local opts section name
+  opts=$(eval_home '[ { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; } ]' "let lib = import $SHARED_NIX/nixpkgs-lib/lib; in
+    map (o: { inherit (o) name; described = o.description or \"\" != \"\"; typed = o.type or \"\" != \"unspecified\"; })
+      (lib.filter (o: o.visible && !o.internal) (lib.optionAttrSetToDocList h.options.nixseal))")
+  [ "$(jq length <<<"$opts")" -ge 20 ]
+  [ "$(jq -c '[.[] | select(.described and .typed | not) | .name]' <<<"$opts")" = '[]' ]
+  section=$(sed -n '/^## home-manager module/,/^## [^h]/p' "$NIXSEAL_REPO/docs/options.md")
+  [ -n "$section" ] || fail "docs/options.md has no home-manager module section"
+  for name in $(jq -r '.[].name' <<<"$opts"); do
+    grep -qF "\`${name##*.}\`" <<<"$section" || grep -qF "\`$name" <<<"$section" || fail "option $name is not in the home-manager section of docs/options.md"
+  done
+  # The home-manager docs exist where the issue asks for them.
+  grep -q '^## .*home-manager' "$NIXSEAL_REPO/docs/getting-started.md"
+  grep -q '^## .*home-manager' "$NIXSEAL_REPO/docs/migrating.md"
+}
+t "every home-manager option is typed, described and in docs/options.md; getting-started and migrating have home-manager sections" t_home_options_documented
+
+# Issue 16: the stand-in home-manager behaves like home-manager where the
+# module depends on it.
+t_standin_home_manager() {
+  local out hm="let hm = import $here/lib/standin-home-manager.nix { lib = import $here/lib/standin-lib.nix (import $SHARED_NIX/nixpkgs-lib/lib); pkgs = import $here/lib/standin-pkgs.nix { lib = import $SHARED_NIX/nixpkgs-lib/lib; system = \"x86_64-linux\"; }; }; d = hm.hm.dag; in"
+  # The DAG: after/before, names not in it order nothing, a cycle is refused.
+  [ "$(nix eval --impure --json --expr "$hm map (e: e.name) (d.topoSort { a = d.entryAnywhere 1; b = d.entryAfter [ \"a\" \"c\" \"nosuch\" ] 2; c = d.entryBefore [ \"d\" ] 3; d = d.entryBefore [ \"e\" ] 4; e = d.entryAnywhere 5; }).result")" = '["a","c","b","d","e"]' ]
+  [ "$(nix eval --impure --json --expr "$hm (d.topoSort { a = d.entryAfter [ \"b\" ] 1; b = d.entryAfter [ \"a\" ] 2; }) ? cycle")" = true ]
+  contains "$(fails eval_home "[ $HOME_BASE { home.activation.x = { after = [ \"y\" ]; before = [ ]; data = \"\"; }; home.activation.y = { after = [ \"x\" ]; before = [ ]; data = \"\"; }; } ]" 'h.activationPackage.drvPath')" 'Dependency cycle in activation script'
+  # Strict: an option home-manager does not declare fails.
+  contains "$(fails eval_home "[ $HOME_BASE { services.nosuch.enable = true; } ]" 'h.config.home.username')" "The option \`services' does not exist"
+  # A failed assertion hides a standalone home's config (why nixseal's
+  # problems are no assertions); inside NixOS it becomes the system's,
+  # prefixed with the user.
+  contains "$(fails eval_home "[ $HOME_BASE { assertions = [ { assertion = false; message = \"no\"; } ]; } ]" 'h.config.home.username')" 'Failed assertions' '- no'
+  contains "$(eval_home_os '[ { networking.hostName = "desk"; } ]' '[ { home.stateVersion = "24.11"; assertions = [ { assertion = false; message = "no"; } ]; warnings = [ "w" ]; } ]' '[ (map (a: a.message) os.config.assertions) os.config.warnings ]')" '"alice profile: no"' '"alice profile: w"'
+  # NixOS: username and home from users.users, osConfig is the system,
+  # sharedModules reach every user.
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; users.users.alice.home = "/srv/alice"; home-manager.sharedModules = [ ({ osConfig, ... }: { home.file.x.text = osConfig.networking.hostName; }) ]; } ]' '[ { home.stateVersion = "24.11"; } ]' 'let u = os.config.home-manager.users.alice; in [ u.home.username u.home.homeDirectory u.home.file.x.text u.xdg.stateHome ]')" = '["alice","/srv/alice","desk","/srv/alice/.local/state"]' ]
+  # Standalone: osConfig is null.
+  [ "$(eval_home "[ $HOME_BASE ({ osConfig, ... }: { home.file.x.text = builtins.toJSON osConfig; }) ]" 'h.config.home.file.x.text')" = '"null"' ]
+  # xdg.configFile becomes home.file relative to the home; units: section
+  # rendering with repeated keys, nothing for root; startServices.
+  [ "$(eval_home "[ $HOME_BASE { xdg.configFile.\"a/b\".text = \"x\"; } ]" 'h.config.home.file."/home/alice/.config/a/b".target')" = '".config/a/b"' ]
+  [ "$(eval_home "[ $HOME_BASE ]" '[ (h.config.systemd.user.startServices) ((h.extendModules { modules = [ { systemd.user.startServices = "suggest"; } ]; }).config.systemd.user.startServices) ]')" = '[true,false]' ]
+  [ "$(eval_home '[ { home.username = "root"; home.homeDirectory = "/root"; home.stateVersion = "24.11"; } ]' 'h.config.xdg.configFile ? "systemd/user/nixseal.service"')" = false ]
+  [ "$(eval_home "[ $HOME_BASE ]" 'h.config.xdg.configFile ? "systemd/user/nixseal.service"')" = true ]
+  contains "$(fails eval_home "[ $HOME_BASE { systemd.user.services.nixseal.Unit.X-SwitchMethod = \"sometimes\"; } ]" 'h.config.systemd.user.services.nixseal.Unit.X-SwitchMethod')" 'is not of type'
+}
+t "stand-in home-manager: DAG order and cycles, strict options, assertions hide a standalone config, NixOS integration (users, osConfig, sharedModules, prefixes), xdg files, units" t_standin_home_manager
+
+t_rendered_user_units() {
+  local o=$W/user-units o2=$W/user-units-2 v=$W/user-values
+  bash "$here/render-user-units.sh" "$o" --nixseal /usr/bin/nixseal --manifest-path /etc/nixseal/user.json --user tester --key-path /persist/tester/id_ed25519
+  local u
+  u=$(cat "$o/nixseal.service")
+  contains "$u" "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/user.json --user-session" "X-Restart-Triggers=/etc/nixseal/user.json" \
+    "WantedBy=default.target" "Before=nixseal-test-user-a.service" "Before=nixseal-test-user-b.service" "Type=oneshot" "RemainAfterExit=true" \
+    "RequiresMountsFor=/persist/tester" "Description=Decrypt nixseal secrets into %t/nixseal"
+  if grep -q nixseal-placeholder "$o/nixseal.service" "$o/activation.sh"; then fail "placeholder left"; fi
+  bash -n "$o/activation.sh"
+  contains "$(cat "$o/activation.sh")" "/usr/bin/nixseal deploy --manifest /etc/nixseal/user.json --user-session"
+  [ "$(jq -c '[.session, .hostKeys, .stateDir, ([.secrets[].name]), ([.templates[].name])]' "$o/manifest.json")" = '["user",[{"path":"/persist/tester/id_ed25519","type":"ed25519"}],"/home/tester/.local/state/nixseal",["api-token","mail-password","netrc"],["app.env"]]' ]
+  [ "$(jq -r '.secrets[] | select(.name=="netrc") | .path' "$o/manifest.json")" = /home/tester/.config/nixseal-test/netrc ]
+  [ "$(wc -l <"$o/store-paths")" = 4 ]
+  local s src
+  for s in api-token mail-password netrc; do
+    src=$(jq -r --arg s "$s" '.secrets[] | select(.name==$s) | .source' "$o/manifest.json")
+    age -d -i "$o/id_ed25519" "$src" | cmp - "$o/expected/$s"
+  done
+  [ "$(cat "$o/expected/app.env")" = "TOKEN=$(cat "$o/expected/api-token")" ]
+  # A rotation: the same key, one value changed; only that source differs.
+  rm -rf "$v" && cp -r "$o/expected" "$v" && printf 'rotated' >"$v/mail-password"
+  bash "$here/render-user-units.sh" "$o2" --nixseal /usr/bin/nixseal --user tester --key "$o/id_ed25519" --values "$v"
+  cmp "$o/id_ed25519.pub" "$o2/id_ed25519.pub"
+  [ "$(cat "$o2/expected/mail-password")" = rotated ]
+  cmp "$o/expected/api-token" "$o2/expected/api-token"
+  [ "$(jq -c '[.secrets[].source]' "$o/manifest.json" | jq -r '.[1]')" != "$(jq -c '[.secrets[].source]' "$o2/manifest.json" | jq -r '.[1]')" ]
+  contains "$(cat "$o2/nixseal.service")" "--manifest $(cat "$o2/manifest-store-path") --user-session"
+  if command -v systemd-analyze >/dev/null; then
+    if systemd-analyze verify "$o/nixseal.service" 2>&1 | grep -i 'unknown\|invalid'; then
+      fail "systemd-analyze complains about the user unit"
+    fi
+  fi
+}
+t "render-user-units.sh: the user unit, activation entry, user manifest and key for the user-session systemd test (also a rotation)" t_rendered_user_units
 
 echo
 echo "$passed passed, $failed failed"

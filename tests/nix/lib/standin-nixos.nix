@@ -267,7 +267,7 @@ let
         users.users = mkOption {
           type = types.attrsOf (
             types.submodule (
-              { name, ... }:
+              { name, config, ... }:
               {
                 freeformType = types.lazyAttrsOf types.anything;
                 options.name = mkOption {
@@ -281,6 +281,21 @@ let
                 options.hashedPasswordFile = mkOption {
                   type = types.nullOr types.str;
                   default = null;
+                };
+                # users-groups.nix: a normal user's home and group
+                # (home-manager's NixOS module reads home and uid).
+                options.isNormalUser = bool false;
+                options.home = mkOption {
+                  type = types.str;
+                  default = "/var/empty";
+                };
+                options.uid = mkOption {
+                  type = types.nullOr types.int;
+                  default = null;
+                };
+                config = lib.mkIf config.isNormalUser {
+                  group = lib.mkDefault "users";
+                  home = lib.mkDefault "/home/${config.name}";
                 };
               }
             )
