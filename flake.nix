@@ -76,16 +76,26 @@
               nixseal.settings.package = lib.mkDefault (mkPackage pkgs);
             };
 
+          # For home-manager: `imports = [ nixseal.homeManagerModules.default ];`
+          # in a home, or `home-manager.sharedModules = [ … ];` in NixOS.
+          homeManagerModules.default =
+            { lib, pkgs, ... }:
+            {
+              key = "nixseal#homeManagerModules.default";
+              imports = [ ./modules/home-manager.nix ];
+              nixseal.settings.package = lib.mkDefault (mkPackage pkgs);
+            };
+
           # importApply: errors inside it name flake-modules/default.nix.
           flakeModules.default = flake-parts-lib.importApply ./flake-modules/default.nix { inherit mkPackage; };
 
           lib = {
-            # { self, pkgs, nodes?, identities?, extraRecipients?, rekeyedDir?,
-            #   apps?, root?, package? }
+            # { self, pkgs, nodes?, homes?, identities?, extraRecipients?,
+            #   rekeyedDir?, apps?, root?, closureChecks?, package? }
             #   -> { apps, legacyPackages, checks, profile, profileFile }
             inherit mkFleet;
             # The same arguments -> the apps for `apps.<system>`: renc, check,
-            # edit, status, deploy (as named by `apps`).
+            # edit, status, deploy, audit (as named by `apps`).
             mkApps = args: (mkFleet args).apps;
           };
         };

@@ -1,8 +1,10 @@
 # The flake-parts module: `imports = [ nixseal.flakeModules.default ];`
 # Options `nixseal.*` describe the fleet; every system gets the apps `renc`,
-# `check`, `edit`, `status` and `deploy` (names in `nixseal.apps`), the
-# per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>` and
-# the check `nixseal-rekeyed` (see ./fleet.nix). nixseal's flake.nix exports
+# `check`, `edit`, `status`, `deploy` and `audit` (names in `nixseal.apps`),
+# the per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>`
+# and systems `legacyPackages.<system>.nixseal-system.<host>`, the check
+# `nixseal-rekeyed` and, with `nixseal.closureChecks`, one
+# `nixseal-closure-<host>` check per host (see ./fleet.nix). nixseal's flake.nix exports
 # it with flake-parts' importApply (so errors name this file) under a key
 # (so importing it twice is harmless).
 { mkPackage }:
@@ -44,7 +46,25 @@ in
         NixOS configurations of the fleet (evalConfig results, such as
         `nixosConfigurations` or a colmena hive's `colmenaHive.nodes`). Those
         that declare nixseal secrets or templates become the profile's hosts,
-        keyed by {option}`nixseal.settings.hostName`.
+        keyed by {option}`nixseal.settings.hostName`; their home-manager users
+        (`home-manager.users.<user>`) that declare nixseal secrets or
+        templates become homes, keyed by the user's
+        `nixseal.settings.targetName` (`<hostName>.<user>`).
+      '';
+    };
+    homes = mkOption {
+      type = types.lazyAttrsOf types.raw;
+      default = config.flake.homeConfigurations or { };
+      defaultText = literalExpression "self.homeConfigurations";
+      example = literalExpression "{ inherit (self.homeConfigurations) \"alice@laptop\"; }";
+      description = ''
+        Standalone home-manager configurations of the fleet
+        (`home-manager.lib.homeManagerConfiguration` results). Those that
+        declare nixseal secrets or templates become rekey targets like
+        hosts, named by their `nixseal.settings.targetName`, else by their
+        attribute name with the host first (`"alice@laptop"` is
+        `laptop.alice`, `"alice"` is `alice`). Hosts and homes share one
+        namespace: two targets with one name are refused, naming both.
       '';
     };
     identities = mkOption {
@@ -83,12 +103,28 @@ in
         goes wrong.
       '';
     };
+    closureChecks = mkOption {
+      type = types.either types.bool (types.listOf types.str);
+      default = false;
+      example = true;
+      description = ''
+        Add a flake check `nixseal-closure-<host>` for every node (true) or
+        for the listed host names: it builds the host's system and runs
+        `nixseal audit` on its closure (from nixpkgs' `closureInfo`), failing
+        when a store path carries the flake's source, a master ciphertext,
+        another host's rekeyed file or cache, or an identity. Off by default
+        because `nix flake check` then builds every listed host's whole
+        system; a host's check lives under `checks.<its system>`. Turn it on
+        in CI, where the systems are built anyway.
+      '';
+    };
     apps = {
       renc = appOption "renc" "rekeys every host's secrets";
       check = appOption "check" "lists missing or stale rekeys";
       edit = appOption "edit" "edits a master secret";
       status = appOption "status" "compares hosts' manifests with the working tree";
       deploy = appOption "deploy" "deploys a host's secrets on this machine";
+      audit = appOption "audit" "lists store paths of a host's built system that carry secrets it must not have";
     };
   };
 
@@ -112,11 +148,13 @@ in
         inherit (config.nixseal) package;
         inherit (cfg)
           nodes
+          homes
           identities
           extraRecipients
           rekeyedDir
           apps
           root
+          closureChecks
           ;
       };
     in

@@ -1,12 +1,17 @@
 # The operator side of the flake, shared by the flake-parts module
 # (./default.nix) and the plain function `nixseal.lib.mkFleet` / `mkApps`.
 #
-# From the fleet's NixOS configurations it makes the fleet profile (version 1;
+# From the fleet's NixOS configurations and home-manager configurations (the
+# home-manager users inside the nodes, and standalone homes) it makes the
+# fleet profile (version 1;
 # keep in sync with the serde type nixseal::profile::RawProfile in
-# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`
-# and `deploy` (each can be renamed or left out), one deploy script per host
-# (`legacyPackages.<system>.nixseal-deploy.<host>`, which the `deploy` app
-# runs) and the flake check `nixseal-rekeyed`.
+# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`,
+# `deploy` and `audit` (each can be renamed or left out), one deploy script
+# per host (`legacyPackages.<system>.nixseal-deploy.<host>`, which the
+# `deploy` app runs), each host's system (`legacyPackages.<system>.
+# nixseal-system.<host>`, which the `audit` app builds), the flake check
+# `nixseal-rekeyed` and, when asked for, one check per host that audits its
+# built system's closure (`nixseal-closure-<host>`).
 {
   # The consumer's flake (`self`): its source is where all profile paths
   # point into.
@@ -15,6 +20,9 @@
   pkgs,
   package,
   nodes ? self.nixosConfigurations or { },
+  # Standalone home-manager configurations (homeManagerConfiguration
+  # results); the home-manager users inside `nodes` are found there.
+  homes ? self.homeConfigurations or { },
   identities ? [ ],
   extraRecipients ? [ ],
   rekeyedDir ? null,
@@ -23,6 +31,8 @@
   # The directory of the flake's flake.nix (`./.` in flake.nix); found by
   # itself when null.
   root ? null,
+  # Per-host closure checks: false, true (every node) or a list of host names.
+  closureChecks ? false,
 }:
 let
   inherit (pkgs) lib;
@@ -37,6 +47,7 @@ let
     nameValuePair
     ;
   paths = import ../modules/lib/paths.nix { inherit lib; };
+  nixsealTypes = import ../modules/lib/types.nix { inherit lib; };
   str = p: builtins.unsafeDiscardStringContext (toString p);
   system = pkgs.stdenv.hostPlatform.system or pkgs.system;
 
@@ -46,6 +57,7 @@ let
     edit = "edit";
     status = "status";
     deploy = "deploy";
+    audit = "audit";
   }
   // apps;
   unknownApps = attrNames (removeAttrs apps (attrNames appNames'));
@@ -55,6 +67,7 @@ let
     edit = null;
     status = null;
     deploy = null;
+    audit = null;
   };
 
   # colmena's `makeHive` output: its nodes are evalConfig results.
@@ -86,6 +99,61 @@ let
     else
       mapAttrs' (_: node: nameValuePair (hostOf node) node) users;
 
+  # Homes: each home-manager configuration that declares nixseal secrets or
+  # templates is a rekey target like a host, under the target name of the
+  # contract (docs/design.md): `<hostName>.<user>` for a home-manager user of
+  # a node (the module's nixseal.settings.targetName default), a standalone
+  # homeConfigurations."alice@laptop" as `laptop.alice` (the attribute name
+  # host first; the name itself without an `@`), unless the home sets
+  # nixseal.settings.targetName.
+  usesNixseal = c: (c.secrets or { }) != { } || (c.templates or { }) != { };
+  nodeHomes = lib.concatLists (
+    mapAttrsToList (
+      n: node:
+      mapAttrsToList (u: hc: {
+        cfg = hc;
+        target = hc.nixseal.settings.targetName;
+        origin = "the home-manager user ${u} of node ${n}";
+      }) (filterAttrs (_: hc: usesNixseal (hc.nixseal or { })) (node.config.home-manager.users or { }))
+    ) nodes'
+  );
+  standaloneTarget = a: concatStringsSep "." (lib.reverseList (lib.splitString "@" a));
+  standaloneHomes = mapAttrsToList (
+    a: h:
+    let
+      set = h.config.nixseal.settings.targetName;
+      derived = standaloneTarget a;
+    in
+    {
+      cfg = h.config;
+      target =
+        if set != null then
+          set
+        else if nixsealTypes.targetNameType.check derived then
+          derived
+        else
+          throw "nixseal: homeConfigurations.\"${a}\" would be the rekey target `${derived}` (its name, host first), which is not a valid name (${nixsealTypes.targetNameType.description}); set nixseal.settings.targetName in it.";
+      origin = "homeConfigurations.\"${a}\"";
+    }
+  ) (filterAttrs (_: h: usesNixseal (h.config.nixseal or { })) homes);
+  homeList = nodeHomes ++ standaloneHomes;
+
+  # One name, one rekeyed directory: hosts and homes share the namespace.
+  targetList =
+    mapAttrsToList (h: _: {
+      target = h;
+      origin = "the NixOS node ${builtins.head byHost.${h}}";
+    }) hosts
+    ++ homeList;
+  clashes = filterAttrs (_: ts: builtins.length ts > 1) (lib.groupBy (t: t.target) targetList);
+  homesByTarget =
+    if clashes != { } then
+      throw "nixseal: several rekey targets share a name, but each needs its own rekeyed directory: ${
+        concatStringsSep "; " (mapAttrsToList (t: ts: "${t} is ${concatStringsSep " and " (map (x: x.origin) ts)}") clashes)
+      }. Give them distinct names: nixseal.settings.targetName in a home, nixseal.settings.hostName (or networking.hostName) in a NixOS host."
+    else
+      lib.listToAttrs (map (h: nameValuePair h.target h) homeList);
+
   # The flake's directory in its store copy. Nix 2.14 and later make
   # `self.outPath` that directory; older Nix give the repository root for a
   # flake in a subdirectory (`infra/flake.nix`), so there it is the nearest
@@ -94,7 +162,10 @@ let
   selfPath = str (self.outPath or self);
   anchors =
     lib.optional (builtins.isPath rekeyedDir) rekeyedDir
-    ++ lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts);
+    ++ lib.filter (d: d != null) (
+      mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts
+      ++ map (h: h.cfg.nixseal.settings.rekeyedDir) homeList
+    );
   flakeRoot =
     if root != null then
       str root
@@ -137,7 +208,10 @@ let
       "./${i}";
 
   nodeRekeyedDirs = lib.unique (
-    lib.filter (d: d != null) (mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts)
+    lib.filter (d: d != null) (
+      mapAttrsToList (_: node: node.config.nixseal.settings.rekeyedDir) hosts
+      ++ map (h: h.cfg.nixseal.settings.rekeyedDir) homeList
+    )
   );
   rekeyedDirRel =
     let
@@ -152,25 +226,31 @@ let
       disagree = lib.filter (d: d != chosen) fromNodes;
     in
     if disagree != [ ] then
-      throw "nixseal: the rekeyed directory differs between the fleet (${chosen}) and some nodes' nixseal.settings.rekeyedDir (${concatStringsSep ", " disagree}); use one directory for the whole flake."
+      throw "nixseal: the rekeyed directory differs between the fleet (${chosen}) and some nodes' or homes' nixseal.settings.rekeyedDir (${concatStringsSep ", " disagree}); use one directory for the whole flake."
     else
       chosen;
 
   # A host whose key is missing or unusable stays in the profile with
   # hostPubkey "" so that renc and check report it (its evaluation says why)
   # and still serve every other host.
-  hostEntry = host: node: {
-    hostPubkey = if node.config.nixseal.build.recipient == null then "" else node.config.nixseal.build.recipient;
+  targetEntry = kind: name: c: {
+    hostPubkey = if c.build.recipient == null then "" else c.build.recipient;
     secrets = mapAttrs' (
       _: s:
       nameValuePair s.name (
-        { file = relative "the file of secret ${s.name} of host ${host}" s.file; }
+        { file = relative "the file of secret ${s.name} of ${kind} ${name}" s.file; }
         # The generator's store path: the profile (and so the renc app)
         # depends on it, so `nix run .#renc` builds it first.
         // lib.optionalAttrs (s.generator != null) { generator = "${s.generator}"; }
       )
-    ) node.config.nixseal.secrets;
-  };
+    ) c.secrets;
+  }
+  // lib.optionalAttrs emitKind { inherit kind; };
+  # The profile's optional per-target field "kind" ("host" | "home", for
+  # messages; docs/design.md). Off until the Rust side reads it: the
+  # profile parser refuses unknown fields (nixseal::profile::RawHost).
+  emitKind = false;
+  hostEntry = host: node: targetEntry "host" host node.config.nixseal;
 
   # Two hosts with one key can read each other's secrets.
   sharedKeys = filterAttrs (_: hs: builtins.length hs > 1) (
@@ -178,10 +258,31 @@ let
       lib.filter (h: hosts.${h}.config.nixseal.build.recipient != null) (attrNames hosts)
     )
   );
-  keyWarnings = mapAttrsToList (
-    _: hs:
-    "nixseal: hosts ${concatStringsSep ", " hs} have the same nixseal.settings.hostPubkey, so each can decrypt the other's secrets; give each host its own SSH host key (a copied disk image shares it: regenerate it with ssh-keygen -A after removing /etc/ssh/ssh_host_*)."
-  ) sharedKeys;
+  # So can a home and a host, or the homes of different users, with one key
+  # (one user's homes on several machines often share the user's key).
+  keyHolders =
+    mapAttrsToList (h: node: {
+      name = h;
+      key = node.config.nixseal.build.recipient;
+      who = "host ${h}";
+    }) hosts
+    ++ mapAttrsToList (t: h: {
+      name = t;
+      key = h.cfg.nixseal.build.recipient;
+      who = "user ${h.cfg.home.username}";
+    }) homesByTarget;
+  sharedTargetKeys = lib.filter (ts: lib.length (lib.unique (map (t: t.who) ts)) > 1 && !lib.all (t: hosts ? ${t.name}) ts) (
+    lib.attrValues (lib.groupBy (t: t.key) (lib.filter (t: t.key != null) keyHolders))
+  );
+  keyWarnings =
+    mapAttrsToList (
+      _: hs:
+      "nixseal: hosts ${concatStringsSep ", " hs} have the same nixseal.settings.hostPubkey, so each can decrypt the other's secrets; give each host its own SSH host key (a copied disk image shares it: regenerate it with ssh-keygen -A after removing /etc/ssh/ssh_host_*)."
+    ) sharedKeys
+    ++ map (
+      ts:
+      "nixseal: the rekey targets ${concatStringsSep ", " (map (t: "${t.name} (${t.who})") ts)} have the same public key (nixseal.settings.hostPubkey or userPubkey), so each can decrypt the other's secrets; give each its own key (for a user: `ssh-keygen -t ed25519 -N '' -f ~/.ssh/nixseal_ed25519`, then set nixseal.settings.userKeys and userPubkey)."
+    ) sharedTargetKeys;
 
   # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/profile.rs, version 1).
   profile = lib.foldr lib.warn {
@@ -189,7 +290,7 @@ let
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
-    hosts = mapAttrs hostEntry hosts;
+    hosts = mapAttrs hostEntry hosts // mapAttrs (t: h: targetEntry "home" t h.cfg.nixseal) homesByTarget;
   } keyWarnings;
   profileFile = pkgs.writeText "nixseal-profile.json" (builtins.toJSON profile);
 
@@ -302,6 +403,110 @@ let
     ''
   );
 
+  # Every node, also those without secrets (a host with none can still
+  # carry the flake's source, and so every other host's secrets), keyed by
+  # host name as the profile keys them.
+  systemNodes = mapAttrs (
+    h: ns:
+    if builtins.length ns > 1 then
+      throw "nixseal: several nodes have the host name ${h} (${concatStringsSep ", " ns}); set networking.hostName (or nixseal.settings.hostName) in each to a name of its own."
+    else
+      nodes'.${builtins.head ns}
+  ) (lib.groupBy (n: nodes'.${n}.config.nixseal.settings.hostName or nodes'.${n}.config.networking.hostName) (attrNames nodes'));
+  systemHostList = concatStringsSep " " (attrNames systemNodes);
+  toplevelOf = node: node.config.system.build.toplevel;
+  systemAttr = "legacyPackages.${system}.nixseal-system";
+  # The system a node is built for; nodes for other systems get their
+  # closure check under checks.<their system>.
+  nodeSystem = node: node.pkgs.stdenv.hostPlatform.system or node.config.nixpkgs.hostPlatform.system or system;
+
+  # The flake's root in the store, with its context: the audit inside a
+  # check reads the flake's files (and the source it must not find) there.
+  rootInStore = "${self.sourceInfo.outPath or self.outPath or self}" + lib.optionalString (subdir != "") "/${subdir}";
+
+  # `nixseal audit` of a host's built system in a build (no nix-store, no
+  # git): the closure comes from closureInfo, as nixpkgs makes it
+  # (exportReferencesGraph), and any leak fails the check.
+  closureCheck =
+    host: node:
+    let
+      toplevel = toplevelOf node;
+    in
+    pkgs.runCommand "nixseal-closure-${host}"
+      {
+        nativeBuildInputs = [ package ];
+        closureInfo = pkgs.closureInfo { rootPaths = [ toplevel ]; };
+        inherit toplevel;
+        root = rootInStore;
+        profile = profileFile;
+        host = host;
+      }
+      ''
+        nixseal audit --profile "$profile" --root "$root" --host "$host" --closure-info "$closureInfo" "$toplevel"
+        echo "nixseal: no store path in $host's closure carries another host's secrets or the flake's source" >$out
+      '';
+  closureCheckHosts =
+    if closureChecks == true then
+      attrNames systemNodes
+    else if closureChecks == false then
+      [ ]
+    else
+      closureChecks;
+  unknownCheckHosts = lib.filter (h: !(systemNodes ? ${h})) closureCheckHosts;
+  closureChecksAttrs =
+    if unknownCheckHosts != [ ] then
+      throw "nixseal: closureChecks names ${concatStringsSep ", " unknownCheckHosts}, which is not a host of this flake's nodes (${systemHostList})."
+    else
+      lib.listToAttrs (
+        map (h: nameValuePair "nixseal-closure-${h}" (closureCheck h systemNodes.${h})) (
+          lib.filter (h: nodeSystem systemNodes.${h} == system) closureCheckHosts
+        )
+      );
+
+  # `audit HOST [SYSTEM]`: builds the host's system from this flake (as
+  # `nixos-rebuild build` does) unless SYSTEM is given, and audits its
+  # closure against the working tree.
+  auditApp = app "audit" ''
+    ${atFlakeRoot}
+    if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
+      echo "usage: nix run .#${appNames.audit} -- HOST [SYSTEM] [nixseal audit options, e.g. --json]" >&2
+      echo "  SYSTEM: a built system (./result, /run/current-system); by default HOST's system is built" >&2
+      echo "hosts: ${systemHostList}" >&2
+      exit 2
+    fi
+    host=$1
+    shift
+    hosts=${lib.escapeShellArg " ${systemHostList} "}
+    case "$hosts" in
+      *" $host "*) ;;
+      *)
+        echo "nixseal: no host named '$host' in this flake; hosts: ${systemHostList}" >&2
+        exit 2 ;;
+    esac
+    if [ $# -gt 0 ] && [ "''${1#-}" = "$1" ]; then
+      sys=$1
+      shift
+    else
+      if ! command -v nix >/dev/null; then
+        echo "nixseal: audit needs the nix command to build host $host's system (or give the SYSTEM to audit)" >&2
+        exit 2
+      fi
+      tmp=$(mktemp -d)
+      trap 'rm -rf "$tmp"' EXIT
+      echo "nixseal: building host $host's system (.#${systemAttr}.\"$host\")" >&2
+      if ! nix --extra-experimental-features 'nix-command flakes' build ".#${systemAttr}.\"$host\"" -o "$tmp/system"; then
+        if ! nix --extra-experimental-features 'nix-command flakes' eval --raw ".#${systemAttr}.\"$host\".name" >/dev/null 2>&1; then
+          echo "nixseal: could not evaluate ${systemAttr}.\"$host\" of this flake (see above). With nixseal.lib.mkFleet, export it: legacyPackages.${system} = fleet.legacyPackages;" >&2
+        fi
+        exit 1
+      fi
+      sys=$tmp/system
+    fi
+    rc=0
+    nixseal audit --profile ${profileFile} --host "$host" "$@" "$sys" || rc=$?
+    exit "$rc"
+  '';
+
   allApps = {
     renc = profileApp "renc";
     check = profileApp "check";
@@ -309,11 +514,12 @@ let
     # `-- --manifest HOST=PATH...`: which hosts run stale ciphertexts.
     status = profileApp "status";
     deploy = deployApp;
+    audit = auditApp;
   };
   problemsOf = node: node.config.nixseal.build.problems;
 in
 if unknownApps != [ ] then
-  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy)."
+  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy, audit)."
 else
   {
     inherit profile profileFile;
@@ -325,11 +531,15 @@ else
     );
 
     legacyPackages.nixseal-deploy = deployScripts;
+    legacyPackages.nixseal-system = mapAttrs (_: toplevelOf) systemNodes;
 
-    checks.nixseal-rekeyed =
-      pkgs.runCommand "nixseal-rekeyed"
+    checks = {
+      nixseal-rekeyed = pkgs.runCommand "nixseal-rekeyed"
         {
-          problems = concatStringsSep "\n" (lib.concatMap problemsOf (builtins.attrValues hosts));
+          problems = concatStringsSep "\n" (
+            lib.concatMap problemsOf (builtins.attrValues hosts)
+            ++ lib.concatMap (h: h.cfg.nixseal.build.problems) (builtins.attrValues homesByTarget)
+          );
           profile = profileFile;
         }
         ''
@@ -339,4 +549,6 @@ else
           fi
           echo "all rekeyed secrets are current" >$out
         '';
+    }
+    // closureChecksAttrs;
   }

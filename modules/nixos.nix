@@ -5,7 +5,7 @@
 # activation. Keep the manifest in sync with the serde type
 # nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs (the Rust
 # side rejects unknown fields); tests/nix checks both.
-{
+args@{
   config,
   lib,
   pkgs,
@@ -18,7 +18,6 @@ let
     filter
     hasPrefix
     literalExpression
-    mapAttrs
     mkIf
     mkMerge
     mkOption
@@ -37,145 +36,64 @@ let
     if lib.hasSuffix ".d" s then lib.removeSuffix ".d" s + "-for-users.d" else s + "-for-users";
   host = cfg.settings.hostName;
   exe = "${cfg.settings.package}/bin/nixseal";
-  storeDir = builtins.storeDir;
   paths = import ./lib/paths.nix { inherit lib; };
-  hostKeyLib = import ./lib/host-key.nix { inherit lib; };
 
-  # Secret, template and host names become file names on the host *and* parts
-  # of store path names ("<host>-<secret>.age", at most 211 characters), so
-  # they must satisfy both. The limits are crates/nixseal/src/name.rs'
-  # HOST_NAME_MAX and SECRET_NAME_MAX (keep in sync; tests/nix checks that
-  # both sides refuse the same names).
-  nameType =
-    kind: max:
-    types.addCheck (types.strMatching "[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*") (
-      n: !lib.hasInfix ".." n && builtins.stringLength n <= max
-    )
-    // {
-      name = "nixseal${kind}Name";
-      description = "${lib.toLower kind} name of at most ${toString max} bytes made of letters, digits and `-_.+=`, not starting with `.`, without `..`";
-    };
-  hostNameType = nameType "Host" 96;
-  secretNameType = nameType "Secret" 110;
-
-  # A path on the running host. Store paths are refused: a secret placed there
-  # would be world-readable, and a store path here is always a mistake.
-  runtimePath =
-    types.addCheck types.str (
-      p:
-      hasPrefix "/" p
-      && !hasPrefix "${storeDir}/" p
-      && p != storeDir
-      && !lib.hasInfix "/../" p
-      && !lib.hasSuffix "/.." p
-    )
-    // {
-      name = "runtimePath";
-      description = "absolute path outside the Nix store";
-    };
-
-  modeType = types.strMatching "0?[0-7]{3}" // {
-    description = "octal file mode such as \"0400\"";
-  };
+  nixsealTypes = import ./lib/types.nix { inherit lib; };
+  inherit (nixsealTypes) hostNameType runtimePath;
+  shared = import ./lib/options.nix { inherit lib; };
+  checks = import ./lib/problems.nix { inherit lib; };
+  subject = "host `${host}`";
 
   # Options shared by secrets and templates: where the plaintext lands and who
   # may read it.
   placementOptions =
     { name, config, ... }:
     {
-      options = {
-        name = mkOption {
-          type = secretNameType;
-          default = name;
-          defaultText = literalExpression "<name>";
-          description = "File name under {option}`nixseal.settings.symlink`, and the name used in the manifest and in placeholders.";
+      options =
+        shared.placement name {
+          path = {
+            type = runtimePath;
+            default = "${if config.neededForUsers or false then usersSymlink else cfg.settings.symlink}/${config.name}";
+            defaultText = literalExpression ''"''${config.nixseal.settings.symlink}/''${name}" (neededForUsers: "<symlink>-for-users/''${name}")'';
+            example = "/var/lib/app/secret.key";
+          };
+        }
+        // {
+          owner = mkOption {
+            type = types.str;
+            default = "root";
+            example = "postgres";
+            description = "User that owns the decrypted file: a user that exists on the host when `nixseal-activate.service` runs, or a decimal uid (e.g. for a container's user; an account of that name wins, as with chown).";
+          };
+          group = mkOption {
+            type = types.str;
+            # Services usually run as a user whose primary group is declared.
+            default =
+              let
+                g = osConfig.users.users.${config.owner}.group or "";
+              in
+              if g == "" then "root" else g;
+            defaultText = literalExpression ''config.users.users.''${owner}.group or "root"'';
+            description = "Group of the decrypted file (a group name or a decimal gid): by default the owner's primary group when NixOS declares it, else root.";
+          };
         };
-        owner = mkOption {
-          type = types.str;
-          default = "root";
-          example = "postgres";
-          description = "User that owns the decrypted file: a user that exists on the host when `nixseal-activate.service` runs, or a decimal uid (e.g. for a container's user; an account of that name wins, as with chown).";
-        };
-        group = mkOption {
-          type = types.str;
-          # Services usually run as a user whose primary group is declared.
-          default =
-            let
-              g = osConfig.users.users.${config.owner}.group or "";
-            in
-            if g == "" then "root" else g;
-          defaultText = literalExpression ''config.users.users.''${owner}.group or "root"'';
-          description = "Group of the decrypted file (a group name or a decimal gid): by default the owner's primary group when NixOS declares it, else root.";
-        };
-        mode = mkOption {
-          type = modeType;
-          default = "0400";
-          example = "0440";
-          description = "Permissions of the decrypted file, in octal.";
-        };
-        path = mkOption {
-          type = runtimePath;
-          default = "${if config.neededForUsers or false then usersSymlink else cfg.settings.symlink}/${config.name}";
-          defaultText = literalExpression ''"''${config.nixseal.settings.symlink}/''${name}" (neededForUsers: "<symlink>-for-users/''${name}")'';
-          example = "/var/lib/app/secret.key";
-          description = ''
-            Where services find the plaintext. The default lives inside the
-            stable symlink; any other path is created by the activation (see
-            {option}`nixseal.secrets.<name>.symlink`).
-          '';
-        };
-      };
     };
 
   secretModule = {
-      imports = [ placementOptions ];
-      options = {
-        file = mkOption {
-          type = types.path;
-          example = literalExpression "./secrets/db-password.age";
-          description = ''
-            The master ciphertext in the flake (encrypted to the master identity
-            by `nix run .#edit`). It never enters the host's closure: only its
-            rekeyed copy `<rekeyedDir>/<host>/<name>.age` does. Give a Nix path
-            value inside the flake, such as `./secrets/db.age`.
-          '';
-        };
-        generator = mkOption {
-          type = types.nullOr types.path;
-          default = null;
-          example = literalExpression ''pkgs.writeShellScript "gen-session-key" "''${pkgs.openssl}/bin/openssl rand -hex 32"'';
-          description = ''
-            An executable that prints a new value of this secret on its standard
-            output. When {option}`file` does not exist yet, `nix run .#renc` runs
-            it (on the operator's machine, in the flake root, stdin closed),
-            encrypts its output to the master identities and `extraRecipients`,
-            writes {option}`file` and rekeys it in the same run. An existing file
-            is never regenerated: delete it to rotate. A script in the flake
-            (`./gen.sh`, executable), a `pkgs.writeShellScript` or
-            `lib.getExe pkg` all work.
-          '';
-        };
-        symlink = mkOption {
-          type = types.bool;
-          default = true;
-          description = ''
-            When {option}`path` is not the default, place a symlink there that
-            points into the current generation (true), or an atomically replaced
-            copy of the file (false, for programs that refuse symlinks).
-          '';
-        };
-        restartUnits = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
+    imports = [ placementOptions ];
+    options =
+      shared.secret {
+        target = "host";
+        restartUnits = {
           example = [ "postgresql.service" ];
           description = "Units to `try-restart` when this secret's content, owner or mode changes.";
         };
-        reloadUnits = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
+        reloadUnits = {
           example = [ "nginx.service" ];
           description = "Units to `try-reload-or-restart` when this secret's content, owner or mode changes.";
         };
+      }
+      // {
         neededForUsers = mkOption {
           type = types.bool;
           default = false;
@@ -188,23 +106,11 @@ let
           '';
         };
       };
-    };
+  };
 
   templateModule = {
     imports = [ placementOptions ];
-    options.content = mkOption {
-      type = types.lines;
-      example = literalExpression ''
-        '''
-          DATABASE_URL=postgres://app:''${config.nixseal.placeholder.db-password}@db/app
-        '''
-      '';
-      description = ''
-        Text of the file. Each {option}`nixseal.placeholder.<name>` in it is
-        replaced by that secret's plaintext at activation. The content with its
-        placeholders is stored in the Nix store; the rendered file is not.
-      '';
-    };
+    options.content = shared.templateContent;
   };
 
   secrets = attrValues cfg.secrets;
@@ -215,108 +121,27 @@ let
   usersEarly = lib.any (s: s.neededForUsers) secrets;
 
   # hostPubkey: the key line itself, or a .pub file in the flake.
-  pubkeyText =
-    let
-      k = cfg.settings.hostPubkey;
-    in
-    if k == null || builtins.isString k then
-      k
-    else if builtins.pathExists k then
-      builtins.unsafeDiscardStringContext (builtins.readFile k)
-    else
-      null;
-  pubkeyFileMissing = cfg.settings.hostPubkey != null && pubkeyText == null;
-  pubkey = if pubkeyText == null then null else hostKeyLib.parse pubkeyText;
+  pubkey = checks.pubkey cfg.settings.hostPubkey;
   # "ssh-ed25519 <base64>" (the recipient the rekey cache records), or null.
-  recipient = if pubkey == null then null else pubkey.recipient;
+  recipient = pubkey.recipient;
 
   # Shown in messages: the path relative to the directory of flake.nix.
-  inFlake = paths.inFlake;
+  inFlake = checks.inFlake;
 
-  hostDir = cfg.settings.rekeyedDir + "/${host}";
-  cacheFile = hostDir + "/.nixseal-rekey.json";
-  cache =
-    if builtins.pathExists cacheFile then
-      (builtins.fromJSON (builtins.readFile cacheFile)).outputs or { }
-    else
-      { };
-  rekeyedFile = s: hostDir + "/${s.name}.age";
-  fix = "run `nix run .#renc`, then `git add ${inFlake cfg.settings.rekeyedDir}` (flakes only see files tracked by git)";
+  rekeyed = checks.rekeyed {
+    inherit (cfg.settings) rekeyedDir;
+    target = host;
+    inherit subject recipient;
+    keyOption = "nixseal.settings.hostPubkey";
+    keyWhat = "host key";
+  };
+  # Where a secret lands when its path is not set.
+  defaultPath = s: "${if s.neededForUsers then usersSymlink else cfg.settings.symlink}/${s.name}";
 
-  # Why a secret's rekeyed file cannot be used, or null. Compares with the rekey
-  # cache exactly as `nixseal renc` does (COMMON contract): source hash,
-  # recipient, output hash.
-  secretProblem =
-    s:
-    let
-      out = rekeyedFile s;
-      entry = cache.${s.name} or null;
-      where = "nixseal: secret `${s.name}` of host `${host}`";
-    in
-    if !builtins.pathExists s.file then
-      if s.generator != null then
-        "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); run `nix run .#renc` (it runs the secret's generator and rekeys), then `git add ${inFlake s.file} ${inFlake cfg.settings.rekeyedDir}`."
-      else
-        "${where}: the master file ${inFlake s.file} does not exist (or is not tracked by git); create it with `nix run .#edit -- ${inFlake s.file}` and `git add` it."
-    else if !builtins.pathExists out then
-      "${where}: the rekeyed file ${inFlake out} is missing or not tracked by git; ${fix}."
-    else if !builtins.pathExists cacheFile then
-      "${where}: the rekey cache ${inFlake cacheFile} is missing or not tracked by git, so ${inFlake out} cannot be checked; ${fix}."
-    else if entry == null then
-      "${where}: ${inFlake out} has no entry in ${inFlake cacheFile}, so it may be stale; ${fix}."
-    else if entry.sourceSha256 or "" != builtins.hashFile "sha256" s.file then
-      "${where}: ${inFlake out} is stale: ${inFlake s.file} changed since it was rekeyed; ${fix}."
-    else if entry.recipient or "" != recipient then
-      "${where}: ${inFlake out} is stale: it was encrypted to another host key than nixseal.settings.hostPubkey; ${fix}."
-    else if entry.outputSha256 or "" != builtins.hashFile "sha256" out then
-      "${where}: ${inFlake out} does not match its entry in ${inFlake cacheFile} (edited by hand or a bad merge?); ${fix}."
-    else
-      null;
-
-  # The names between `{{nixseal:` and the next `}}`, as the Rust side reads
-  # them (crates/nixseal/src/manifest/mod.rs `placeholders`); null when a
-  # `{{nixseal:` is not closed.
-  placeholdersIn =
-    content:
-    let
-      open = "{{nixseal:";
-      strings = xs: filter builtins.isString xs;
-      go =
-        acc: rest:
-        let
-          parts = strings (builtins.split "\\{\\{nixseal:" rest);
-          after = concatStringsSep open (builtins.tail parts);
-          closed = strings (builtins.split "}}" after);
-        in
-        if builtins.length parts == 1 then
-          acc
-        else if builtins.length closed == 1 then
-          null
-        else
-          go (acc ++ [ (builtins.head closed) ]) (concatStringsSep "}}" (builtins.tail closed));
-    in
-    go [ ] content;
-
-  templateProblems =
-    t:
-    let
-      names = placeholdersIn t.content;
-      where = "nixseal: template `${t.name}` of host `${host}`";
-      known =
-        if secretNames == [ ] then
-          "it has no secrets"
-        else
-          "its secrets are ${concatStringsSep ", " (map (n: "`${n}`") secretNames)}";
-    in
-    if names == null then
-      [
-        "${where} has a `{{nixseal:` without a closing `}}`; write placeholders as \${config.nixseal.placeholder.<secret>}."
-      ]
-    else
-      map (
-        n:
-        "${where} uses the placeholder `{{nixseal:${n}}}`, but host `${host}` has no secret named `${n}` (${known}). Fix the name (write it as \${config.nixseal.placeholder.<secret>}), remove the placeholder if the secret was removed, or declare nixseal.secrets.\"${n}\"."
-      ) (lib.unique (filter (n: !builtins.elem n secretNames) names));
+  templateProblems = checks.templateProblems {
+    inherit subject secretNames;
+    short = subject;
+  };
 
   # NixOS' rule for the file systems the initrd mounts (nixos/lib/utils.nix
   # fsNeededForBoot): neededForBoot, or one of the paths NixOS itself needs.
@@ -339,22 +164,29 @@ let
     filter (
       fs: fs.mountPoint == "/" || p == fs.mountPoint || hasPrefix "${lib.removeSuffix "/" fs.mountPoint}/" p
     ) fileSystems;
+  earlyWhen =
+    if earlyUnit then
+      "by nixseal-activate-users.service, before systemd-sysusers/userborn and before local file systems are mounted"
+    else
+      "by the activation script, before systemd starts";
   earlyKeyProblems = lib.optionals usersEarly (
     lib.concatMap (
       k:
       map (
         fs:
-        "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${
-          if earlyUnit then "by nixseal-activate-users.service, before systemd-sysusers/userborn and before local file systems are mounted" else "by the activation script, before systemd starts"
-        }), but its host key ${k.path} is on ${fs.mountPoint}, which the initrd does not mount. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep the host key on a file system the initrd mounts."
+        "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${earlyWhen}), but its host key ${k.path} is on ${fs.mountPoint}, which the initrd does not mount. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep the host key on a file system the initrd mounts."
       ) (filter (fs: !fsNeededForBoot fs) (mountsOf k.path))
     ) cfg.settings.hostKeys
+    ++ map (
+      fs:
+      "nixseal: host `${host}` has neededForUsers secrets, which are decrypted before users exist (${earlyWhen}), but nixseal.settings.stateDir ${cfg.settings.stateDir} is on ${fs.mountPoint}, which the initrd does not mount: the early activation would read and write its records in the directory under that mount point. Set fileSystems.\"${fs.mountPoint}\".neededForBoot = true, or keep stateDir on a file system the initrd mounts (the default /var/lib/nixseal is)."
+    ) (filter (fs: !fsNeededForBoot fs) (mountsOf cfg.settings.stateDir))
   );
 
   problems =
     lib.optionals (secrets != [ ]) keyProblems
     ++ lib.optionals (cfg.settings.rekeyedDir != null && recipient != null) (
-      filter (p: p != null) (map secretProblem secrets)
+      filter (p: p != null) (map rekeyed.problem secrets)
     )
     ++ lib.concatMap templateProblems templates
     ++ map (s: "nixseal: secret `${s.name}` of host `${host}` has neededForUsers = true, so it is decrypted before users exist: its owner and group must be \"root\" (got ${s.owner}:${s.group}).") (
@@ -364,31 +196,23 @@ let
       filter (s: s.neededForUsers && hasPrefix "${cfg.settings.symlink}/" s.path) secrets
     )
     ++ earlyKeyProblems
-    ++ duplicates "secret or template name" (map (x: x.name) (secrets ++ templates))
-    ++ duplicates "secret or template path" (map (x: x.path) (secrets ++ templates));
+    ++ checks.duplicates subject "secret or template name" (map (x: x.name) (secrets ++ templates))
+    ++ checks.duplicates subject "secret or template path" (map (x: x.path) (secrets ++ templates));
 
   # What a host with secrets needs to decrypt them.
   keyProblems =
     optional (cfg.settings.hostPubkey == null) "nixseal: host `${host}` has secrets but no nixseal.settings.hostPubkey; set it to the host's `ssh-keyscan -t ed25519 HOST` output (or the content of /etc/ssh/ssh_host_ed25519_key.pub), or to the path of that .pub file in the flake."
-    ++ optional pubkeyFileMissing "nixseal: nixseal.settings.hostPubkey of host `${host}` is the file ${inFlake cfg.settings.hostPubkey}, which does not exist (or is not tracked by git); `git add` it, or give the key itself."
-    ++ optional (pubkey != null && pubkey.problem != null) "nixseal: nixseal.settings.hostPubkey of host `${host}` ${pubkey.problem}; nixseal encrypts to the host's SSH ed25519 key: use the output of `ssh-keyscan -t ed25519 HOST` (or the host's /etc/ssh/ssh_host_ed25519_key.pub)."
+    ++ optional pubkey.fileMissing "nixseal: nixseal.settings.hostPubkey of host `${host}` is the file ${inFlake cfg.settings.hostPubkey}, which does not exist (or is not tracked by git); `git add` it, or give the key itself."
+    ++ optional (pubkey.problem != null) "nixseal: nixseal.settings.hostPubkey of host `${host}` ${pubkey.problem}; nixseal encrypts to the host's SSH ed25519 key: use the output of `ssh-keyscan -t ed25519 HOST` (or the host's /etc/ssh/ssh_host_ed25519_key.pub)."
     ++ optional (cfg.settings.rekeyedDir == null) "nixseal: host `${host}` has secrets but no nixseal.settings.rekeyedDir; set it to the flake's rekeyed directory, e.g. `./secrets/rekeyed`."
     ++ optional (cfg.settings.hostKeys == [ ]) "nixseal: host `${host}` has no nixseal.settings.hostKeys; enable services.openssh (its ed25519 host key is used) or list the key path explicitly.";
 
-  duplicates =
-    what: xs:
-    map (x: "nixseal: host `${host}` uses the ${what} `${x}` more than once; make them unique.") (
-      lib.unique (filter (x: lib.count (y: y == x) xs > 1) xs)
-    );
-
-  # Modes with a permission bit for "other" let every local user read the
-  # plaintext: allowed, but said (issue: world-readable is a decision).
-  worldReadable = x: builtins.match "0?[0-7][0-7]0" x.mode == null;
   warnings =
-    map (
-      x:
-      "nixseal: ${x.kind} `${x.name}` of host `${host}` has mode ${x.mode}, which gives every user on the host (\"other\") access to its plaintext; use a mode ending in 0 (e.g. \"0400\", or \"0440\" with a group) unless it is meant to be readable by all."
-    ) (filter worldReadable (map (s: s // { kind = "secret"; }) secrets ++ map (t: t // { kind = "template"; }) templates))
+    checks.modeWarnings subject secrets templates
+    ++ checks.plaintextWarnings {
+      inherit subject defaultPath;
+      memory = "the ramfs";
+    } secrets
     ++ lib.optionals (usersEarly && sysusers) (
       map (
         u:
@@ -404,7 +228,12 @@ let
   manifest = {
     version = 1;
     hostKeys = map (k: { inherit (k) path type; }) cfg.settings.hostKeys;
-    inherit (cfg.settings) mountPoint symlink keepGenerations;
+    inherit (cfg.settings)
+      mountPoint
+      symlink
+      keepGenerations
+      stateDir
+      ;
     secrets = map (s: {
       inherit (s)
         name
@@ -416,14 +245,10 @@ let
         restartUnits
         reloadUnits
         neededForUsers
+        allowPlaintextOnDisk
         ;
-      # Each rekeyed file becomes a store path of its own. Never interpolate the
-      # flake source ("${self}/..."): that would put every host's files (and
-      # the master ciphertexts) into this host's closure.
-      source = builtins.path {
-        path = rekeyedFile s;
-        name = "${host}-${s.name}.age";
-      };
+      # A store path of its own, holding only this file.
+      source = rekeyed.source s;
     }) secrets;
     templates = map (t: { inherit (t) name content owner group mode path; }) templates;
   };
@@ -443,17 +268,65 @@ let
 
   # A scope (the main generation, or --users) with nothing in it still runs
   # when an earlier configuration left a generation behind, so that removing
-  # the last secret removes its plaintext from RAM: deploy the empty
-  # manifest, then once more after the replaced generation's pruning grace
-  # (crates/nixseal activate::generation::PRUNE_GRACE, 1 s), since a deploy
-  # always keeps the generation it switched away from.
-  deployCommands =
-    args: empty:
-    [ "${exe} deploy --manifest ${manifestFile}${args}" ]
-    ++ lib.optionals empty [
-      "${pkgs.coreutils}/bin/sleep 1.1"
-      "${exe} deploy --manifest ${manifestFile}${args}"
-    ];
+  # the last secret removes its plaintext from RAM: deploying an empty
+  # generation also removes the one it replaced, once readers had their
+  # grace (crates/nixseal activate::generation::PRUNE_GRACE).
+  deployCommand = args: "${exe} deploy --manifest ${manifestFile}${args}";
+
+  # Options that would copy the flake's source (every host's secrets) into
+  # this host's closure (./lib/closure-leaks.nix). The source is known by
+  # its store path: the store root of the flake files this host names, of
+  # `self` / `inputs.self` when the configuration gets them as module
+  # arguments, and of nixseal.settings.flakeSource.
+  discard = builtins.unsafeDiscardStringContext;
+  location =
+    v:
+    if v == null then
+      null
+    else if builtins.isPath v then
+      toString v
+    else if builtins.isString v then
+      discard v
+    else if builtins.isAttrs v && v ? outPath then
+      location v.outPath
+    else
+      null;
+  argFlake = n: if builtins.isAttrs (args.${n} or null) then args.${n} else null;
+  flakeHints = [
+    cfg.settings.flakeSource
+    cfg.settings.rekeyedDir
+    (argFlake "self")
+    ((if argFlake "inputs" != null then args.inputs else { }).self or null)
+  ]
+  ++ map (s: s.file) secrets
+  ++ optional (builtins.isPath cfg.settings.hostPubkey) cfg.settings.hostPubkey;
+  flakeRoots = lib.unique (
+    filter (r: r != null) (
+      map (
+        v:
+        let
+          l = location v;
+        in
+        if l == null then null else paths.sourceRootOf l
+      ) flakeHints
+    )
+  );
+  closureLeaks = lib.optionals (cfg.settings.closureLeaks != "ignore") (
+    map
+      (
+        f:
+        "nixseal: host `${host}`: ${f.option} puts ${f.what} into the host's system closure, where every machine and binary cache holding the system can read it. Instead, ${f.fix}. (`nix run .#audit -- ${host}` lists what a built system holds; nixseal.settings.closureLeaks = \"ignore\" silences this.)"
+      )
+      (
+        import ./lib/closure-leaks.nix { inherit lib; } {
+          inherit config host;
+          roots = flakeRoots;
+          rekeyedDir = location cfg.settings.rekeyedDir;
+          masterFiles = map (s: location s.file) secrets;
+          inherit inFlake;
+        }
+      )
+  );
 in
 {
   options.nixseal = {
@@ -483,13 +356,7 @@ in
       description = "Files rendered at activation from text with secret placeholders.";
     };
 
-    placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
-      default = mapAttrs (_: s: "{{nixseal:${s.name}}}") cfg.secrets;
-      defaultText = literalExpression ''{ <name> = "{{nixseal:<name>}}"; }'';
-      description = "Placeholders for use in {option}`nixseal.templates.<name>.content`, one per secret.";
-    };
+    placeholder = shared.placeholder cfg.secrets;
 
     settings = {
       hostName = mkOption {
@@ -539,16 +406,7 @@ in
         defaultText = literalExpression ''lib.optionals config.services.openssh.enable (map (k: { inherit (k) path type; }) (lib.filter (k: k.type == "ed25519") config.services.openssh.hostKeys))'';
         description = "Private host keys tried, in order, to decrypt the rekeyed secrets. By default the ed25519 keys of services.openssh when it is enabled (NixOS generates them then), else none.";
       };
-      rekeyedDir = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        example = literalExpression "./secrets/rekeyed";
-        description = ''
-          Directory of the flake that holds `<host>/<secret>.age`, written by
-          `nix run .#renc`. Give a Nix path value inside the flake; only this
-          host's files are imported into its closure, one by one.
-        '';
-      };
+      rekeyedDir = shared.rekeyedDir "host";
       mountPoint = mkOption {
         type = runtimePath;
         default = "/run/nixseal.d";
@@ -559,10 +417,59 @@ in
         default = "/run/nixseal";
         description = "Stable symlink to the current generation; secrets appear as `<symlink>/<name>`.";
       };
-      keepGenerations = mkOption {
-        type = types.ints.unsigned;
-        default = 1;
-        description = "Generations kept after a deploy, the active one included (they hold plaintext until removed). The generation a deploy replaces survives until the next deploy, so with 1 two are normally present. 0 disables pruning (old plaintext stays in RAM until reboot).";
+      keepGenerations = shared.keepGenerations;
+      stateDir = mkOption {
+        type = runtimePath;
+        default = "/var/lib/nixseal";
+        example = "/persist/var/lib/nixseal";
+        description = ''
+          Root-only directory where `nixseal deploy` keeps the records that
+          must survive a reboot: which custom paths (symlinks and copies) it
+          placed, so it removes only its own when a secret leaves, and which
+          unit restarts are still owed. No secret data. `nixseal-activate`
+          waits for its file system (`RequiresMountsFor`). With
+          `neededForUsers` secrets it must be on a file system the initrd
+          mounts, since the early activation runs before local file systems
+          are mounted (evaluation checks it; `/var/lib` is one NixOS mounts
+          early).
+        '';
+      };
+      closureLeaks = mkOption {
+        type = types.enum [
+          "warn"
+          "error"
+          "ignore"
+        ];
+        default = "warn";
+        example = "error";
+        description = ''
+          What evaluation does when an option of this host copies the flake's
+          source, or secret files of it, into the system closure:
+          `nix.registry.<name>.flake` or `.to.path`, `nix.nixPath`,
+          `environment.etc.<name>.source` or the context of its `text`,
+          `nixpkgs.flake.source`, `system.extraDependencies` (e.g.
+          `nix.registry.self.flake = self;`, which gives every host every
+          master ciphertext and every other host's rekeyed files). `"warn"`
+          names the option and what to use instead, `"error"` fails the
+          evaluation (an assertion) with the same text, `"ignore"` says
+          nothing. The check is cheap and sees only these options; `nix run
+          .#audit -- HOST` and the `nixseal-closure-<host>` flake checks
+          inspect the built system itself.
+        '';
+      };
+      flakeSource = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = literalExpression "self";
+        description = ''
+          The flake whose source must not enter this host's closure, for the
+          {option}`closureLeaks` check. Only needed for a host without
+          secrets whose configuration does not receive `self` (or `inputs`)
+          as a module argument: otherwise the source is known from
+          {option}`rekeyedDir`, the secrets' files and the `self` /
+          `inputs.self` arguments. Compared without its string context, so
+          setting it never adds the source to the closure.
+        '';
       };
       package = mkOption {
         type = types.package;
@@ -597,7 +504,7 @@ in
   };
 
   # Present whenever the module is imported: a host whose last secret was
-  # removed must still get rid of the plaintext (see deployCommands).
+  # removed must still get rid of the plaintext (see deployCommand).
   config = mkMerge [
     {
       nixseal.build.manifest = manifestFile;
@@ -607,8 +514,8 @@ in
       assertions = map (message: {
         assertion = false;
         inherit message;
-      }) problems;
-      inherit warnings;
+      }) (problems ++ lib.optionals (cfg.settings.closureLeaks == "error") closureLeaks);
+      warnings = warnings ++ lib.optionals (cfg.settings.closureLeaks == "warn") closureLeaks;
 
       systemd.services.nixseal-activate = {
         description = "Decrypt nixseal secrets into ${cfg.settings.symlink}";
@@ -629,7 +536,8 @@ in
         stopIfChanged = false;
         unitConfig = {
           DefaultDependencies = false;
-          RequiresMountsFor = hostKeyDirs;
+          # The host keys and the records (stateDir).
+          RequiresMountsFor = hostKeyDirs ++ [ cfg.settings.stateDir ];
         }
         # Nothing to install: run only to remove what an earlier
         # configuration installed.
@@ -637,7 +545,7 @@ in
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = deployCommands "" (mainItems == [ ]);
+          ExecStart = [ (deployCommand "") ];
         };
       };
     }
@@ -655,8 +563,9 @@ in
         before = if earlyUnit then optional sysusers "systemd-sysusers.service" ++ optional userborn "userborn.service" else [ "sysinit.target" ];
         # No local-fs.target and no RequiresMountsFor here: systemd-sysusers
         # runs before local-fs-pre.target, so waiting for file systems would
-        # be an ordering cycle. The host key must be on / or on a file system
-        # mounted in the initrd (neededForBoot): evaluation checks it.
+        # be an ordering cycle. The host key and stateDir must be on / or on
+        # a file system mounted in the initrd (neededForBoot): evaluation
+        # checks it (earlyKeyProblems).
         after = [ "systemd-remount-fs.service" ];
         restartTriggers = [ manifestFile ];
         stopIfChanged = false;
@@ -667,14 +576,14 @@ in
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
-          ExecStart = deployCommands " --users" (!usersEarly);
+          ExecStart = [ (deployCommand " --users") ];
         };
       };
     })
     (mkIf (usersEarly && !earlyUnit) {
       system.activationScripts.nixsealForUsers = {
         deps = [ "specialfs" ];
-        text = concatStringsSep "\n" (deployCommands " --users --no-restart" false) + "\n";
+        text = deployCommand " --users --no-restart" + "\n";
       };
       system.activationScripts.users.deps = [ "nixsealForUsers" ];
     })

@@ -559,6 +559,64 @@ fn empty_manifest_deploys_an_empty_generation_and_removes_placed_paths() {
     assert_eq!(fs::read_to_string(h.p("etc/u")).unwrap(), "user's own");
 }
 
+/// Issue 11.11, in deploy itself: when the last secret and template leave
+/// the configuration, one deploy removes the generation it replaced (after
+/// the readers' grace), so no plaintext stays in RAM; for the main and the
+/// `--users` generations alike. Non-empty deploys still keep it.
+#[test]
+fn an_empty_generation_removes_the_one_it_replaced_in_the_same_run() {
+    let h = Host::new();
+    let mut pw = h.secret("pw", "users-plaintext", "root", "root", "0400");
+    pw["neededForUsers"] = true.into();
+    pw["path"] = h.s("run/nixseal-for-users/pw").into();
+    let full = h.manifest(
+        vec![pw, h.secret("db", "main-plaintext", "root", "root", "0400")],
+        vec![h.template("t", "T={{nixseal:db}}", "root", "root", "0400")],
+        1,
+    );
+    h.deploy_ok(&full, &["--users"]);
+    h.deploy_ok(&full, &[]);
+    h.deploy_ok(&full, &[]);
+    // Not empty: the replaced generation is kept for readers.
+    assert_eq!(h.generations(), ["1", "2"]);
+    let users_mp = h.s("run/nixseal-for-users.d");
+
+    let empty = h.manifest(vec![], vec![], 1);
+    let started = std::time::Instant::now();
+    let out = h.deploy_ok(&empty, &[]);
+    // Only the new, empty generation is left; the grace was waited out.
+    assert_eq!(h.generations(), ["3"], "{}", stderr(&out));
+    assert_eq!(h.entries(&h.symlink()), [".nixseal.json"]);
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    let out = h.deploy_ok(&empty, &["--users"]);
+    assert_eq!(h.entries(&users_mp), ["2"], "{}", stderr(&out));
+    for dir in [h.mount_point(), users_mp.clone()] {
+        let found = Command::new("grep")
+            .args(["-rl", "plaintext"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "plaintext left in {dir}: {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+    }
+    // Empty again: the empty one it replaced goes as well.
+    h.deploy_ok(&empty, &[]);
+    assert_eq!(h.generations(), ["4"]);
+
+    // keepGenerations = 0 keeps every generation, also when empty.
+    let keep_all = h.manifest(
+        vec![h.secret("db", "kept", "root", "root", "0400")],
+        vec![],
+        0,
+    );
+    h.deploy_ok(&keep_all, &[]);
+    h.deploy_ok(&h.manifest(vec![], vec![], 0), &[]);
+    assert_eq!(h.generations(), ["4", "5", "6"]);
+}
+
 #[test]
 fn users_mode_installs_only_needed_for_users_secrets_owned_by_root() {
     let h = Host::new();

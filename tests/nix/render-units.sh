@@ -8,7 +8,8 @@
 # host "web1" with systemd-sysusers enabled and these secrets:
 #   db-password   owner nobody:nogroup 0400, restartUnits nixseal-test-consumer.service
 #   root-password neededForUsers (root:root 0400)
-#   tls-key       copied (symlink = false) to /var/lib/nixseal-test/tls.key, 0440
+#   tls-key       copied (symlink = false, allowPlaintextOnDisk) to
+#                 /var/lib/nixseal-test/tls.key, 0440
 #   app.env       template "PASSWORD=<db-password>\n", root 0400
 # and writes into OUTDIR:
 #   nixseal-activate.service        the unit, as NixOS renders it, plus an
@@ -80,6 +81,8 @@ cat >"$work/host.nix" <<NIX
     file = ./secrets/tls-key.age;
     path = "/var/lib/nixseal-test/tls.key";
     symlink = false;
+    # The container's /var/lib is on its disk.
+    allowPlaintextOnDisk = true;
     mode = "0440";
   };
   nixseal.templates."app.env".content = "PASSWORD=\${config.nixseal.placeholder.db-password}\n";

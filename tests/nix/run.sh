@@ -79,6 +79,7 @@ eval_host() { # NIX-MODULE-EXPR ATTR-PATH-EXPR -> JSON
 
 echo "setting up the fixture fleet in $W"
 setup_world "$W" || { echo "setup failed" >&2; exit 1; }
+setup_home_world "$W" || { echo "setup of the fleet with homes failed" >&2; exit 1; }
 
 # ---------------------------------------------------------------- static
 t_lock_pins() {
@@ -118,14 +119,17 @@ t_flake_outputs() {
     checks = builtins.attrNames f.checks.x86_64-linux;
     aarch64 = f.packages ? aarch64-linux;
     devShell = f.devShells ? x86_64-linux;
+    hmModule = let m = f.homeManagerModules.default { lib = f.inputs.nixpkgs.lib; pkgs = f.inputs.nixpkgs.legacyPackages.x86_64-linux; }; in
+      [ m.key (toString (builtins.head m.imports)) m.nixseal.settings.package._type ];
   }")
   echo "$names"
   [ "$(jq -r .pkg <<<"$names")" = nixseal-0.1.0 ]
   [ "$(jq -r .overlay <<<"$names")" = nixseal-0.1.0 ]
   [ "$(jq -r .flakeModule <<<"$names")" = flake ]
   [ "$(jq -c '[.same,.module,.mkApps,.aarch64,.devShell]' <<<"$names")" = '[true,true,true,true,true]' ]
+  [ "$(jq -c .hmModule <<<"$names" | sed 's|"/nix/store/[^"]*-source/|"|')" = '["nixseal#homeManagerModules.default","modules/home-manager.nix","override"]' ]
 }
-t "nixseal's flake evaluates: package, overlay, nixosModules, flakeModules, lib.mkApps" t_flake_outputs
+t "nixseal's flake evaluates: package, overlay, nixosModules, homeManagerModules, flakeModules, lib.mkApps" t_flake_outputs
 
 # Issue 11.1: the package builds from exactly the source the flake gives
 # cargo (the stand-in buildRustPackage compiles `src`).
@@ -206,7 +210,7 @@ t "apps refuse to run outside the flake root; deploy usage and unknown host" t_a
 
 t_plain_same() {
   # Inside the flake-parts fleet (lib.mkApps next to the module)...
-  for a in renc check edit status deploy; do
+  for a in renc check edit status deploy audit; do
     [ "$(nix eval --raw ".#apps.$SYSTEM.$a.program")" = "$(nix eval --raw ".#plainApps.$SYSTEM.$a.program")" ] ||
       fail "plain-Nix $a differs from the flake-parts one"
   done
@@ -267,9 +271,10 @@ t_manifest_schema() {
   local m
   m=$(manifest web1)
   jq . "$m"
-  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","symlink","templates","version"]' ]
-  [ "$(jq -c '[.version,.hostKeys,.mountPoint,.symlink,.keepGenerations]' "$m")" = '[1,[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],"/run/nixseal.d","/run/nixseal",1]' ]
-  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","stateDir","symlink","templates","version"]' ]
+  [ "$(jq -c '[.version,.hostKeys,.mountPoint,.symlink,.keepGenerations,.stateDir]' "$m")" = '[1,[{"path":"/etc/ssh/ssh_host_ed25519_key","type":"ed25519"}],"/run/nixseal.d","/run/nixseal",1,"/var/lib/nixseal"]' ]
+  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["allowPlaintextOnDisk","group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c '[.secrets[].allowPlaintextOnDisk] | unique' "$m")" = '[false]' ]
   [ "$(jq -c '[.templates[] | keys] | unique' "$m")" = '[["content","group","mode","name","owner","path"]]' ]
   [ "$(jq -c '.secrets[] | select(.name=="db-password") | [.owner,.group,.mode,.path,.symlink,.restartUnits,.neededForUsers]' "$m")" = '["nobody","nogroup","0400","/run/nixseal/db-password",true,["postgresql.service"],false]' ]
   [ "$(jq -c '.secrets[] | select(.name=="root-password") | [.owner,.group,.neededForUsers,.path]' "$m")" = '["root","root",true,"/run/nixseal-for-users/root-password"]' ]
@@ -287,7 +292,7 @@ t_apps_shellcheck() {
   # the generated scripts must pass it (all severities), or the real build fails.
   command -v shellcheck >/dev/null || fail "shellcheck is not installed (apt-get install shellcheck)"
   local a
-  for a in renc check edit status deploy; do
+  for a in renc check edit status deploy audit; do
     shellcheck "$(app_program "$a")"
   done
   # Each host's deploy script, also one that prints its problems.
@@ -335,7 +340,7 @@ t_units() {
   [ "$(jq -c .wantedBy <<<"$s")" = '["sysinit.target"]' ]
   [ "$(jq -c .before <<<"$s")" = '["sysinit.target"]' ]
   [ "$(jq -c .after <<<"$s")" = '["local-fs.target","systemd-sysusers.service","userborn.service"]' ]
-  [ "$(jq -c .unitConfig <<<"$s")" = '{"DefaultDependencies":false,"RequiresMountsFor":["/etc/ssh"]}' ]
+  [ "$(jq -c .unitConfig <<<"$s")" = '{"DefaultDependencies":false,"RequiresMountsFor":["/etc/ssh","/var/lib/nixseal"]}' ]
   [ "$(jq -c '[.serviceConfig.Type, .serviceConfig.RemainAfterExit, .stopIfChanged]' <<<"$s")" = '["oneshot",true,false]' ]
   local m
   m=$(manifest web1)
@@ -376,7 +381,7 @@ t_rendered_units() {
   u=$(cat "$o/nixseal-activate-users.service")
   contains "$a" "DefaultDependencies=false" "Before=sysinit.target" "WantedBy=sysinit.target" \
     "After=local-fs.target systemd-sysusers.service userborn.service nixseal-activate-users.service" \
-    "RequiresMountsFor=/persist/ssh" "Type=oneshot" "RemainAfterExit=true" \
+    "RequiresMountsFor=/persist/ssh" "RequiresMountsFor=/var/lib/nixseal" "Type=oneshot" "RemainAfterExit=true" \
     "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/manifest.json" "X-Restart-Triggers=/etc/nixseal/manifest.json"
   contains "$u" "Before=systemd-sysusers.service" "WantedBy=systemd-sysusers.service" "DefaultDependencies=false" \
     "After=systemd-remount-fs.service" "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/manifest.json --users"
@@ -384,6 +389,8 @@ t_rendered_units() {
   if grep -e local-fs -e RequiresMountsFor <<<"$u"; then fail "early unit waits for file systems"; fi
   if grep -q nixseal-placeholder "$o"/*.service; then fail "placeholder left in a unit"; fi
   [ "$(jq -c .hostKeys "$o/manifest.json")" = '[{"path":"/persist/ssh/ssh_host_ed25519_key","type":"ed25519"}]' ]
+  # The copy on the container's disk is allowed there (nixseal.secrets.tls-key.allowPlaintextOnDisk).
+  [ "$(jq -c '[.secrets[] | [.name, .allowPlaintextOnDisk]]' "$o/manifest.json")" = '[["db-password",false],["root-password",false],["tls-key",true]]' ]
   [ "$(wc -l <"$o/store-paths")" = 4 ]
   # The rendered sources decrypt with the rendered host key to the expected text.
   for s in db-password root-password tls-key; do
@@ -595,7 +602,7 @@ t_standin_faithful() {
   contains "$(fails eval_host "[ $base { services.userborn.enable = true; system.activationScripts.users.deps = [ ]; } ]" 'os.config.system.activationScripts.users')" "is not of type \`string or (submodule)'"
   # unitConfig merges as systemd-unit-options.nix does: a user's own
   # RequiresMountsFor next to the module's concatenates; scalars must agree.
-  [ "$(eval_host "[ $base { nixseal.settings.hostKeys = [ { path = \"/etc/ssh/k\"; } ]; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/persist\" ]; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.RequiresMountsFor')" = '["/etc/ssh","/persist"]' ]
+  [ "$(eval_host "[ $base { nixseal.settings.hostKeys = [ { path = \"/etc/ssh/k\"; } ]; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/persist\" ]; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.RequiresMountsFor')" = '["/etc/ssh","/var/lib/nixseal","/persist"]' ]
   contains "$(fails eval_host "[ $base { systemd.services.nixseal-activate.unitConfig.DefaultDependencies = true; } ]" 'os.config.systemd.services.nixseal-activate.unitConfig.DefaultDependencies')" 'conflicting definition values'
   # networking.hostName: a DNS label, default "nixos" (and so nixseal's
   # host name).
@@ -666,6 +673,40 @@ t_early_limits() {
   [ "$(eval_host "[ $base ({ config, ... }: { services.userborn.enable = true; users.users.root.hashedPasswordFile = config.nixseal.secrets.pw.path; }) ]" 'os.config.warnings')" = '[]' ]
 }
 t "neededForUsers: a host key on a file system the initrd does not mount fails evaluation; sysusers passwords warn" t_early_limits
+
+# The host-side hardening's Nix side: stateDir (emitted, waited for, early
+# limits) and allowPlaintextOnDisk (emitted, warned about where it does
+# nothing).
+t_state_dir() {
+  local base='{ networking.hostName = "h"; nixseal.settings.hostPubkey = "ssh-ed25519 AAAA"; nixseal.secrets.s.file = /dev/null; nixseal.settings.hostKeys = [ { path = "/etc/ssh/key"; } ]; }'
+  local m='builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.toJSON { inherit (os.config.systemd.services.nixseal-activate) unitConfig; units = builtins.attrNames os.config.systemd.services; early = os.config.systemd.services.nixseal-activate-users.unitConfig or null; }))'
+  # Default /var/lib/nixseal; the main unit waits for it, the early unit
+  # cannot (before sysusers; an ordering cycle).
+  [ "$(eval_host "[ $base ]" 'os.config.nixseal.settings.stateDir')" = '"/var/lib/nixseal"' ]
+  [ "$(eval_host "[ $base { systemd.sysusers.enable = true; } ]" "$m" | jq -c '[.unitConfig.RequiresMountsFor, .early.RequiresMountsFor]')" = '[["/etc/ssh","/var/lib/nixseal"],null]' ]
+  # A user's own RequiresMountsFor concatenates with the module's.
+  [ "$(eval_host "[ $base { nixseal.settings.stateDir = \"/persist/nixseal\"; systemd.services.nixseal-activate.unitConfig.RequiresMountsFor = [ \"/srv\" ]; } ]" "$m" | jq -c '.unitConfig.RequiresMountsFor | sort')" = '["/etc/ssh","/persist/nixseal","/srv"]' ]
+  contains "$(fails eval_host "[ $base { nixseal.settings.stateDir = \"/nix/store/x\"; } ]" 'os.config.nixseal.settings.stateDir')" "absolute path outside the Nix store"
+  contains "$(fails eval_host "[ $base { nixseal.settings.stateDir = \"var/lib/x\"; } ]" 'os.config.nixseal.settings.stateDir')" "absolute path outside the Nix store"
+  # Before users exist (early unit or activation script) the records must be
+  # on a file system the initrd mounts.
+  local fs='fileSystems."/persist" = { device = "/dev/vdb"; fsType = "ext4"; };' u out
+  local initrd='builtins.filter (p: builtins.match ".*initrd.*" p != null) os.config.nixseal.build.problems'
+  for u in '' 'systemd.sysusers.enable = true;'; do
+    out=$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" 'os.config.nixseal.build.problems')
+    contains "$out" 'has neededForUsers secrets' 'nixseal.settings.stateDir /persist/nixseal is on /persist, which the initrd does not mount' 'fileSystems.\"/persist\".neededForBoot = true'
+    [ "$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; fileSystems.\"/persist\".neededForBoot = true; nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" "$initrd")" = '[]' ]
+    [ "$(eval_host "[ $base { $fs $u nixseal.secrets.s.neededForUsers = true; } ]" "$initrd")" = '[]' ]
+  done
+  # Without neededForUsers secrets the main unit waits for /persist.
+  [ "$(eval_host "[ $base { $fs nixseal.settings.stateDir = \"/persist/nixseal\"; } ]" "$initrd")" = '[]' ]
+  # allowPlaintextOnDisk: false unless set; a warning where it changes nothing.
+  [ "$(eval_host "[ $base ]" 'os.config.nixseal.secrets.s.allowPlaintextOnDisk')" = false ]
+  [ "$(eval_host "[ $base { nixseal.secrets.s = { path = \"/var/lib/app/key\"; symlink = false; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" = '[]' ]
+  contains "$(eval_host "[ $base { nixseal.secrets.s = { path = \"/var/lib/app/key\"; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" 'secret `s` of host `h` sets allowPlaintextOnDisk, which only matters for a copy (symlink = false)' '(symlink = true)'
+  contains "$(eval_host "[ $base { nixseal.secrets.s = { symlink = false; allowPlaintextOnDisk = true; }; } ]" 'os.config.warnings')" '(its path is the default)'
+}
+t "stateDir: emitted, RequiresMountsFor in the main unit, on an initrd file system for neededForUsers; allowPlaintextOnDisk: emitted, warned about where it does nothing" t_state_dir
 
 
 t_options_documented() {
@@ -763,24 +804,25 @@ t_apps_names() {
   local d out
   d=$(variant apps)
   cd "$d"
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   # The flake's own apps.deploy next to nixseal's: it evaluates, and the
   # flake's wins.
   sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs;\n      perSystem = { pkgs, ... }: { apps.deploy = { type = "app"; program = "${pkgs.writeShellScriptBin "mine" "echo my own deploy"}/bin/mine"; }; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   [ "$(nix run .#deploy)" = "my own deploy" ]
   # Renamed and left out.
-  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; };|' flake.nix
+  sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; apps.audit = "nixseal-audit"; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-deploy","renc"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-audit","nixseal-deploy","renc"]' ]
+  contains "$(fails nix run .#nixseal-audit)" "usage: nix run .#nixseal-audit -- HOST [SYSTEM]"
   [ "$(nix run .#deploy)" = "my own deploy" ]
   contains "$(fails nix run .#nixseal-deploy)" "usage: nix run .#nixseal-deploy -- HOST"
   # The same for lib.mkFleet / mkApps.
   local base="let f = builtins.getFlake \"path:$d\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
-  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; audit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
   out=$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps.rekey = \"x\"; })")
-  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy)"
+  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy, audit)"
 }
 t "apps: default names, renamed or left out (flake-parts and mkFleet); the flake's own apps.deploy wins" t_apps_names
 
@@ -822,7 +864,7 @@ t_module_export() {
   sed -i 's|^      imports = \[ nixseal.flakeModules.default \];|      imports = [ nixseal.flakeModules.default nixseal.flakeModules.default ];\n      debug = true;|' flake.nix
   git add flake.nix
   # Imported twice: one module (its key), no "declared twice" error.
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
   # Its options are declared in flake-modules/default.nix (importApply).
   decl=$(nix eval --json .#debug.options.nixseal.identities.declarations)
   echo "$decl"
@@ -841,15 +883,244 @@ t_module_export() {
   done
   [ "$n" -ge 2 ] || fail "only $n Rust type names found"
   if grep -rn 'HostManifest\|FleetProfile' "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/flake.nix"; then fail "stale type names"; fi
-  # Lists of the apps name all five.
+  # Lists of the apps name all six.
   local line
   while IFS= read -r line; do
-    for a in renc check edit status deploy; do
+    for a in renc check edit status deploy audit; do
       grep -q "$a" <<<"$line" || fail "app list without $a: $line"
     done
   done < <(grep -rh 'renc.*edit.*deploy\|renc.*deploy.*edit' "$NIXSEAL_REPO/flake.nix" "$NIXSEAL_REPO/modules" "$NIXSEAL_REPO/flake-modules" "$NIXSEAL_REPO/docs/getting-started.md" "$NIXSEAL_REPO/docs/options.md" "$NIXSEAL_REPO/docs/deploying.md")
 }
 t "flake module: importApply location, _class and key (importing twice works); Nix notes name existing Rust types; app lists complete" t_module_export
+
+# ---------------------------------------------------------------- closure (issue 12)
+# Findings of `nixseal audit --json` about one store path.
+finding_of() { jq --arg s "$2" '.findings[] | select(.storePath == $s)' <<<"$1"; }
+# The nixseal closure warnings among a host's warnings.
+closure_warnings() { nix eval --json ".#nixosConfigurations.$1.config.warnings" | jq -c '[.[] | select(contains("system closure"))]'; }
+
+# Issue 12.2/12.3, the fleet as it is: no closure warning, every host's
+# closure check (built from nixpkgs' closureInfo) passes, and the audit app
+# builds a host's system and finds it clean.
+t_closure_clean() {
+  local h out rc top ci
+  for h in web1 web2 builder; do
+    [ "$(closure_warnings $h)" = '[]' ] || fail "$h: $(closure_warnings $h)"
+    nix build ".#checks.$SYSTEM.nixseal-closure-$h" -o "$W/closure-$h"
+    contains "$(cat "$W/closure-$h")" "no store path in $h's closure"
+  done
+  # The check ran the audit on the closureInfo of the host's system.
+  top=$(nix build --no-link --json .#nixosConfigurations.web1.config.system.build.toplevel | jq -r '.[0].outputs.out')
+  contains "$(nix log ".#checks.$SYSTEM.nixseal-closure-web1")" "audit of web1: $top" "-closure-info)" "clean: no store path in web1's closure"
+  # The stand-in closureInfo writes what nixpkgs' does, from
+  # exportReferencesGraph: the closure's paths, its registration
+  # (`nix-store --load-db` format) and total NAR size.
+  ci=$(nix build --impure --no-link --json --expr "(builtins.getFlake \"git+file://$F\").inputs.nixpkgs.legacyPackages.$SYSTEM.closureInfo { rootPaths = [ (builtins.storePath \"$top\") ]; }" | jq -r '.[0].outputs.out')
+  diff <(sort "$ci/store-paths") <(nix-store -qR "$top" | sort)
+  [ "$(cat "$ci/total-nar-size")" = "$(nix path-info -rS --json "$top" | jq '[.[].narSize] | add')" ]
+  while IFS= read -r p; do grep -qxF "$p" "$ci/registration" || fail "$p not in the registration"; done <"$ci/store-paths"
+  # The audit app builds the host's system when no SYSTEM is given.
+  rc=0
+  out=$(nix run .#audit -- web1 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 0 ]
+  contains "$out" "building host web1's system" "audit of web1: $top" "clean: no store path in web1's closure"
+  # ...and audits a given one (as JSON).
+  nix build .#nixosConfigurations.web2.config.system.build.toplevel -o "$W/system-web2"
+  [ "$(nix run .#audit -- web2 "$W/system-web2" --json | jq -c '[.clean, .host, .roots]')" = "[true,\"web2\",[\"$(readlink "$W/system-web2")\"]]" ]
+  contains "$(fails nix run .#audit)" "usage: nix run .#audit -- HOST [SYSTEM]" "hosts: builder web1 web2"
+  contains "$(fails nix run .#audit -- nosuch)" "no host named 'nosuch'" "hosts: builder web1 web2"
+  contains "$(cd / && fails nix run "$F#audit" -- web1)" "run this from the root of your flake"
+  # Opt-in: without closureChecks only nixseal-rekeyed; a list picks hosts.
+  local base="let f = builtins.getFlake \"path:$F\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; }).checks")" = '["nixseal-rekeyed"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; closureChecks = [ \"builder\" ]; }).checks")" = '["nixseal-closure-builder","nixseal-rekeyed"]' ]
+  contains "$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkFleet { self = f; inherit pkgs; closureChecks = [ \"web9\" ]; }).checks")" "closureChecks names web9, which is not a host"
+}
+t "closure: a clean fleet has no closure warning; nixseal-closure-<host> checks pass; nix run .#audit -- HOST builds and audits" t_closure_clean
+
+# Issue 12, the proof: web1 registers the fleet's own flake
+# (`nix.registry.self.flake = self;`), the builder (no secrets) links it
+# into /etc. Evaluation names the options; the checks fail; the audit app
+# lists the source, the master ciphertexts and web2's files with the chain.
+t_closure_registry_leak() {
+  local d src w out rc f holds chain want
+  d=$(variant leak)
+  cd "$d"
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  sed -i 's|builder = node { networking.hostName = "builder"; };|builder = node ({ self, ... }: { networking.hostName = "builder"; environment.etc."src".source = self; });|' flake.nix
+  git add -A
+  grep -q 'nix.registry.self.flake = self;' hosts/web1.nix && grep -q 'etc."src".source = self' flake.nix
+  src=$(nix flake metadata --json . | jq -r .path)
+  # Evaluation: one warning per option, naming it, the source and the fix;
+  # registry.json (made from nix.registry) and nixpkgs' own entry are not
+  # reported; web2 is unaffected.
+  w=$(closure_warnings web1)
+  echo "$w"
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'nixseal: host `web1`: nix.registry.self.flake puts '"$src"', the flake'"'"'s whole source' \
+    'nix.registry.nixpkgs.flake = inputs.nixpkgs;' 'nix run .#audit -- web1' 'closureLeaks = \"ignore\"'
+  w=$(closure_warnings builder)
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'nixseal: host `builder`: environment.etc.src.source puts '"$src" 'lib.fileset.toSource'
+  [ "$(closure_warnings web2)" = '[]' ]
+  out=$(nix build .#nixosConfigurations.web1.config.system.build.toplevel -o "$W/leak-web1" 2>&1)
+  contains "$out" 'warning: nixseal: host `web1`: nix.registry.self.flake puts'
+  nix-store -qR "$W/leak-web1" | grep -qxF "$src" || fail "the leaky system does not hold $src"
+  # The per-host checks fail on the leak; web2's passes.
+  out=$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)
+  contains "$out" "LEAK $src" "is your flake's source" "rekeyed file of host web2"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-builder" -L --no-link)" "LEAK $src"
+  nix build ".#checks.$SYSTEM.nixseal-closure-web2" --no-link
+  contains "$(fails nix flake check)" "nixseal-closure-"
+  # The audit app (building web1's system itself).
+  rc=0
+  out=$(nix run .#audit -- web1 --json) || rc=$?
+  [ "$rc" = 1 ]
+  f=$(finding_of "$out" "$src")
+  [ -n "$f" ] || fail "no finding for $src: $out"
+  [ "$(jq -c '.flakeCopies[0] | [.exact, .rekeyedHosts]' <<<"$f")" = '[true,["web1","web2"]]' ]
+  holds=$(jq -c '[.files[] | .path as $p | .holds[] | [$p, .kind, (.host // "")]]' <<<"$f")
+  for want in '["secrets/db-password.age","masterCiphertext",""]' '["secrets/api-token.age","masterCiphertext",""]' \
+    '["secrets/root-password.age","masterCiphertext",""]' '["secrets/rekeyed/web2/db-password.age","rekeyedFile","web2"]' \
+    '["secrets/rekeyed/web2/api-token.age","rekeyedFile","web2"]' '["secrets/rekeyed/web2/.nixseal-rekey.json","rekeyCache","web2"]'; do
+    contains "$holds" "$want"
+  done
+  if grep -q 'secrets/rekeyed/web1/' <<<"$holds"; then fail "web1's own files reported: $holds"; fi
+  # The referrer chain: the system -> etc -> etc/nix/registry.json -> the source.
+  chain=$(jq -r '.chain[].storePath' <<<"$f")
+  echo "$chain"
+  [ "$(head -1 <<<"$chain")" = "$(readlink "$W/leak-web1")" ]
+  [ "$(tail -1 <<<"$chain")" = "$src" ]
+  grep -q -- '-etc$' <<<"$chain" && grep -q -- '-etc-nix-registry.json$' <<<"$chain"
+  rc=0
+  out=$(nix run .#audit -- web1 "$W/leak-web1") || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "LEAK $src" "is your flake's source" "secrets/rekeyed/web2/db-password.age: rekeyed file of host web2" \
+    "master ciphertext ./secrets/api-token.age" "nix/registry.json"
+  # "error" fails evaluation with the same text (the manifest is fine);
+  # "ignore" says nothing.
+  sed -i 's|^  nix.registry.self.flake = self;|&\n  nixseal.settings.closureLeaks = "error";|' hosts/web1.nix
+  git add -A
+  src=$(nix flake metadata --json . | jq -r .path)
+  out=$(fails nix build .#nixosConfigurations.web1.config.system.build.toplevel --no-link)
+  contains "$out" "Failed assertions" 'nix.registry.self.flake puts '"$src"
+  [ "$(closure_warnings web1)" = '[]' ]
+  [ "$(problems web1)" = '[]' ]
+  sed -i 's|closureLeaks = "error"|closureLeaks = "ignore"|' hosts/web1.nix
+  git add -A
+  [ "$(closure_warnings web1)" = '[]' ]
+  nix build .#nixosConfigurations.web1.config.system.build.toplevel --no-link
+}
+t "closure leak: nix.registry.self.flake = self warns naming the option; the host's check fails; audit lists source, masters, web2's files, chain; error mode fails" t_closure_registry_leak
+
+# Issue 12, a copy of another host's rekeyed file in web1's /etc: named at
+# evaluation, found by content in the built system.
+t_closure_copy_leak() {
+  local d w out rc f copy
+  d=$(variant copyleak)
+  cd "$d"
+  sed -i 's|^  networking.hostName = "web1";|&\n  environment.etc."x".source = ../secrets/rekeyed/web2/db-password.age;|' hosts/web1.nix
+  git add -A
+  w=$(closure_warnings web1)
+  [ "$(jq length <<<"$w")" = 1 ]
+  contains "$w" 'environment.etc.x.source puts the path ./secrets/rekeyed/web2/db-password.age, host `web2`'"'"'s rekeyed secret,'
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "rekeyed file of host web2 (secret db-password"
+  rc=0
+  out=$(nix run .#audit -- web1 --json) || rc=$?
+  [ "$rc" = 1 ]
+  [ "$(jq '.findings | length' <<<"$out")" = 1 ] || fail "$out"
+  copy=$(jq -r '.findings[0].storePath' <<<"$out")
+  [[ "$copy" == /nix/store/*-db-password.age ]] || fail "finding $copy"
+  cmp "$copy" secrets/rekeyed/web2/db-password.age
+  f=$(finding_of "$out" "$copy")
+  [ "$(jq -c '[.files[] | .path as $p | .holds[] | [$p, .kind, .host, .secret, .file]]' <<<"$f")" = '[["","rekeyedFile","web2","db-password","./secrets/rekeyed/web2/db-password.age"]]' ]
+  [ "$(jq -r '.chain[-1].storePath' <<<"$f")" = "$copy" ]
+  contains "$(nix run .#audit -- web1 2>&1 || true)" "LEAK $copy" "rekeyed file of host web2 (secret db-password"
+}
+t "closure leak: a copy of web2's rekeyed file in web1's etc is named at evaluation and found by content" t_closure_copy_leak
+
+# Issue 12.2: every option the evaluation reads, with their real NixOS
+# types, in a host that gets no `self` argument (the source is known from
+# its rekeyedDir); what does not carry the source is not reported.
+t_closure_options() {
+  local d w probe out rc opt
+  d=$(variant options)
+  cd "$d"
+  # A node whose modules get no `self` argument: the probe module closes
+  # over flake.nix's `self`.
+  sed -i 's|^      flake = {|      flake = {\n        leakProbe = nixpkgs.lib.nixosSystem {\n          system = "x86_64-linux";\n          modules = [ nixseal.nixosModules.default ./hosts/web2.nix (import ./probe.nix { inherit self nixpkgs; }) ];\n        };\n        noSecrets = nixpkgs.lib.nixosSystem {\n          system = "x86_64-linux";\n          modules = [ nixseal.nixosModules.default { networking.hostName = "b"; nix.registry.self.flake = self; nixseal.settings.flakeSource = self; } ];\n        };|' flake.nix
+  cat >probe.nix <<'NIX'
+{ self, nixpkgs }:
+{ lib, ... }:
+{
+  nix.registry.fleet.to = { type = "path"; path = self.outPath; };
+  nix.registry.pkgs.flake = nixpkgs;
+  nixpkgs.flake.source = lib.mkForce self.outPath;
+  environment.etc."motd".text = "built from ${self}\n";
+  environment.etc."src".source = ./.;
+  environment.etc."secrets".source = ./secrets;
+  environment.etc."db".source = ./secrets/db-password.age;
+  environment.etc."own".source = ./secrets/rekeyed/web2/api-token.age;
+  environment.etc."ok".source = ./hosts/web2.nix;
+  environment.etc."off" = { enable = false; source = self; };
+  system.extraDependencies = [ self ];
+  nix.nixPath = [ "fleet=${self}" "nixpkgs=${nixpkgs}" ];
+}
+NIX
+  git add -A
+  w=$(nix eval --json .#leakProbe.config.warnings | jq -c '[.[] | select(contains("system closure"))]')
+  echo "$w" | jq -r '.[]'
+  for opt in nix.registry.fleet.to.path nixpkgs.flake.source environment.etc.motd.text environment.etc.src.source \
+    environment.etc.secrets.source environment.etc.db.source system.extraDependencies nix.nixPath; do
+    [ "$(jq --arg o "nixseal: host \`web2\`: $opt puts " '[.[] | select(startswith($o))] | length' <<<"$w")" = 1 ] || fail "$opt not reported once"
+  done
+  [ "$(jq length <<<"$w")" = 8 ]
+  contains "$w" 'environment.etc.secrets.source puts the path ./secrets, which holds the rekeyed directory ./secrets/rekeyed' \
+    'environment.etc.db.source puts the path ./secrets/db-password.age, which is the master ciphertext ./secrets/db-password.age' \
+    'environment.etc.src.source puts the path ./., a copy of the flake'"'"'s whole source' \
+    "leave it at nixpkgs' own source"
+  # A host without secrets and without a `self` argument: known only from
+  # nixseal.settings.flakeSource.
+  contains "$(nix eval --json .#noSecrets.config.warnings)" 'nixseal: host `b`: nix.registry.self.flake puts'
+  [ "$(nix eval --impure --json --expr "((builtins.getFlake \"git+file://$d\").noSecrets.extendModules { modules = [ { nixseal.settings.flakeSource = (builtins.getFlake \"git+file://$d\").inputs.nixpkgs.lib.mkForce null; } ]; }).config.warnings")" = '[]' ]
+  # What the evaluation said is what the built system holds.
+  probe=$(nix build --no-link --json .#leakProbe.config.system.build.toplevel | jq -r '.[0].outputs.out')
+  rc=0
+  out=$(nix run .#audit -- web2 "$probe" --json) || rc=$?
+  [ "$rc" = 1 ]
+  jq -r '.findings[].storePath' <<<"$out"
+  [ -n "$(finding_of "$out" "$(nix flake metadata --json . | jq -r .path)")" ]
+  [ "$(jq '.findings | length' <<<"$out")" -ge 4 ]
+}
+t "closure options: registry to.path, nixpkgs.flake.source, etc text context and sources, extraDependencies are read (with NixOS' types); harmless ones are not" t_closure_options
+
+# The same through nixseal.lib.mkFleet (no flake-parts): the module warns
+# and the fleet's checks catch the leak.
+t_closure_plain() {
+  local d src
+  d=$(variant closureplain)
+  cd "$d"
+  sed -e "s|@NIXPKGS@|path:$W/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$W/nixseal|" "$here/fixture-plain/flake.nix" >flake.nix
+  git add -A
+  nix build ".#checks.$SYSTEM.nixseal-closure-web1" --no-link
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  git add -A
+  src=$(nix flake metadata --json . | jq -r .path)
+  contains "$(closure_warnings web1)" "nix.registry.self.flake puts $src"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK $src"
+  nix build ".#checks.$SYSTEM.nixseal-closure-web2" --no-link
+  contains "$(fails nix run .#audit -- web1)" "LEAK $src"
+  # Without the legacyPackages export the audit app says what is missing.
+  sed -i '/legacyPackages.x86_64-linux = fleet.legacyPackages;/d' flake.nix
+  git add -A
+  contains "$(fails nix run .#audit -- web1)" "export it: legacyPackages.x86_64-linux = fleet.legacyPackages;"
+}
+t "closure (plain lib.mkFleet): the warning and the per-host checks work without flake-parts" t_closure_plain
 
 # ---------------------------------------------------------------- the real flow
 t_schema_profile() {
@@ -1065,7 +1336,9 @@ NIX
   [ "$(nix eval --json .#nixosConfigurations.web1.config.system.activationScripts --apply 'a: a ? nixsealForUsers')" = false ]
   echo "$after"
   [ "$(nix eval --json .#nixosConfigurations.web1.config.systemd.services.nixseal-activate.unitConfig.ConditionPathIsSymbolicLink)" = '"/run/nixseal"' ]
-  [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 2 ]
+  # One deploy: an empty generation removes the one it replaced itself.
+  [ "$(grep -c ' deploy --manifest ' <<<"$after")" = 1 ]
+  [ "$(grep -c ' deploy --manifest ' <<<"$snippet")" = 1 ]
   unshare -m --propagation private bash -euc '
     mount -t tmpfs -o mode=0755 tmpfs /run
     mkdir -p /etc/ssh && mount -t tmpfs -o mode=0755 tmpfs /etc/ssh
@@ -1109,6 +1382,19 @@ t_subdir_flake() {
   [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
   nix run .#check
   [ -f secrets/rekeyed/web1/db-password.age ] && [ ! -e "$m/secrets" ] && [ ! -e "$m/infra/infra" ]
+  # The closure check reads the flake at <source>/infra; the audit app
+  # builds from here. Both clean; with web1 registering the flake, both fail.
+  nix build ".#checks.$SYSTEM.nixseal-closure-web1" --no-link
+  contains "$(nix run .#audit -- web1)" "clean: no store path in web1's closure"
+  cp hosts/web1.nix "$W/web1-sub.nix"
+  sed -i -e 's|^{ config, ... }:|{ config, self, ... }:|' \
+    -e 's|^  networking.hostName = "web1";|&\n  nix.registry.self.flake = self;|' hosts/web1.nix
+  git add hosts/web1.nix
+  contains "$(closure_warnings web1)" "nix.registry.self.flake puts /nix/store/"
+  contains "$(fails nix build ".#checks.$SYSTEM.nixseal-closure-web1" -L --no-link)" "LEAK /nix/store/" "rekeyed file of host web2"
+  contains "$(fails nix run .#audit -- web1)" "LEAK /nix/store/" "rekeyed file of host web2"
+  cp "$W/web1-sub.nix" hosts/web1.nix
+  git add hosts/web1.nix
   # A master file that is not tracked: the message's `git add` fixes it.
   printf 'new' | nix run .#edit -- secrets/new.age
   sed -i 's|^  nixseal.secrets = {|  nixseal.secrets = {\n    new.file = ../secrets/new.age;|' hosts/web2.nix
@@ -1130,6 +1416,487 @@ t_subdir_flake() {
   ' _ "$W/sub/hostkeys/web2/ssh_host_ed25519_key"
 }
 t "a flake in a subdirectory of a git repository: profile paths, the flake-root check and fix-it messages are relative to it" t_subdir_flake
+
+# ---------------------------------------------------------------- home-manager (issue 16)
+# The fleet with homes ($W/fleet-home, tests/nix/fixture-home): host desk
+# with the home-manager user alice (home desk.alice, home-manager's NixOS
+# module) and the standalone homeConfigurations."bob@laptop" (home
+# laptop.bob), in the stand-in home-manager (lib/standin-home-manager.nix).
+H=$W/fleet-home
+home_attr() { # TARGET -> the flake attribute of that home's config
+  case "$1" in
+    desk.alice) echo '.#nixosConfigurations.desk.config.home-manager.users.alice' ;;
+    laptop.bob) echo '.#homeConfigurations."bob@laptop".config' ;;
+    *) fail "no home $1" ;;
+  esac
+}
+home_problems() { nix eval --json "$(home_attr "$1").nixseal.build.problems"; }
+home_manifest() { nix build "$(home_attr "$1").nixseal.build.manifest" -o "$W/hm-manifest-$1" && readlink "$W/hm-manifest-$1"; }
+bob_generation() { nix build '.#homeConfigurations."bob@laptop".activationPackage' -o "$W/bob-generation" && readlink "$W/bob-generation"; }
+userkey() { echo "$W/hostkeys/$1/ssh_host_ed25519_key"; }
+eval_home() { # MODULES EXPR: h is the standalone home (user alice)
+  nix eval --impure --json --expr "let h = import $here/lib/eval-home.nix {
+    nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; modules = $1; }; in $2"
+}
+eval_home_os() { # HOST-MODULES HOME-MODULES EXPR: os is a NixOS system with the home-manager user alice
+  nix eval --impure --json --expr "let os = import $here/lib/eval-home.nix {
+    nixpkgsLib = $SHARED_NIX/nixpkgs-lib/lib; nixos = $1; modules = $2; }; in $3"
+}
+HOME_BASE='({ lib, ... }: { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; nixseal.settings = { targetName = lib.mkDefault "laptop.alice"; userPubkey = lib.mkDefault "ssh-ed25519 AAAA"; }; nixseal.secrets.s.file = /dev/null; })'
+
+t_home_before_renc() {
+  cd "$H"
+  local p out
+  p=$(home_problems desk.alice)
+  contains "$p" 'nixseal: secret `api-token` of home `desk.alice` (user `alice` on host `desk`): the rekeyed file secrets/rekeyed/desk.alice/api-token.age is missing or not tracked by git' \
+    'run `nix run .#renc`, then `git add secrets/rekeyed`' 'secret `netrc` of home `desk.alice`'
+  contains "$(home_problems laptop.bob)" 'nixseal: secret `mail-password` of home `laptop.bob` (user `bob`): the rekeyed file secrets/rekeyed/laptop.bob/mail-password.age is missing'
+  # What `nixos-rebuild switch` and `home-manager switch` build fails with the
+  # same text (in NixOS as the system's assertions, next to the host's own).
+  contains "$(fails nix build .#nixosConfigurations.desk.config.system.build.toplevel)" 'Failed assertions' \
+    '- alice profile: nixseal: secret `api-token` of home `desk.alice` (user `alice` on host `desk`)' 'desk.alice/api-token.age is missing' \
+    '- nixseal: secret `db-password` of host `desk`'
+  contains "$(fails nix build '.#homeConfigurations."bob@laptop".activationPackage')" 'laptop.bob/mail-password.age is missing' 'nix run .#renc'
+  # The profile: the host and both homes, each with its own key (bob's from
+  # a .pub file), only the fields the Rust side reads.
+  p=$(profile)
+  jq . "$p"
+  [ "$(jq -c '.hosts | keys' "$p")" = '["desk","desk.alice","laptop.bob"]' ]
+  [ "$(jq -r '.hosts["desk.alice"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey alice).pub")" ]
+  [ "$(jq -r '.hosts["laptop.bob"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey bob).pub")" ]
+  [ "$(jq -c '.hosts["desk.alice"].secrets' "$p")" = '{"api-token":{"file":"./secrets/api-token.age"},"netrc":{"file":"./secrets/netrc.age"}}' ]
+  [ "$(jq -c '.hosts["laptop.bob"].secrets' "$p")" = '{"mail-password":{"file":"./secrets/mail-password.age"}}' ]
+  # "kind" (contract, optional) goes into the profile once the binary reads
+  # it (fleet.nix emitKind): the profile and the binary must agree.
+  local rc=0
+  jq '.hosts["desk.alice"].kind = "home"' "$p" >"$W/kind-profile.json"
+  out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
+  echo "binary with kind: rc=$rc $out"
+  if [ "$rc" = 2 ]; then
+    contains "$out" 'unknown field `kind`'
+    [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
+  else
+    [ "$(jq -c '[.hosts[].kind]' "$p")" = '["host","home","home"]' ] || fail "the binary reads kind: set emitKind = true in flake-modules/fleet.nix"
+  fi
+  if grep -q /nix/store "$p"; then fail "store path in the profile"; fi
+  # lib.mkFleet (no flake-parts) sees the same homes.
+  [ "$(nix eval --json .#plainFleet.profile)" = "$(jq -c . "$p")" ]
+  contains "$(fails nix run .#check)" "desk.alice/api-token" "laptop.bob/mail-password"
+}
+t "homes before renc: missing rekeys name home, user and host with the fix; desk's system and bob's generation fail with it; the profile lists both homes with the users' keys" t_home_before_renc
+
+t_home_renc() {
+  cd "$H"
+  nix run .#renc
+  git add secrets/rekeyed
+  local s
+  for s in desk/db-password desk.alice/api-token desk.alice/netrc laptop.bob/mail-password; do
+    [ -f "secrets/rekeyed/$s.age" ] || fail "renc did not write secrets/rekeyed/$s.age"
+  done
+  # Each home's files decrypt with that user's key only.
+  [ "$(age -d -i "$(userkey alice)" secrets/rekeyed/desk.alice/api-token.age)" = "$(age -d -i keys/master.age secrets/api-token.age)" ]
+  [ "$(age -d -i "$(userkey bob)" secrets/rekeyed/laptop.bob/mail-password.age)" = "$(age -d -i keys/master.age secrets/mail-password.age)" ]
+  if age -d -i "$(userkey alice)" secrets/rekeyed/laptop.bob/mail-password.age >/dev/null 2>&1; then fail "alice decrypts bob's secret"; fi
+  if age -d -i "$(userkey desk)" secrets/rekeyed/desk.alice/api-token.age >/dev/null 2>&1; then fail "desk's host key decrypts alice's secret"; fi
+  [ "$(home_problems desk.alice)" = '[]' ] && [ "$(home_problems laptop.bob)" = '[]' ]
+  [ "$(nix eval --json .#nixosConfigurations.desk.config.nixseal.build.problems)" = '[]' ]
+  nix run .#check
+  nix build ".#checks.$SYSTEM.nixseal-rekeyed" -o "$W/hm-check"
+  contains "$(nix run .#renc 2>&1)" "0 rekeyed"
+  # status treats homes like hosts.
+  local old out rc=0
+  old=$(home_manifest laptop.bob)
+  cp "$old" "$W/bob-manifest-old"
+  contains "$(nix run .#status -- --manifest "desk.alice=$(home_manifest desk.alice)" --manifest "laptop.bob=$old")" "desk.alice: current" "laptop.bob: current"
+  # Rotating bob's master secret makes his rekey stale (eval, check), and
+  # renc rekeys only him.
+  printf 'rotated-mail' | nix run .#edit -- secrets/mail-password.age
+  git add secrets/mail-password.age
+  contains "$(home_problems laptop.bob)" 'secrets/rekeyed/laptop.bob/mail-password.age is stale: secrets/mail-password.age changed since it was rekeyed'
+  [ "$(home_problems desk.alice)" = '[]' ]
+  contains "$(fails nix run .#check)" "laptop.bob/mail-password"
+  contains "$(nix run .#renc 2>&1)" "1 rekeyed"
+  git add secrets/rekeyed
+  [ "$(home_problems laptop.bob)" = '[]' ]
+  [ "$(age -d -i "$(userkey bob)" secrets/rekeyed/laptop.bob/mail-password.age)" = rotated-mail ]
+  out=$(nix run .#status -- --manifest "laptop.bob=$W/bob-manifest-old") || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ]
+  contains "$out" "laptop.bob: runs stale secrets; redeploy laptop.bob"
+}
+t "nix run .#renc rekeys the host and both homes to their own keys; check, status, the rekeyed check and a rotation treat homes like hosts" t_home_renc
+
+t_home_closure() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local t m want src s top
+  for t in desk.alice laptop.bob; do
+    m=$(home_manifest $t)
+    want=$( (echo "$m"; jq -r '.secrets[].source' "$m") | sort)
+    [ "$(nix-store -qR "$m" | sort)" = "$want" ] || fail "closure of $t's manifest: $(nix-store -qR "$m")"
+    for s in $(jq -r '.secrets[].name' "$m"); do
+      src=$(jq -r --arg s "$s" '.secrets[] | select(.name==$s) | .source' "$m")
+      [[ "$src" == */nix/store/*-$t-$s.age ]] || fail "source name $src"
+      cmp "$src" "secrets/rekeyed/$t/$s.age"
+    done
+    if nix-store -qR "$m" | grep -E -- '-source$|/secrets/|-desk-|-(desk\.alice|laptop\.bob)-' | grep -v -- "-$t-"; then fail "foreign path in $t's closure"; fi
+  done
+  [ "$(nix-store -qR "$(home_manifest desk.alice)" | wc -l)" = 3 ]
+  [ "$(nix-store -qR "$(home_manifest laptop.bob)" | wc -l)" = 2 ]
+  # bob's whole generation: his manifest and file, nothing of the others,
+  # not the flake source.
+  local fleetsrc
+  fleetsrc=$(nix flake metadata --json . | jq -r .path)
+  top=$(bob_generation)
+  nix-store -qR "$top" | grep -q -- '-laptop.bob-mail-password.age$'
+  if nix-store -qR "$top" | grep -E -e "^$fleetsrc\$" -e '-desk-|-desk\.alice-|manifest-desk'; then fail "bob's generation holds another target's files"; fi
+  # desk's system carries desk's and its user alice's, not bob's.
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk.alice-api-token.age$'
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk-db-password.age$'
+  if nix-store -qR "$W/desk-system" | grep -E -e "^$fleetsrc\$" -e 'laptop\.bob'; then fail "desk's system holds bob's files or the flake source"; fi
+}
+t "closure isolation per home: nix-store -qR of a home's manifest = manifest + its own rekeyed files; bob's generation and desk's system hold no other target's" t_home_closure
+
+t_home_manifest() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local m
+  m=$(home_manifest desk.alice)
+  jq . "$m"
+  [ "$(jq -c keys "$m")" = '["hostKeys","keepGenerations","mountPoint","secrets","session","stateDir","symlink","templates","version"]' ]
+  [ "$(jq -c '[.version,.session,.hostKeys,.mountPoint,.symlink,.keepGenerations,.stateDir]' "$m")" = '[1,"user",[{"path":"/home/alice/.ssh/id_ed25519","type":"ed25519"}],"%r/nixseal.d","%r/nixseal",1,"/home/alice/.local/state/nixseal"]' ]
+  [ "$(jq -c '[.secrets[] | keys] | unique' "$m")" = '[["allowPlaintextOnDisk","group","mode","name","neededForUsers","owner","path","reloadUnits","restartUnits","source","symlink"]]' ]
+  [ "$(jq -c '[.secrets[] | [.name,.owner,.group,.mode,.path,.symlink,.restartUnits,.neededForUsers,.allowPlaintextOnDisk]]' "$m")" = '[["api-token","","","0400","%r/nixseal/api-token",true,["app.service"],false,false],["netrc","","","0400","/home/alice/.netrc",true,[],false,false]]' ]
+  [ "$(jq -c '.templates' "$m")" = '[{"content":"TOKEN={{nixseal:api-token}}\n","group":"","mode":"0400","name":"app.env","owner":"","path":"%r/nixseal/app.env"}]' ]
+  m=$(home_manifest laptop.bob)
+  [ "$(jq -c '[.hostKeys, .stateDir, (.secrets[] | [.name, .reloadUnits])]' "$m")" = '[[{"path":"/home/bob/.ssh/id_ed25519","type":"ed25519"}],"/home/bob/.local/state/nixseal",["mail-password",["mbsync.service"]]]' ]
+  # Settings: keys, xdg.stateHome, paths under %r.
+  [ "$(eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ \"/persist/alice/ssh/k\" ]; xdg.stateHome = \"/home/alice/st\"; nixseal.settings.symlink = \"%r/s\"; } ]" '[ h.config.nixseal.settings.stateDir h.config.nixseal.secrets.s.path h.config.nixseal.settings.userKeys ]')" = '["/home/alice/st/nixseal","%r/s/s",["/persist/alice/ssh/k"]]' ]
+}
+t "user-session manifest: exact schema and values (session user, owner and group \"\", %r paths, absolute key paths from home.homeDirectory, xdg.stateHome)" t_home_manifest
+
+t_home_units() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local gen unit m exe act
+  gen=$(bob_generation)
+  m=$(home_manifest laptop.bob)
+  exe="$(nix eval --raw '.#homeConfigurations."bob@laptop".config.nixseal.settings.package.outPath')/bin/nixseal"
+  unit=$(cat "$gen/home-files/.config/systemd/user/nixseal.service")
+  echo "$unit"
+  # home-manager's rendering (lib.generators.toINI): sections in order,
+  # list values as repeated keys.
+  [ "$unit" = "[Install]
+WantedBy=default.target
+
+[Service]
+ExecStart=$exe deploy --manifest $m --user-session
+RemainAfterExit=true
+Type=oneshot
+
+[Unit]
+Before=mbsync.service
+Description=Decrypt nixseal secrets into %t/nixseal
+RequiresMountsFor=/home/bob/.ssh
+RequiresMountsFor=/home/bob/.local/state/nixseal
+X-Restart-Triggers=$m
+X-SwitchMethod=restart" ]
+  [ "$(readlink "$gen/home-files/.config/systemd/user/default.target.wants/nixseal.service")" = "$(readlink "$gen/home-files/.config/systemd/user/nixseal.service")" ]
+  # The activation entry follows writeBoundary and reloadSystemd (sd-switch,
+  # the default): it restarts only a failed unit, deploys itself only
+  # without a user systemd.
+  act=$(cat "$gen/activate")
+  local n
+  for n in writeBoundary linkGeneration reloadSystemd; do
+    [ "$(grep -n "Activating %s\" $n\$" <<<"$act" | cut -d: -f1)" -lt "$(grep -n 'Activating %s" nixseal$' <<<"$act" | cut -d: -f1)" ] || fail "$n is not before nixseal"
+  done
+  act=$(nix eval --raw '.#homeConfigurations."bob@laptop".config.home.activation.nixseal.data')
+  contains "$act" 'systemctl --user is-failed --quiet nixseal.service' 'run systemctl --user restart nixseal.service' \
+    "XDG_RUNTIME_DIR=\$nixsealRuntimeDir run $exe deploy --manifest $m --user-session"
+  [ "$(grep -c ' deploy --manifest ' <<<"$act")" = 1 ]
+  [ "$(nix eval --json '.#homeConfigurations."bob@laptop".config.home.activation.nixseal.after')" = '["writeBoundary","reloadSystemd"]' ]
+  bash -n <<<"$act"
+  # alice (in desk's system): her unit is ordered before the service that
+  # reads the token; desk runs her activation as home-manager-alice.service.
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  local hm
+  hm=$(nix eval --raw .#nixosConfigurations.desk.config.home-manager.users.alice.home.activationPackage.outPath)
+  contains "$(cat "$W/desk-system/etc/systemd/system/home-manager-alice.service")" "ExecStart=$hm/activate" "User=alice"
+  contains "$(cat "$hm/home-files/.config/systemd/user/nixseal.service")" "Before=app.service" "RequiresMountsFor=/home/alice/.ssh" \
+    "--manifest $(home_manifest desk.alice) --user-session"
+  [ -e "$hm/home-files/.config/systemd/user/default.target.wants/app.service" ]
+}
+t "the user unit and the activation entry are rendered as home-manager renders them (standalone and inside desk's system)" t_home_units
+
+# The activation entry run as home-manager runs it (the generation's
+# `activate`), with the user's systemd answering through a script given as
+# systemd.user.systemctlPath and a package whose `nixseal` records its
+# arguments (the real `deploy --user-session` is not there yet): who
+# deploys, once, in each situation.
+t_home_activation_runs() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  local d=$W/activation
+  rm -rf "$d" && mkdir -p "$d/home" "$d/run"
+  cat >"$d/systemctl" <<'SH'
+#!/bin/sh
+echo "systemctl $*" >>"$LOG"
+case "$*" in
+  "--user is-system-running") if [ "$STATE" = offline ]; then echo "Failed to connect to bus: No such file or directory"; exit 1; fi; echo "$STATE"; [ "$STATE" = running ] ;;
+  "--user is-failed --quiet nixseal.service") [ "$FAILED" = yes ] ;;
+  *) exit 0 ;;
+esac
+SH
+  chmod +x "$d/systemctl"
+  cat >"$d/variant.nix" <<'NIX'
+{ flake, systemctl, module }:
+let
+  f = builtins.getFlake flake;
+  lib = f.inputs.nixpkgs.lib;
+in
+(f.homeConfigurations."bob@laptop".extendModules {
+  modules = [
+    ({ pkgs, ... }: {
+      systemd.user.systemctlPath = systemctl;
+      nixseal.settings.package = lib.mkForce (pkgs.writeShellScriptBin "nixseal" ''
+        echo "nixseal $* XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR" >>"$LOG"
+        exit "''${DEPLOY_RC:-0}"
+      '');
+    })
+    module
+  ];
+}).activationPackage
+NIX
+  generation() { # NAME MODULE-EXPR: build a variant of bob's home
+    nix build --impure -o "$d/gen-$1" --expr "import $d/variant.nix { flake = \"git+file://$H\"; systemctl = \"$d/systemctl\"; module = $2; }" >&2
+    readlink "$d/gen-$1"
+  }
+  activate() { # GENERATION STATE FAILED [RUNTIME-DIR]: run it, print the log
+    : >"$d/log"
+    env -i PATH=/usr/bin:/bin HOME="$d/home" USER=bob LOG="$d/log" STATE="$2" FAILED="$3" \
+      ${4:+XDG_RUNTIME_DIR=$4} ${DRY_RUN:+DRY_RUN=1} ${DEPLOY_RC:+DEPLOY_RC=$DEPLOY_RC} "$1/activate" >"$d/out" 2>&1 || { cat "$d/out" >&2; return 1; }
+    cat "$d/log"
+  }
+  local sd suggest nounit log
+  sd=$(generation sd '{ }')
+  [ ! -e "$d/home/.local/state/home-manager/gcroots/current-home" ]
+  # A running user systemd, sd-switch: it reloads (and restarts a changed
+  # nixseal.service); the entry does nothing more...
+  log=$(activate "$sd" running no "$d/run")
+  echo "$log"
+  contains "$log" "systemctl --user daemon-reload" "systemctl --user is-failed --quiet nixseal.service"
+  if grep -e restart -e '^nixseal' <<<"$log"; then fail "deployed twice"; fi
+  # ...but retries a unit that failed (sd-switch leaves it), after the reload.
+  log=$(activate "$sd" running yes "$d/run")
+  [ "$(grep -c 'restart nixseal.service' <<<"$log")" = 1 ]
+  [ "$(grep -n daemon-reload <<<"$log" | cut -d: -f1)" -lt "$(grep -n 'restart nixseal.service' <<<"$log" | cut -d: -f1)" ]
+  if grep '^nixseal' <<<"$log"; then fail "deployed besides the unit"; fi
+  # Degraded counts as running; a starting session runs the unit itself.
+  contains "$(activate "$sd" degraded yes "$d/run")" "restart nixseal.service"
+  log=$(activate "$sd" starting yes "$d/run")
+  if grep -e restart -e '^nixseal' <<<"$log"; then fail "deployed while the session starts"; fi
+  contains "$(cat "$d/out")" "nixseal.service deploys the secrets as part of default.target"
+  # No user systemd, a runtime directory: the entry deploys, once, into it.
+  log=$(activate "$sd" offline no "$d/run")
+  [ "$(grep -c '^nixseal deploy --manifest /nix/store/[^ ]*-nixseal-manifest-laptop.bob.json --user-session XDG_RUNTIME_DIR='"$d/run"'$' <<<"$log")" = 1 ]
+  # No runtime directory given: /run/user/<uid>, which this user has not.
+  [ ! -d "/run/user/$(id -u)" ] || fail "this test needs a uid without /run/user/<uid>"
+  log=$(activate "$sd" offline no)
+  if grep '^nixseal' <<<"$log"; then fail "deployed without a runtime directory"; fi
+  contains "$(cat "$d/out")" "no runtime directory /run/user/$(id -u) (the user is not logged in); nixseal.service deploys the secrets at the next login"
+  # A failing deploy warns and lets the activation finish (its GC root).
+  rm -f "$d/home/.local/state/home-manager/gcroots/current-home"
+  DEPLOY_RC=1 activate "$sd" offline no "$d/run" >/dev/null
+  contains "$(cat "$d/out")" "nixseal: deploying the secrets failed"
+  [ "$(readlink "$d/home/.local/state/home-manager/gcroots/current-home")" = "$sd" ]
+  # DRY_RUN: the restart is printed, not run.
+  log=$(DRY_RUN=1 activate "$sd" running yes "$d/run")
+  if grep 'restart nixseal.service' <<<"$log"; then fail "restarted in a dry run"; fi
+  contains "$(cat "$d/out")" "systemctl --user restart nixseal.service"
+  # startServices = "suggest": home-manager only reloads; the entry restarts
+  # nixseal.service when its unit file changed since the previous generation
+  # (or on the first one), not when it did not.
+  suggest=$(generation suggest '{ systemd.user.startServices = "suggest"; }')
+  rm -f "$d/home/.local/state/home-manager/gcroots/current-home"
+  [ "$(activate "$suggest" running no "$d/run" | grep -c 'restart nixseal.service')" = 1 ]
+  log=$(activate "$suggest" running no "$d/run")
+  if grep 'restart nixseal.service' <<<"$log"; then fail "restarted although nothing changed"; fi
+  local changed
+  changed=$(generation changed '{ systemd.user.startServices = "suggest"; nixseal.secrets.mail-password.mode = "0440"; }')
+  [ "$(activate "$changed" running no "$d/run" | grep -c 'restart nixseal.service')" = 1 ]
+  # systemd.user.enable = false: no unit; the entry deploys at each switch.
+  nounit=$(generation nounit '{ systemd.user.enable = false; }')
+  [ ! -e "$nounit/home-files/.config/systemd/user/nixseal.service" ]
+  log=$(activate "$nounit" running no "$d/run")
+  if grep systemctl <<<"$log"; then fail "asked systemctl without a unit"; fi
+  [ "$(grep -c '^nixseal deploy ' <<<"$log")" = 1 ]
+}
+t "the activation entry on a switch: sd-switch restarts the unit, the entry retries a failed one or deploys without a user systemd, once; suggest mode restarts on a changed unit (systemctl simulated)" t_home_activation_runs
+
+t_home_errors() {
+  local out
+  # A standalone home needs its target name; inside NixOS it is <host>.<user>.
+  out=$(eval_home '[ { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; nixseal.secrets.s.file = /dev/null; } ]' 'h.config.nixseal.build.problems')
+  contains "$out" 'the home of user `alice` has secrets but no nixseal.settings.targetName' 'nixseal.settings.targetName = \"laptop.alice\"; for homeConfigurations.\"alice@laptop\"' \
+    'has secrets but no nixseal.settings.userPubkey' 'ssh-keygen -t ed25519 -N '"''"' -f ~/.ssh/nixseal_ed25519' 'has secrets but no nixseal.settings.rekeyedDir'
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; } ]' '[ { home.stateVersion = "24.11"; } ]' 'os.config.home-manager.users.alice.nixseal.settings.targetName')" = '"desk.alice"' ]
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; nixseal.settings.hostName = "desk2"; } ]' '[ { home.stateVersion = "24.11"; } ]' 'os.config.home-manager.users.alice.nixseal.settings.targetName')" = '"desk2.alice"' ]
+  contains "$(fails eval_home "[ $HOME_BASE { nixseal.settings.targetName = \"a..b\"; } ]" 'h.config.nixseal.settings.targetName')" 'target name of at most 96 bytes'
+  # Bad keys are named as such, with the user's fix.
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\"; } ]" 'h.config.nixseal.build.problems')" \
+    'nixseal.settings.userPubkey of home `laptop.alice` (user `alice`) is not an ssh-ed25519 key (got `ssh-rsa`)' 'use the content of ~/.ssh/id_ed25519.pub'
+  local small
+  small=$(python3 "$here/lib/ed25519-small-order.py" keys | sed -n 1p)
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = \"$small\"; } ]" 'h.config.nixseal.build.problems')" 'is an ed25519 point of small order'
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userPubkey = /nonexistent/alice.pub; } ]" 'h.config.nixseal.build.problems')" 'is the file /nonexistent/alice.pub, which does not exist (or is not tracked by git)'
+  contains "$(eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ ]; } ]" 'h.config.nixseal.build.problems')" 'has no nixseal.settings.userKeys'
+  # Templates, duplicates, root.
+  out=$(eval_home "[ $HOME_BASE { nixseal.templates.t.content = \"{{nixseal:tokn}}\"; nixseal.templates.u.content = \"{{nixseal:s\"; nixseal.secrets.s2 = { file = /dev/null; path = \"%r/nixseal/s\"; }; } ]" 'h.config.nixseal.build.problems')
+  contains "$out" 'template `t` of home `laptop.alice` (user `alice`) uses the placeholder `{{nixseal:tokn}}`, but home `laptop.alice` has no secret named `tokn` (its secrets are `s`, `s2`)' \
+    'template `u` of home `laptop.alice` (user `alice`) has a `{{nixseal:` without a closing `}}`' 'uses the secret or template path `%r/nixseal/s` more than once'
+  contains "$(eval_home '[ { home.username = "root"; home.homeDirectory = "/root"; home.stateVersion = "24.11"; nixseal.templates.t.content = "x"; } ]' 'h.config.nixseal.build.problems')" \
+    'refuses to run as root' 'Declare root'"'"'s secrets in the NixOS module'
+  # Problems stop the manifest (and so the switch), not the configuration:
+  # the fleet still reads a standalone home's config (no assertion fails).
+  contains "$(fails eval_home "[ $HOME_BASE ]" 'h.config.nixseal.build.manifest.drvPath')" 'has secrets but no nixseal.settings.rekeyedDir'
+  [ "$(eval_home "[ $HOME_BASE ]" '[ (h.config.nixseal.build.problems != [ ]) h.config.home.username ]')" = '[true,"alice"]' ]
+  [ "$(eval_home "[ $HOME_BASE ]" 'builtins.filter (a: !a.assertion) h.config.assertions')" = '[]' ]
+  # World-readable modes and allowPlaintextOnDisk where it does nothing warn.
+  out=$(eval_home "[ $HOME_BASE { nixseal.secrets.s.mode = \"0444\"; nixseal.secrets.s.allowPlaintextOnDisk = true; } ]" 'h.config.warnings')
+  contains "$out" 'secret `s` of home `laptop.alice` (user `alice`) has mode 0444, which gives every user on the host' 'sets allowPlaintextOnDisk, which only matters for a copy'
+  # Path types: absolute or %r/..., never the store, a relative path or ..
+  local p
+  # ("~/x" too: nothing but a leading %r is expanded.)
+  # shellcheck disable=SC2088
+  for p in 'relative/x' '/nix/store/x' '%r/../x' '%rx' '~/x' '/a/../b'; do
+    contains "$(fails eval_home "[ $HOME_BASE { nixseal.secrets.s.path = \"$p\"; } ]" 'h.config.nixseal.secrets.s.path')" 'or a path starting with `%r/`'
+  done
+  [ "$(eval_home "[ $HOME_BASE { nixseal.secrets.s.path = \"%r/x\"; nixseal.settings.mountPoint = \"/run/user/1000/g\"; } ]" '[ h.config.nixseal.secrets.s.path h.config.nixseal.settings.mountPoint ]')" = '["%r/x","/run/user/1000/g"]' ]
+  contains "$(fails eval_home "[ $HOME_BASE { nixseal.settings.userKeys = [ \"%r/key\" ]; } ]" 'h.config.nixseal.settings.userKeys')" 'absolute path outside the Nix store'
+  # In the fleet after renc: stale, untracked and wrong-key rekeys of a home.
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  git rm -q --cached secrets/rekeyed/desk.alice/netrc.age
+  contains "$(home_problems desk.alice)" 'secret `netrc` of home `desk.alice` (user `alice` on host `desk`): the rekeyed file secrets/rekeyed/desk.alice/netrc.age is missing or not tracked by git' 'git add secrets/rekeyed'
+  git add secrets/rekeyed/desk.alice/netrc.age
+  cp homes/alice.nix "$W/alice.nix"
+  trap 'cp "$W/alice.nix" homes/alice.nix; git add homes/alice.nix' EXIT
+  sed -i "s|userPubkey = .*|userPubkey = \"$(cat "$(userkey bob).pub")\";|" homes/alice.nix
+  git add homes/alice.nix
+  contains "$(home_problems desk.alice)" 'desk.alice/api-token.age is stale: it was encrypted to another key than nixseal.settings.userPubkey'
+  contains "$(nix eval --raw ".#apps.$SYSTEM.renc.program" 2>&1 >/dev/null)" 'nixseal: the rekey targets desk.alice (user alice), laptop.bob (user bob) have the same public key'
+}
+t "home eval errors: no targetName, bad or missing keys, template typos, duplicates, root, path types, untracked and wrong-key rekeys (fix-it text naming home, user, host); modes and a shared key warn" t_home_errors
+
+t_home_targets() {
+  cd "$H"
+  local base="let f = builtins.getFlake \"git+file://$H\"; ns = f.inputs.nixseal; lib = f.inputs.nixpkgs.lib; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM;
+    bob = f.homeConfigurations.\"bob@laptop\";
+    named = n: bob.extendModules { modules = [ { nixseal.settings.targetName = lib.mkForce n; } ]; };
+    fleet = homes: ns.lib.mkFleet { self = f; inherit pkgs homes; }; in"
+  # Without targetName a standalone home is named after its attribute, host
+  # first; its own evaluation says to set it.
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { \"bob@tower\" = named null; alice = named null; }).profile.hosts")" = '["alice","desk","desk.alice","tower.bob"]' ]
+  contains "$(nix eval --impure --json --expr "$base (named null).config.nixseal.build.problems")" 'no nixseal.settings.targetName'
+  # One name, one target: a home against the node's home, against a host.
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"alice@desk\" = named null; }).profile")" \
+    'several rekey targets share a name' "desk.alice is the home-manager user alice of node desk and homeConfigurations.\"alice@desk\"" 'nixseal.settings.targetName in a home'
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob@laptop\" = named \"desk\"; }).profile")" "desk is the NixOS node desk and homeConfigurations.\"bob@laptop\""
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob at laptop\" = named null; }).profile")" "homeConfigurations.\"bob at laptop\" would be the rekey target \`bob at laptop\`" 'set nixseal.settings.targetName in it'
+  # A home's rekeyedDir must be the fleet's.
+  contains "$(fails nix eval --impure --json --expr "$base (fleet { \"bob@laptop\" = bob.extendModules { modules = [ { nixseal.settings.rekeyedDir = lib.mkForce (f + \"/other\"); } ]; }; }).profile")" 'rekeyed directory differs' "nodes' or homes'"
+  # Homes without nixseal secrets are not targets; the flake-parts option
+  # takes self.homeConfigurations.
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { }).profile.hosts")" = '["desk","desk.alice"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (fleet { plain = bob.extendModules { modules = [ { nixseal.secrets = lib.mkForce { }; } ]; }; }).profile.hosts")" = '["desk","desk.alice"]' ]
+}
+t "rekey targets: standalone homes named host first (or by targetName), unique across hosts and homes (the error names both), valid names, one rekeyedDir" t_home_targets
+
+t_home_options_documented() {
+  # Every visible option of the home-manager module is typed, described,
+  # and in the home-manager section of docs/options.md.
+  local opts section name
+  opts=$(eval_home '[ { home.username = "alice"; home.homeDirectory = "/home/alice"; home.stateVersion = "24.11"; } ]' "let lib = import $SHARED_NIX/nixpkgs-lib/lib; in
+    map (o: { inherit (o) name; described = o.description or \"\" != \"\"; typed = o.type or \"\" != \"unspecified\"; })
+      (lib.filter (o: o.visible && !o.internal) (lib.optionAttrSetToDocList h.options.nixseal))")
+  [ "$(jq length <<<"$opts")" -ge 20 ]
+  [ "$(jq -c '[.[] | select(.described and .typed | not) | .name]' <<<"$opts")" = '[]' ]
+  section=$(sed -n '/^## home-manager module/,/^## [^h]/p' "$NIXSEAL_REPO/docs/options.md")
+  [ -n "$section" ] || fail "docs/options.md has no home-manager module section"
+  for name in $(jq -r '.[].name' <<<"$opts"); do
+    grep -qF "\`${name##*.}\`" <<<"$section" || grep -qF "\`$name" <<<"$section" || fail "option $name is not in the home-manager section of docs/options.md"
+  done
+  # The home-manager docs exist where the issue asks for them.
+  grep -q '^## .*home-manager' "$NIXSEAL_REPO/docs/getting-started.md"
+  grep -q '^## .*home-manager' "$NIXSEAL_REPO/docs/migrating.md"
+}
+t "every home-manager option is typed, described and in docs/options.md; getting-started and migrating have home-manager sections" t_home_options_documented
+
+# Issue 16: the stand-in home-manager behaves like home-manager where the
+# module depends on it.
+t_standin_home_manager() {
+  local out hm="let hm = import $here/lib/standin-home-manager.nix { lib = import $here/lib/standin-lib.nix (import $SHARED_NIX/nixpkgs-lib/lib); pkgs = import $here/lib/standin-pkgs.nix { lib = import $SHARED_NIX/nixpkgs-lib/lib; system = \"x86_64-linux\"; }; }; d = hm.hm.dag; in"
+  # The DAG: after/before, names not in it order nothing, a cycle is refused.
+  [ "$(nix eval --impure --json --expr "$hm map (e: e.name) (d.topoSort { a = d.entryAnywhere 1; b = d.entryAfter [ \"a\" \"c\" \"nosuch\" ] 2; c = d.entryBefore [ \"d\" ] 3; d = d.entryBefore [ \"e\" ] 4; e = d.entryAnywhere 5; }).result")" = '["a","c","b","d","e"]' ]
+  [ "$(nix eval --impure --json --expr "$hm (d.topoSort { a = d.entryAfter [ \"b\" ] 1; b = d.entryAfter [ \"a\" ] 2; }) ? cycle")" = true ]
+  contains "$(fails eval_home "[ $HOME_BASE { home.activation.x = { after = [ \"y\" ]; before = [ ]; data = \"\"; }; home.activation.y = { after = [ \"x\" ]; before = [ ]; data = \"\"; }; } ]" 'h.activationPackage.drvPath')" 'Dependency cycle in activation script'
+  # Strict: an option home-manager does not declare fails.
+  contains "$(fails eval_home "[ $HOME_BASE { services.nosuch.enable = true; } ]" 'h.config.home.username')" "The option \`services' does not exist"
+  # A failed assertion hides a standalone home's config (why nixseal's
+  # problems are no assertions); inside NixOS it becomes the system's,
+  # prefixed with the user.
+  contains "$(fails eval_home "[ $HOME_BASE { assertions = [ { assertion = false; message = \"no\"; } ]; } ]" 'h.config.home.username')" 'Failed assertions' '- no'
+  contains "$(eval_home_os '[ { networking.hostName = "desk"; } ]' '[ { home.stateVersion = "24.11"; assertions = [ { assertion = false; message = "no"; } ]; warnings = [ "w" ]; } ]' '[ (map (a: a.message) os.config.assertions) os.config.warnings ]')" '"alice profile: no"' '"alice profile: w"'
+  # NixOS: username and home from users.users, osConfig is the system,
+  # sharedModules reach every user.
+  [ "$(eval_home_os '[ { networking.hostName = "desk"; users.users.alice.home = "/srv/alice"; home-manager.sharedModules = [ ({ osConfig, ... }: { home.file.x.text = osConfig.networking.hostName; }) ]; } ]' '[ { home.stateVersion = "24.11"; } ]' 'let u = os.config.home-manager.users.alice; in [ u.home.username u.home.homeDirectory u.home.file.x.text u.xdg.stateHome ]')" = '["alice","/srv/alice","desk","/srv/alice/.local/state"]' ]
+  # Standalone: osConfig is null.
+  [ "$(eval_home "[ $HOME_BASE ({ osConfig, ... }: { home.file.x.text = builtins.toJSON osConfig; }) ]" 'h.config.home.file.x.text')" = '"null"' ]
+  # xdg.configFile becomes home.file relative to the home; units: section
+  # rendering with repeated keys, nothing for root; startServices.
+  [ "$(eval_home "[ $HOME_BASE { xdg.configFile.\"a/b\".text = \"x\"; } ]" 'h.config.home.file."/home/alice/.config/a/b".target')" = '".config/a/b"' ]
+  [ "$(eval_home "[ $HOME_BASE ]" '[ (h.config.systemd.user.startServices) ((h.extendModules { modules = [ { systemd.user.startServices = "suggest"; } ]; }).config.systemd.user.startServices) ]')" = '[true,false]' ]
+  [ "$(eval_home '[ { home.username = "root"; home.homeDirectory = "/root"; home.stateVersion = "24.11"; } ]' 'h.config.xdg.configFile ? "systemd/user/nixseal.service"')" = false ]
+  [ "$(eval_home "[ $HOME_BASE ]" 'h.config.xdg.configFile ? "systemd/user/nixseal.service"')" = true ]
+  contains "$(fails eval_home "[ $HOME_BASE { systemd.user.services.nixseal.Unit.X-SwitchMethod = \"sometimes\"; } ]" 'h.config.systemd.user.services.nixseal.Unit.X-SwitchMethod')" 'is not of type'
+}
+t "stand-in home-manager: DAG order and cycles, strict options, assertions hide a standalone config, NixOS integration (users, osConfig, sharedModules, prefixes), xdg files, units" t_standin_home_manager
+
+t_rendered_user_units() {
+  local o=$W/user-units o2=$W/user-units-2 v=$W/user-values
+  bash "$here/render-user-units.sh" "$o" --nixseal /usr/bin/nixseal --manifest-path /etc/nixseal/user.json --user tester --key-path /persist/tester/id_ed25519
+  local u
+  u=$(cat "$o/nixseal.service")
+  contains "$u" "ExecStart=/usr/bin/nixseal deploy --manifest /etc/nixseal/user.json --user-session" "X-Restart-Triggers=/etc/nixseal/user.json" \
+    "WantedBy=default.target" "Before=nixseal-test-user-a.service" "Before=nixseal-test-user-b.service" "Type=oneshot" "RemainAfterExit=true" \
+    "RequiresMountsFor=/persist/tester" "Description=Decrypt nixseal secrets into %t/nixseal"
+  if grep -q nixseal-placeholder "$o/nixseal.service" "$o/activation.sh"; then fail "placeholder left"; fi
+  bash -n "$o/activation.sh"
+  contains "$(cat "$o/activation.sh")" "/usr/bin/nixseal deploy --manifest /etc/nixseal/user.json --user-session"
+  [ "$(jq -c '[.session, .hostKeys, .stateDir, ([.secrets[].name]), ([.templates[].name])]' "$o/manifest.json")" = '["user",[{"path":"/persist/tester/id_ed25519","type":"ed25519"}],"/home/tester/.local/state/nixseal",["api-token","mail-password","netrc"],["app.env"]]' ]
+  [ "$(jq -r '.secrets[] | select(.name=="netrc") | .path' "$o/manifest.json")" = /home/tester/.config/nixseal-test/netrc ]
+  [ "$(wc -l <"$o/store-paths")" = 4 ]
+  local s src
+  for s in api-token mail-password netrc; do
+    src=$(jq -r --arg s "$s" '.secrets[] | select(.name==$s) | .source' "$o/manifest.json")
+    age -d -i "$o/id_ed25519" "$src" | cmp - "$o/expected/$s"
+  done
+  [ "$(cat "$o/expected/app.env")" = "TOKEN=$(cat "$o/expected/api-token")" ]
+  # A rotation: the same key, one value changed; only that source differs.
+  rm -rf "$v" && cp -r "$o/expected" "$v" && printf 'rotated' >"$v/mail-password"
+  bash "$here/render-user-units.sh" "$o2" --nixseal /usr/bin/nixseal --user tester --key "$o/id_ed25519" --values "$v"
+  cmp "$o/id_ed25519.pub" "$o2/id_ed25519.pub"
+  [ "$(cat "$o2/expected/mail-password")" = rotated ]
+  cmp "$o/expected/api-token" "$o2/expected/api-token"
+  [ "$(jq -c '[.secrets[].source]' "$o/manifest.json" | jq -r '.[1]')" != "$(jq -c '[.secrets[].source]' "$o2/manifest.json" | jq -r '.[1]')" ]
+  contains "$(cat "$o2/nixseal.service")" "--manifest $(cat "$o2/manifest-store-path") --user-session"
+  if command -v systemd-analyze >/dev/null; then
+    if systemd-analyze verify "$o/nixseal.service" 2>&1 | grep -i 'unknown\|invalid'; then
+      fail "systemd-analyze complains about the user unit"
+    fi
+  fi
+}
+t "render-user-units.sh: the user unit, activation entry, user manifest and key for the user-session systemd test (also a rotation)" t_rendered_user_units
 
 echo
 echo "$passed passed, $failed failed"

@@ -26,6 +26,9 @@
         host:
         nixpkgs.lib.nixosSystem {
           system = "x86_64-linux";
+          # As many flakes do: modules may use `self` (tests/nix/run.sh's
+          # closure tests make web1 put it into its registry).
+          specialArgs = { inherit self; };
           modules = [
             nixseal.nixosModules.default
             host
@@ -35,6 +38,7 @@
         inherit self;
         pkgs = nixpkgs.legacyPackages.x86_64-linux;
         identities = [ "./keys/master.age" ];
+        closureChecks = true;
       };
     in
     {

@@ -60,3 +60,39 @@ fleet_rekey_all_with_age() {
   rm "$f/hostkeys"
   (cd "$f" && git add secrets/rekeyed)
 }
+
+# Builds the home-manager part of the test world under $1, after
+# setup_world (sourced by run.sh):
+#   $1/standin-home-manager  stand-in home-manager flake (lib/standin-home-manager.nix)
+#   $1/fleet-home            the fixture fleet with homes (tests/nix/fixture-home):
+#                            host desk with the home-manager user alice, and the
+#                            standalone homeConfigurations."bob@laptop"; keys,
+#                            master secrets, locked, not yet rekeyed
+#   $1/hostkeys/{desk,alice,bob}  their private keys (users' keys too, same layout)
+setup_home_world() {
+  local w="$1" f="$1/fleet-home"
+  mkdir -p "$w/standin-home-manager"
+  cp "$NIXSEAL_REPO/tests/nix/standin-home-manager/flake.nix" "$NIXSEAL_REPO/tests/nix/lib/standin-home-manager.nix" \
+    "$w/standin-home-manager/"
+  sed -i "s|@NIXPKGS@|path:$w/standin-nixpkgs|" "$w/standin-home-manager/flake.nix"
+  mkdir -p "$f"
+  cp -r "$NIXSEAL_REPO/tests/nix/fixture-home/." "$f/"
+  mkdir -p "$f/keys" && cp "$w/fleet/keys/master.age" "$w/fleet/keys/master.pub" "$f/keys/"
+  local k
+  for k in desk alice bob; do fleet_hostkey "$w" "$k"; done
+  sed -i -e "s|@NIXPKGS@|path:$w/standin-nixpkgs|" -e "s|@FLAKE_PARTS@|path:$SHARED_NIX/flake-parts|" \
+    -e "s|@NIXSEAL@|path:$w/nixseal|" -e "s|@HOME_MANAGER@|path:$w/standin-home-manager|" "$f/flake.nix"
+  sed -i "s|@DESK_PUBKEY@|$(fleet_pubkey "$w" desk)|" "$f/hosts/desk.nix"
+  sed -i "s|@ALICE_PUBKEY@|$(fleet_pubkey "$w" alice)|" "$f/homes/alice.nix"
+  cp "$w/hostkeys/bob/ssh_host_ed25519_key.pub" "$f/homes/bob.pub"
+  printf 'db-password-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/db-password.age
+  printf 'alice-token-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/api-token.age
+  printf 'machine example.org login alice password %s\n' "$RANDOM" | fleet_secret "$f" secrets/netrc.age
+  printf 'bob-mail-%s' "$RANDOM$RANDOM" | fleet_secret "$f" secrets/mail-password.age
+  printf '/keys/master.age\n/result*\n' >"$f/.gitignore"
+  (
+    cd "$f" && git init -q && git add -A &&
+      git -c user.name=t -c user.email=t@t commit -qm fixture-home &&
+      nix flake lock 2>/dev/null && git add flake.lock
+  )
+}

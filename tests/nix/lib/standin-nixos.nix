@@ -115,6 +115,93 @@ let
       };
     };
 
+  # nixos/modules/config/nix-flakes.nix: a registry entry rewrites `from`
+  # (by default the indirect id <name>) to `to`, which a non-null `flake`
+  # fills in from the flake's outPath and metadata.
+  registryEntry =
+    { config, name, ... }:
+    let
+      reference = types.attrsOf (
+        types.oneOf [
+          types.str
+          types.int
+          types.bool
+          types.path
+          types.package
+        ]
+      );
+    in
+    {
+      options = {
+        from = mkOption { type = reference; };
+        to = mkOption { type = reference; };
+        flake = mkOption {
+          type = types.nullOr types.attrs;
+          default = null;
+        };
+        exact = bool true;
+      };
+      config = {
+        from = lib.mkDefault {
+          type = "indirect";
+          id = name;
+        };
+        to = lib.mkIf (config.flake != null) (
+          lib.mkDefault (
+            {
+              type = "path";
+              path = config.flake.outPath;
+            }
+            // lib.filterAttrs (
+              n: _: builtins.elem n [ "lastModified" "rev" "narHash" ]
+            ) config.flake
+          )
+        );
+      };
+    };
+
+  # nixos/modules/system/etc/etc.nix: `text` (when set) becomes `source`
+  # through pkgs.writeText, with the priority of the text's definitions.
+  etcEntry =
+    { name, config, options, ... }:
+    {
+      options = {
+        enable = bool true;
+        target = mkOption { type = types.str; };
+        text = mkOption {
+          type = types.nullOr types.lines;
+          default = null;
+        };
+        source = mkOption { type = types.path; };
+        mode = mkOption {
+          type = types.str;
+          default = "symlink";
+        };
+        uid = mkOption {
+          type = types.int;
+          default = 0;
+        };
+        gid = mkOption {
+          type = types.int;
+          default = 0;
+        };
+        user = mkOption {
+          type = types.str;
+          default = "+${toString config.uid}";
+        };
+        group = mkOption {
+          type = types.str;
+          default = "+${toString config.gid}";
+        };
+      };
+      config = {
+        target = lib.mkDefault name;
+        source = lib.mkIf (config.text != null) (
+          lib.mkDerivedConfig options.text (pkgs.writeText "etc-${lib.replaceStrings [ "/" ] [ "-" ] name}")
+        );
+      };
+    };
+
   standin =
     { config, extendModules, ... }:
     {
@@ -180,7 +267,7 @@ let
         users.users = mkOption {
           type = types.attrsOf (
             types.submodule (
-              { name, ... }:
+              { name, config, ... }:
               {
                 freeformType = types.lazyAttrsOf types.anything;
                 options.name = mkOption {
@@ -195,6 +282,21 @@ let
                   type = types.nullOr types.str;
                   default = null;
                 };
+                # users-groups.nix: a normal user's home and group
+                # (home-manager's NixOS module reads home and uid).
+                options.isNormalUser = bool false;
+                options.home = mkOption {
+                  type = types.str;
+                  default = "/var/empty";
+                };
+                options.uid = mkOption {
+                  type = types.nullOr types.int;
+                  default = null;
+                };
+                config = lib.mkIf config.isNormalUser {
+                  group = lib.mkDefault "users";
+                  home = lib.mkDefault "/home/${config.name}";
+                };
               }
             )
           );
@@ -202,6 +304,30 @@ let
         };
         environment.systemPackages = mkOption {
           type = types.listOf types.package;
+          default = [ ];
+        };
+        environment.etc = mkOption {
+          type = types.attrsOf (types.submodule etcEntry);
+          default = { };
+        };
+        # nixos/modules/config/nix.nix, nix-flakes.nix.
+        nix.enable = bool true;
+        nix.registry = mkOption {
+          type = types.attrsOf (types.submodule registryEntry);
+          default = { };
+        };
+        nix.nixPath = listOfStr;
+        # nixos/modules/misc/nixpkgs-flake.nix: nixpkgs.lib.nixosSystem sets
+        # `source` to nixpkgs' own outPath.
+        nixpkgs.flake.source = mkOption {
+          type = types.nullOr (types.either types.str types.path);
+          default = null;
+        };
+        nixpkgs.flake.setNixPath = bool (config.nixpkgs.flake.source != null);
+        nixpkgs.flake.setFlakeRegistry = bool (config.nixpkgs.flake.source != null);
+        # nixos/modules/system/activation/top-level.nix.
+        system.extraDependencies = mkOption {
+          type = types.listOf types.pathInStore;
           default = [ ];
         };
         system.build = mkOption {
@@ -241,10 +367,48 @@ let
           }
         ];
 
+        # What nix-flakes.nix and nixpkgs-flake.nix make of their options.
+        environment.etc."nix/registry.json" = lib.mkIf config.nix.enable {
+          text = builtins.toJSON {
+            version = 2;
+            flakes = lib.mapAttrsToList (_: r: { inherit (r) from to exact; }) config.nix.registry;
+          };
+        };
+        nix.registry = lib.mkIf (config.nixpkgs.flake.source != null && config.nixpkgs.flake.setFlakeRegistry) {
+          nixpkgs.to = lib.mkDefault {
+            type = "path";
+            path = config.nixpkgs.flake.source;
+          };
+        };
+        nix.nixPath = lib.mkIf (config.nixpkgs.flake.source != null && config.nixpkgs.flake.setNixPath) (
+          lib.mkDefault [ "nixpkgs=flake:nixpkgs" ]
+        );
+
+        system.build.etc =
+          let
+            units = import ./render-units.nix { inherit lib; } config.systemd.services;
+            entries = lib.filter (e: e.enable) (builtins.attrValues config.environment.etc);
+          in
+          # As etc.nix: a symlink per entry to its source ("${source}" copies
+          # a local path into the store); the units as systemd.nix puts them
+          # under etc/systemd/system.
+          pkgs.runCommand "etc" { } (
+            "mkdir -p $out/etc/systemd/system\n"
+            + lib.concatStrings (
+              lib.mapAttrsToList (
+                n: u: "cp ${pkgs.writeText "${n}.service" u} $out/etc/systemd/system/${n}.service\n"
+              ) units
+            )
+            + lib.concatMapStrings (
+              e:
+              "mkdir -p \"$(dirname $out/etc/${lib.escapeShellArg e.target})\"\n"
+              + "ln -s ${lib.escapeShellArg "${e.source}"} $out/etc/${lib.escapeShellArg e.target}\n"
+            ) entries
+          );
+
         system.build.toplevel =
           let
             failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
-            units = import ./render-units.nix { inherit lib; } config.systemd.services;
             specialisations = lib.mapAttrs (
               _: s:
               (extendModules {
@@ -255,16 +419,13 @@ let
               }).config.system.build.toplevel
             ) (lib.filterAttrs (_: s: s.inheritParentConfig) config.specialisation);
             system =
-              # Like a NixOS system: activate, etc/systemd/system/<unit>.service,
-              # specialisation/<name>.
+              # Like a NixOS system: activate, etc (-> system.build.etc),
+              # extra-dependencies, specialisation/<name>.
               pkgs.runCommand "nixos-system-${config.networking.hostName}" { } (
-                "mkdir -p $out/etc/systemd/system $out/specialisation\n"
+                "mkdir -p $out/specialisation\n"
                 + "cp ${pkgs.writeText "activate" config.system.activationScripts.script} $out/activate\n"
-                + lib.concatStrings (
-                  lib.mapAttrsToList (
-                    n: u: "cp ${pkgs.writeText "${n}.service" u} $out/etc/systemd/system/${n}.service\n"
-                  ) units
-                )
+                + "ln -s ${config.system.build.etc}/etc $out/etc\n"
+                + "printf '%s' ${lib.escapeShellArg (toString config.system.extraDependencies)} > $out/extra-dependencies\n"
                 + lib.concatStrings (
                   lib.mapAttrsToList (n: s: "ln -s ${s} $out/specialisation/${n}\n") specialisations
                 )

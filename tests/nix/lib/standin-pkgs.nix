@@ -236,6 +236,44 @@ rec {
         inherit (t) name;
       };
 
+  # nixpkgs' closureInfo (pkgs/build-support/closure-info.nix): a
+  # structured-attrs derivation whose exportReferencesGraph gives the
+  # closure of rootPaths (path, narHash, narSize, references), written as
+  # $out/store-paths, $out/registration (the `nix-store --load-db` format:
+  # path, hash, size, deriver "", reference count, references) and
+  # $out/total-nar-size. The host's bash and jq stand in for coreutils/jq.
+  closureInfo =
+    { rootPaths }:
+    derivation {
+      name = "closure-info";
+      inherit system;
+      builder = "/bin/bash";
+      __structuredAttrs = true;
+      exportReferencesGraph.closure = rootPaths;
+      empty = rootPaths == [ ];
+      PATH = "/usr/bin:/bin";
+      args = [
+        "-c"
+        ''
+          set -euo pipefail
+          # Nix 2.8 writes these files into the build directory.
+          . "''${NIX_ATTRS_SH_FILE:-.attrs.sh}"
+          attrs=''${NIX_ATTRS_JSON_FILE:-.attrs.json}
+          out=''${outputs[out]}
+          mkdir "$out"
+          if [ -n "$empty" ]; then
+            echo 0 >"$out/total-nar-size"
+            : >"$out/registration"
+            : >"$out/store-paths"
+            exit 0
+          fi
+          jq '[.closure[].narSize] | add' <"$attrs" >"$out/total-nar-size"
+          jq -r '.closure[] | .path, .narHash, (.narSize | tostring), "", (.references | length | tostring), .references[]' <"$attrs" >"$out/registration"
+          jq -r '.closure[].path' <"$attrs" >"$out/store-paths"
+        ''
+      ];
+    };
+
   callPackage = f: args: f (builtins.intersectAttrs (builtins.functionArgs f) pkgsAll // args);
   pkgsAll = {
     inherit

@@ -212,8 +212,20 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     drop(staged);
     fault::point("after-paths");
 
-    // 7. Prune.
-    match generation::prune(&site.mount_fd, m.keep_generations, n, report.previous) {
+    // 7. Prune. A generation with nothing in it (the last secret and
+    // template left the configuration) must not leave the plaintext of the
+    // one it replaced in RAM until some later deploy: wait out the readers'
+    // grace and prune that one too, in this run. keepGenerations = 0 still
+    // keeps everything.
+    let spared = if !plan.decrypts() && plan.templates() == 0 && m.keep_generations != 0 {
+        if report.previous.is_some() {
+            generation::wait_out_grace(&site.mount_fd, n);
+        }
+        None
+    } else {
+        report.previous
+    };
+    match generation::prune(&site.mount_fd, m.keep_generations, n, spared) {
         Ok(p) => report.pruned = p,
         Err(source) => failures.push(FinishFailure::Prune {
             mount_point: plan.mount_point.clone(),

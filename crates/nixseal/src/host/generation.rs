@@ -226,6 +226,27 @@ pub fn same_file<Fd: AsFd>(
 /// generation. Only back-to-back deploys ever meet it.
 pub const PRUNE_GRACE: Duration = Duration::from_secs(1);
 
+/// When generation `g` was finished: its ctime, set by the chmod and rename
+/// that completed it.
+fn finished_at(mount_fd: &OwnedFd, g: u64) -> Option<SystemTime> {
+    let st = statat(mount_fd, g.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let secs = u64::try_from(st.st_ctime).ok()?;
+    let nanos = u32::try_from(st.st_ctime_nsec).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Sleeps until generation `active` was finished [`PRUNE_GRACE`] ago (its
+/// ctime, as [`prune`] reads it), so that the generation it replaced is no
+/// longer spared by the grace. Sleeps at most `PRUNE_GRACE` (and a little),
+/// whatever the clock says.
+pub fn wait_out_grace(mount_fd: &OwnedFd, active: u64) {
+    let age = finished_at(mount_fd, active)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or(Duration::ZERO);
+    // The margin covers the coarse clock file times are taken from.
+    std::thread::sleep(PRUNE_GRACE.saturating_sub(age) + Duration::from_millis(20));
+}
+
 /// Removes leftover temporaries and generations beyond `keep` (0 keeps
 /// everything). Kept regardless: the active generation, `previous` (the one
 /// this run switched away from), and any generation replaced less than
@@ -260,16 +281,7 @@ pub fn prune(
     // anything is removed.
     let finished: HashMap<u64, Option<SystemTime>> = all
         .iter()
-        .map(|g| {
-            let t = statat(mount_fd, g.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .ok()
-                .and_then(|st| {
-                    let secs = u64::try_from(st.st_ctime).ok()?;
-                    let nanos = u32::try_from(st.st_ctime_nsec).ok()?;
-                    Some(UNIX_EPOCH + Duration::new(secs, nanos))
-                });
-            (*g, t)
-        })
+        .map(|g| (*g, finished_at(mount_fd, *g)))
         .collect();
     let now = SystemTime::now();
     let recently_replaced = |g: u64| {

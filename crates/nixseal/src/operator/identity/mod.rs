@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::common::crypto::{self, clean_age_message, DecryptFailure};
 
+pub mod fast_recipient;
 mod recipient;
 pub use recipient::{
     build_recipients, parse_recipient, recipients_from, AnyRecipient, HostPubkeyError,

@@ -49,7 +49,7 @@ pub struct HostRecipient {
     recipient: age::ssh::Recipient,
 }
 
-const SSH_ED25519: &str = "ssh-ed25519";
+pub(super) const SSH_ED25519: &str = "ssh-ed25519";
 
 impl HostRecipient {
     /// Parses `ssh-ed25519 <base64> [comment]`, refusing keys that are not
@@ -105,7 +105,7 @@ impl HostRecipient {
 
 /// The 32-byte point of an OpenSSH `ssh-ed25519` public key blob
 /// (`string "ssh-ed25519"`, `string key`), base64 as in `.pub` files.
-fn ed25519_point(b64: &str) -> Result<[u8; 32], String> {
+pub(super) fn ed25519_point(b64: &str) -> Result<[u8; 32], String> {
     use base64::Engine;
     let blob = base64::engine::general_purpose::STANDARD
         .decode(b64)
