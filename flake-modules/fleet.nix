@@ -5,7 +5,7 @@
 # home-manager users inside the nodes, and standalone homes) it makes the
 # fleet profile (version 1;
 # keep in sync with the serde type nixseal::profile::RawProfile in
-# crates/nixseal/src/profile.rs), the apps `renc`, `check`, `edit`, `status`,
+# crates/nixseal/src/contract/profile.rs), the apps `renc`, `check`, `edit`, `status`,
 # `deploy` and `audit` (each can be renamed or left out), one deploy script
 # per host (`legacyPackages.<system>.nixseal-deploy.<host>`, which the
 # `deploy` app runs), each host's system (`legacyPackages.<system>.
@@ -284,7 +284,7 @@ let
       "nixseal: the rekey targets ${concatStringsSep ", " (map (t: "${t.name} (${t.who})") ts)} have the same public key (nixseal.settings.hostPubkey or userPubkey), so each can decrypt the other's secrets; give each its own key (for a user: `ssh-keygen -t ed25519 -N '' -f ~/.ssh/nixseal_ed25519`, then set nixseal.settings.userKeys and userPubkey)."
     ) sharedTargetKeys;
 
-  # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/profile.rs, version 1).
+  # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/contract/profile.rs, version 1).
   profile = lib.foldr lib.warn {
     version = 1;
     identities = map identity identities;

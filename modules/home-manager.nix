@@ -9,7 +9,7 @@
 # service `nixseal.service` (at login, and when a switch changes the
 # manifest) and from the activation entry `nixseal` (see `activation`
 # below). Keep the manifest in sync with the serde type
-# nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs.
+# nixseal::manifest::Manifest in crates/nixseal/src/contract/manifest/mod.rs.
 #
 # The same evaluation checks as the NixOS module (./lib/problems.nix). They
 # stop the manifest, and so `home-manager switch` and `nixos-rebuild`, with
@@ -142,7 +142,7 @@ let
       memory = "the runtime directory";
     } secrets;
 
-  # Keep in sync with nixseal::manifest::Manifest (crates/nixseal/src/manifest/mod.rs,
+  # Keep in sync with nixseal::manifest::Manifest (crates/nixseal/src/contract/manifest/mod.rs,
   # version 1, "session": "user"; docs/design.md).
   manifest = {
     version = 1;

@@ -3,7 +3,7 @@
 # It turns `nixseal.secrets` / `nixseal.templates` into a host manifest (version 1)
 # in the host's closure and runs `nixseal deploy` on it at boot and on every
 # activation. Keep the manifest in sync with the serde type
-# nixseal::manifest::Manifest in crates/nixseal/src/manifest/mod.rs (the Rust
+# nixseal::manifest::Manifest in crates/nixseal/src/contract/manifest/mod.rs (the Rust
 # side rejects unknown fields); tests/nix checks both.
 args@{
   config,
@@ -28,7 +28,7 @@ let
   cfg = config.nixseal;
   osConfig = config;
   # `nixseal deploy --users` keeps neededForUsers secrets apart, under
-  # `<symlink>-for-users` (see for_users in crates/nixseal/src/manifest/mod.rs).
+  # `<symlink>-for-users` (see for_users in crates/nixseal/src/contract/manifest/mod.rs).
   usersSymlink =
     let
       s = cfg.settings.symlink;
@@ -224,7 +224,7 @@ let
       )
     );
 
-  # Keep in sync with nixseal::manifest::Manifest (crates/nixseal/src/manifest/mod.rs, version 1).
+  # Keep in sync with nixseal::manifest::Manifest (crates/nixseal/src/contract/manifest/mod.rs, version 1).
   manifest = {
     version = 1;
     hostKeys = map (k: { inherit (k) path type; }) cfg.settings.hostKeys;
@@ -253,11 +253,35 @@ let
     templates = map (t: { inherit (t) name content owner group mode path; }) templates;
   };
 
+  # The manifest is checked when it is built, by the same nixseal that
+  # deploys it (`nixseal manifest check`: every rule deploy applies before
+  # touching the host, except that owners and groups exist), as sops-nix
+  # checks its manifest: what the checks above let through but deploy would
+  # refuse fails the build, not the boot. Skipped when the build machine
+  # cannot run the host's nixseal (cross builds), or when turned off.
+  canCheck =
+    let
+      inherit (pkgs) stdenv;
+    in
+    cfg.settings.checkManifest
+    && (!(stdenv ? buildPlatform) || stdenv.buildPlatform.canExecute stdenv.hostPlatform);
   manifestFile =
     if problems != [ ] then
       throw ("\n" + concatStringsSep "\n" problems)
     else
-      pkgs.writeText "nixseal-manifest-${host}.json" (builtins.toJSON manifest);
+      pkgs.runCommand "nixseal-manifest-${host}.json"
+        {
+          manifest = builtins.toJSON manifest;
+          passAsFile = [ "manifest" ];
+        }
+        (
+          ''
+            cp "$manifestPath" "$out"
+          ''
+          + lib.optionalString canCheck ''
+            ${exe} manifest check "$out"
+          ''
+        );
 
   sysusers = config.systemd.sysusers.enable or false;
   userborn = config.services.userborn.enable or false;
@@ -270,7 +294,7 @@ let
   # when an earlier configuration left a generation behind, so that removing
   # the last secret removes its plaintext from RAM: deploying an empty
   # generation also removes the one it replaced, once readers had their
-  # grace (crates/nixseal activate::generation::PRUNE_GRACE).
+  # grace (crates/nixseal/src/host/generation.rs, PRUNE_GRACE).
   deployCommand = args: "${exe} deploy --manifest ${manifestFile}${args}";
 
   # Options that would copy the flake's source (every host's secrets) into
@@ -469,6 +493,22 @@ in
           {option}`rekeyedDir`, the secrets' files and the `self` /
           `inputs.self` arguments. Compared without its string context, so
           setting it never adds the source to the closure.
+        '';
+      };
+      checkManifest = mkOption {
+        type = types.bool;
+        default = true;
+        example = false;
+        description = ''
+          Check the host manifest with `nixseal manifest check` when it is
+          built, as sops-nix validates its manifest: a manifest that
+          `nixseal deploy` would refuse (a system directory as a path, a
+          name or path nixseal reserves, a path too long for the file
+          system, …) fails the build instead of the activation. Owners and
+          groups are still checked by deploy, on the host. Cross builds skip
+          the check by themselves (the build machine cannot run the host's
+          nixseal); turn it off only where {option}`package` is not a
+          runnable nixseal.
         '';
       };
       package = mkOption {

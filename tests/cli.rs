@@ -999,3 +999,91 @@ fn the_example_fleet_rekeys_as_its_readme_says() {
     }
     assert_code(&nixseal(&fleet, &["check", "--profile", "profile.json"]), 0);
 }
+
+/// `nixseal manifest check` (what the NixOS module runs when it builds a
+/// host's manifest): exit 0 for a manifest deploy accepts, whatever the
+/// accounts of the machine it runs on; exit 2 naming every problem deploy
+/// would refuse, for the main and the `--users` run; nothing is read but
+/// the manifest.
+#[test]
+fn manifest_check_validates_without_the_host() {
+    use support::fixtures;
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("no-such-key");
+    let mut users = fixtures::secret(
+        "pw",
+        "/nix/store/00000000000000000000000000000000-h-pw.age",
+        "root",
+        "root",
+        "0400",
+        "/run/nixseal-for-users",
+    );
+    users.needed_for_users = true;
+    let good = fixtures::manifest(
+        &key,
+        "/run/nixseal.d",
+        "/run/nixseal",
+        1,
+        vec![
+            // An owner this machine does not have: the host's business.
+            fixtures::secret(
+                "db",
+                "/nix/store/00000000000000000000000000000000-h-db.age",
+                "nobody-on-this-machine",
+                "nobody-on-this-machine",
+                "0444",
+                "/run/nixseal",
+            ),
+            users,
+        ],
+        vec![fixtures::template(
+            "app.env",
+            "DB={{nixseal:db}}",
+            "root",
+            "root",
+            "0400",
+            "/run/nixseal",
+        )],
+    );
+    let path = d.path().join("m.json");
+    fixtures::write_json(&path, &good);
+    let check = |p: &Path| nixseal(d.path(), &["manifest", "check", p.to_str().unwrap()]);
+    let o = check(&path);
+    assert_code(&o, 0);
+    assert_stdout_has(
+        &o,
+        "is a valid version-1 host manifest (2 secret(s), 1 template(s))",
+    );
+    // The world-readable mode is a warning, as deploy gives it.
+    assert_stderr_has(&o, "secret \"db\" has mode \"0444\"");
+
+    let mut bad = good.clone();
+    bad.secrets[0].path = "/etc".into();
+    bad.secrets[0].mode = "0999".into();
+    bad.secrets[1].path = "/run/nixseal/pw".into();
+    bad.templates[0].content = "{{nixseal:nope}}".into();
+    fixtures::write_json(&path, &bad);
+    let o = check(&path);
+    assert_code(&o, 2);
+    for want in [
+        "m.json is invalid",
+        "\"/etc\" is a system directory",
+        "mode \"0999\"",
+        "neededForUsers",
+        "{{nixseal:nope}}",
+    ] {
+        assert_stderr_has(&o, want);
+    }
+    // Not JSON, a repeated field, a FIFO: refused without hanging.
+    std::fs::write(&path, "{").unwrap();
+    assert_code(&check(&path), 2);
+    let mut v = fixtures::to_value(&good);
+    v["extra"] = 1.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    assert_stderr_has(&check(&path), "unknown field `extra`");
+    let fifo = d.path().join("fifo");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let o = check(&fifo);
+    assert_code(&o, 2);
+    assert_stderr_has(&o, "a FIFO");
+}

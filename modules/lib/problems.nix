@@ -67,7 +67,7 @@ rec {
       # Each rekeyed file becomes a store path of its own. Never interpolate
       # the flake source ("${self}/..."): that would put every target's files
       # (and the master ciphertexts) into this one's closure. The name is the
-      # one `nixseal status` computes (crates/nixseal/src/status.rs).
+      # one `nixseal status` computes (crates/nixseal/src/contract/layout.rs `store_name`).
       source =
         s:
         builtins.path {
@@ -106,7 +106,7 @@ rec {
     };
 
   # The names between `{{nixseal:` and the next `}}`, as the Rust side reads
-  # them (crates/nixseal/src/manifest/mod.rs `placeholders`); null when a
+  # them (crates/nixseal/src/contract/manifest/template.rs `pieces`); null when a
   # `{{nixseal:` is not closed.
   placeholdersIn =
     content:

@@ -8,7 +8,7 @@ let
   # Secret, template, host and home names become file names on the machine
   # *and* parts of store path names ("<target>-<secret>.age", at most 211
   # characters), so they must satisfy both. The limits are
-  # crates/nixseal/src/name.rs' HOST_NAME_MAX and SECRET_NAME_MAX (keep in
+  # crates/nixseal/src/contract/names.rs' HOST_NAME_MAX and SECRET_NAME_MAX (keep in
   # sync; tests/nix checks that both sides refuse the same names).
   nameType =
     kind: max:

@@ -177,7 +177,7 @@ t_profile_schema() {
   local p
   p=$(profile)
   jq . "$p"
-  # Exactly the fields of fleet profile v1 (DESIGN.md), nothing else.
+  # Exactly the fields of fleet profile v1 (docs/design.md), nothing else.
   [ "$(jq -c 'keys' "$p")" = '["extraRecipients","hosts","identities","rekeyedDir","version"]' ]
   [ "$(jq -c '[.version, .identities, .extraRecipients, .rekeyedDir]' "$p")" = '[1,["./keys/master.age"],[],"./secrets/rekeyed"]' ]
   [ "$(jq -c '.hosts | keys' "$p")" = '["web1","web2"]' ] # builder has no secrets
@@ -545,7 +545,7 @@ t_options() {
 }
 t "option types refuse store/relative paths, bad modes and names; defaults; assertions" t_options
 
-# Issue 10.10: the same name limits as crates/nixseal/src/name.rs (host 96
+# Issue 10.10: the same name limits as crates/nixseal/src/contract/names.rs (host 96
 # bytes, secret and template 110), in Nix and in Rust.
 t_name_limits() {
   local h96 h97 s110 s111 out
@@ -1155,6 +1155,24 @@ t_schema_manifest() {
   contains "$out" "extra"
 }
 t "schema in sync: nixseal deploy parses the Nix-made manifests, rejects unknown fields" t_schema_manifest
+
+# Issue 13.3: the manifest derivation checks the manifest with the nixseal
+# that deploys it (`nixseal manifest check`): a path deploy refuses but
+# evaluation does not judge (a system directory) fails the build with
+# deploy's own message, instead of the boot.
+t_manifest_checked_at_build() {
+  local d out
+  d=$(variant checked)
+  cd "$d"
+  # The fixture's own manifest passes the check.
+  nix build ".#nixosConfigurations.web1.config.nixseal.build.manifest" -o "$d/ok"
+  sed -i 's|      file = ../secrets/db-password.age;|      file = ../secrets/db-password.age;\n      path = "/etc";|' hosts/web1.nix
+  git add -A
+  grep -q 'path = "/etc";' hosts/web1.nix || fail "the fixture edit did not apply"
+  out=$(fails nix build ".#nixosConfigurations.web1.config.nixseal.build.manifest" -o "$d/bad")
+  contains "$out" '"/etc" is a system directory' "failed with exit code 2"
+}
+t "manifest checked at build time by nixseal manifest check (exit 2 fails the build)" t_manifest_checked_at_build
 
 # A fresh fleet without rekeyed files: renc, check, a no-op renc, rotation via
 # edit (stdin), stale check, renc again.

@@ -2,6 +2,7 @@
 //! (Go `age-keygen`, `ssh-keygen`) and real ciphertexts (Go `age`).
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod mutate;
 pub mod namespace;
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use nixseal::activate::{self, DeployError, DeployOptions};
 
 use crate::hints;
@@ -138,5 +138,44 @@ fn report(r: &activate::DeployReport) {
     if !r.pruned.is_empty() {
         let p: Vec<String> = r.pruned.iter().map(u64::to_string).collect();
         eprintln!("nixseal: pruned generation(s) {}", p.join(" "));
+    }
+}
+
+/// Exit codes of `nixseal manifest check`.
+pub const CHECK_EXIT_CODES: &str = "Exit codes: 0 the manifest is valid (warnings, if any, on \
+stderr); 2 it is not (every problem is listed), or usage.";
+
+/// `nixseal manifest …`
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Validate a host manifest as `nixseal deploy` does before touching
+    /// anything — names, paths, modes, units, templates, host keys, for the
+    /// main and the `--users` run — but without the host: whether owners and
+    /// groups exist is left to deploy. The NixOS module runs it when it
+    /// builds the manifest.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check {
+        /// The host manifest (JSON, version 1).
+        #[arg(value_name = "FILE")]
+        manifest: PathBuf,
+    },
+}
+
+/// Runs `nixseal manifest …`.
+pub fn manifest(command: ManifestCommand) -> CmdResult {
+    match command {
+        ManifestCommand::Check { manifest } => {
+            let m = nixseal::manifest::Manifest::load(&manifest)?;
+            for w in m.check(&manifest)? {
+                eprintln!("nixseal: warning: {w}");
+            }
+            println!(
+                "nixseal manifest check: {} is a valid version-1 host manifest ({} secret(s), {} template(s))",
+                manifest.display(),
+                m.secrets.len(),
+                m.templates.len()
+            );
+            Ok(Done::Ok)
+        }
     }
 }

@@ -40,6 +40,9 @@ enum Command {
     Edit(operator::EditArgs),
     /// Decrypt this host's secrets into a new generation and switch to it (run at activation).
     Deploy(deploy::DeployArgs),
+    /// Host manifests: `manifest check FILE` validates one as deploy would, without the host.
+    #[command(subcommand)]
+    Manifest(deploy::ManifestCommand),
     /// Compare hosts' running or built manifests with the working tree; exit 1 if any needs a redeploy.
     #[command(after_help = EXIT_CODES)]
     Status(status::StatusArgs),
@@ -103,6 +106,7 @@ fn run() -> ui::CmdResult {
         Command::Check(a) => operator::check(a),
         Command::Edit(a) => operator::edit(a),
         Command::Deploy(a) => deploy::run(a),
+        Command::Manifest(c) => deploy::manifest(c),
         Command::Status(a) => status::status(a),
         Command::Audit(a) => audit::run(a),
         Command::Completions { shell } => {

@@ -1,7 +1,8 @@
 //! The per-host rekey cache, `<rekeyedDir>/<host>/.nixseal-rekey.json`.
 //!
-//! Keep in sync with `modules/` (the NixOS module reads it at evaluation to
-//! refuse stale rekeys).
+//! Keep in sync with `rekeyed` in `modules/lib/problems.nix`: the NixOS and
+//! home-manager modules read this file at evaluation to refuse a stale or
+//! untracked rekeyed file. Described in docs/design.md.
 
 use std::collections::BTreeMap;
 use std::path::Path;

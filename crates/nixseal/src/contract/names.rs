@@ -1,4 +1,6 @@
-//! Names of hosts and secrets.
+//! Names of hosts and secrets: one rule for the profile, the manifest and
+//! the rekeyed layout. Keep in sync with `nameType` in `modules/lib/types.nix`
+//! (tests/nix checks both refuse the same names). Described in docs/design.md.
 //!
 //! Both end up as path components (`<rekeyedDir>/<host>/<secret>.age`,
 //! `<mountPoint>/<n>/<secret>`), so the same rule guards both: a name is never
@@ -42,7 +44,7 @@ pub enum NameError {
 /// name `<host>-<secret>.age`, and Nix allows at most 211 characters there:
 /// 96 + 1 + [`SECRET_NAME_MAX`] + 4 = 211. (96 leaves room for a home
 /// target such as `<host>-<user>`.) Keep in sync with `nameType` in
-/// modules/nixos.nix.
+/// modules/lib/types.nix.
 pub const HOST_NAME_MAX: usize = 96;
 
 /// Longest secret (or template) name, in bytes; see [`HOST_NAME_MAX`]. Far

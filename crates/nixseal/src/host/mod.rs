@@ -1,7 +1,7 @@
 //! The host side, `nixseal deploy`: turn a host manifest into decrypted
 //! secrets under /run.
 //!
-//! The eight steps of DESIGN.md's "Host side", in `deploy`:
+//! The eight steps of docs/host.md, in `deploy`:
 //! validate → lock → mount → host keys → build `<n>.tmp` → rename + switch
 //! the symlink + place custom paths → prune → restart/reload units.
 //!

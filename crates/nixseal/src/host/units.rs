@@ -37,7 +37,7 @@ pub fn systemd_running() -> bool {
 /// Whether the system is still booting (`systemctl is-system-running` says
 /// `initializing` or `starting`). Units that use secrets have not started yet
 /// then and will read the new generation when they do, so nothing is restarted
-/// (DESIGN.md: "not during early boot").
+/// (docs/host.md, step 8: "not during early boot").
 pub fn early_boot() -> bool {
     Command::new("systemctl")
         .arg("is-system-running")

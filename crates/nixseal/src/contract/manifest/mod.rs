@@ -1,7 +1,8 @@
 //! The host manifest (version 1): what `nixseal deploy` installs on one host.
 //!
-//! Keep in sync with the NixOS module that emits it (`modules/`); the schema is
-//! written down in DESIGN.md. Unknown fields and unknown versions are refused.
+//! Keep in sync with `manifest` in `modules/nixos.nix` (and the user-session
+//! manifest of `modules/home-manager.nix`), which emit it; the schema is
+//! described in docs/design.md. Unknown fields and unknown versions are refused.
 //!
 //! [`Manifest::check`] (in `validate.rs`) checks the whole document without
 //! the host and reports every problem it finds, not only the first; the host

@@ -325,3 +325,73 @@ fn a_repeated_field_is_refused_not_last_one_wins() {
         .to_string();
     assert!(e.contains("has version 2"), "{e}");
 }
+
+/// The contract's required fields are required and its optional ones
+/// optional: removing any field of a full manifest either fails naming it
+/// or parses with the documented default. A field the Nix side stops
+/// emitting, or one made required by mistake, fails here, never silently.
+#[test]
+fn every_field_is_required_or_has_its_documented_default() {
+    let full = serde_json::to_value(good()).unwrap();
+    let required = [
+        "version",
+        "hostKeys",
+        "mountPoint",
+        "symlink",
+        "keepGenerations",
+    ];
+    let optional = ["stateDir", "secrets", "templates"];
+    let mut seen = Vec::new();
+    for key in full.as_object().unwrap().keys() {
+        let mut v = full.clone();
+        v.as_object_mut().unwrap().remove(key);
+        let r = Manifest::parse(Path::new("m.json"), v.to_string().as_bytes());
+        if required.contains(&key.as_str()) {
+            let e = r.expect_err(key).to_string();
+            assert!(
+                e.contains(key.as_str()) || e.contains("(missing)"),
+                "{key}: {e}"
+            );
+        } else {
+            assert!(optional.contains(&key.as_str()), "{key} is neither");
+            r.unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+        seen.push(key.clone());
+    }
+    // The fixture names every top-level field but stateDir (omitted when default).
+    assert_eq!(seen.len(), required.len() + optional.len() - 1, "{seen:?}");
+    let secret_required = ["name", "source", "owner", "group", "mode", "path"];
+    let secret_optional = [
+        "symlink",
+        "restartUnits",
+        "reloadUnits",
+        "neededForUsers",
+        "allowPlaintextOnDisk",
+    ];
+    let mut s = serde_json::to_value(&good().secrets[0]).unwrap();
+    s["allowPlaintextOnDisk"] = true.into();
+    for key in s.as_object().unwrap().keys() {
+        let mut v = full.clone();
+        let mut one = s.clone();
+        one.as_object_mut().unwrap().remove(key);
+        v["secrets"] = serde_json::json!([one]);
+        let r = Manifest::parse(Path::new("m.json"), v.to_string().as_bytes());
+        if secret_required.contains(&key.as_str()) {
+            let e = r.expect_err(key).to_string();
+            assert!(e.contains(&format!("missing field `{key}`")), "{key}: {e}");
+        } else {
+            assert!(secret_optional.contains(&key.as_str()), "{key} is neither");
+            let m = r.unwrap_or_else(|e| panic!("{key}: {e}"));
+            // The defaults: a symlink, no units, not for users, not on disk.
+            let d = &m.secrets[0];
+            let default = match key.as_str() {
+                "symlink" => d.symlink,
+                "restartUnits" => d.restart_units.is_empty(),
+                "reloadUnits" => d.reload_units.is_empty(),
+                "neededForUsers" => !d.needed_for_users,
+                _ => !d.allow_plaintext_on_disk,
+            };
+            assert!(default, "{key} without its default");
+        }
+    }
+}
