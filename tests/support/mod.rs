@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod host;
 pub mod mutate;
 pub mod namespace;
 

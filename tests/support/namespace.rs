@@ -1,6 +1,6 @@
 //! A private mount namespace for the calling thread (and the processes it
 //! spawns), so that ramfs mounts made by tests and benchmarks stay there.
-//! Shared by tests/deploy.rs and bench/deploy.rs (`#[path]`-included).
+//! Shared by the deploy tests (tests/support/host.rs) and bench/deploy.rs (`#[path]`-included).
 
 /// `unshare(CLONE_NEWNS)`, then make every mount private (no propagation back
 /// to the host's namespace). Needs root.

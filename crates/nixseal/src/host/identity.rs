@@ -8,7 +8,7 @@
 //! multiplications, HKDF and the ChaCha20-Poly1305 unwrap (with age-core's
 //! own `hkdf`/`aead_decrypt` and x25519-dalek, the crates age itself uses).
 //! It unwraps exactly the stanzas `age::ssh::Identity` unwraps (a unit test
-//! compares the two on genuine and damaged stanzas; tests/deploy.rs decrypts
+//! compares the two on genuine and damaged stanzas; tests/deploy_install.rs decrypts
 //! files made by Go `age` and `rage`); the age crate still parses the header,
 //! checks its MAC and decrypts the payload.
 
