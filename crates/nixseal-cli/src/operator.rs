@@ -39,11 +39,30 @@ pub struct IdentityArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// `--host` / `--secret`: the pairs a run covers.
+#[derive(Args, Debug)]
+pub struct ScopeArgs {
+    /// Only this host's secrets (repeatable; default: every host).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only this secret, for every selected host that uses it (repeatable; default: every secret).
+    #[arg(long = "secret", value_name = "SECRET")]
+    pub secrets: Vec<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self, profile: &Profile) -> Result<rekey::Scope, CliError> {
+        Ok(rekey::Scope::new(profile, &self.hosts, &self.secrets)?)
+    }
+}
+
 /// `nixseal renc`
 #[derive(Args, Debug)]
 pub struct RencArgs {
     #[command(flatten)]
     profile: ProfileArgs,
+    #[command(flatten)]
+    scope: ScopeArgs,
     #[command(flatten)]
     identity: IdentityArgs,
     /// Encrypt with this many threads, 1 to 1024 (default: one per core).
@@ -59,6 +78,8 @@ pub struct RencArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     profile: ProfileArgs,
+    #[command(flatten)]
+    scope: ScopeArgs,
 }
 
 /// `nixseal edit`
@@ -252,10 +273,12 @@ impl RencEvents for Progress {
 
 pub fn renc(args: RencArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
+    let scope = args.scope.scope(&profile)?;
     let opts = RencOptions {
         decrypt_with: &args.identity.identities,
         interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
         dry_run: args.dry_run,
+        scope: &scope,
     };
     let outcome = match nixseal::renc::renc(&profile, &opts, &Progress(Default::default())) {
         Ok(o) => o,
@@ -335,7 +358,8 @@ fn dry_run(dry: &DryRun) -> Done {
 
 pub fn check(args: CheckArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
-    let report = nixseal::renc::check(&profile)?;
+    let scope = args.scope.scope(&profile)?;
+    let report = nixseal::renc::check(&profile, &scope)?;
     warn_plan(&report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();
