@@ -151,7 +151,7 @@ fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, CliError> {
     Ok(rekey::lock::acquire(root, &|path| waiting_for_lock(path))?)
 }
 
-fn waiting_for_lock(path: &Path) {
+pub fn waiting_for_lock(path: &Path) {
     eprintln!(
         "nixseal: waiting for another nixseal renc or edit of this flake to finish (lock {})",
         path.display()
@@ -480,6 +480,11 @@ pub fn edit(args: EditArgs) -> CmdResult {
         options,
     ) {
         Ok(report) => {
+            if let (Some(p), EditOutcome::Created | EditOutcome::Updated) =
+                (&profile, &report.outcome)
+            {
+                nixseal::masters::record_edit(p, &args.file, &args.recipients)?;
+            }
             let f = args.file.display();
             match report.outcome {
                 EditOutcome::Created => eprintln!("nixseal edit: created {f}"),

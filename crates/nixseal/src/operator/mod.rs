@@ -6,6 +6,7 @@ pub mod edit;
 pub mod generate;
 pub mod git;
 pub mod identity;
+pub mod masters;
 pub mod profile;
 pub mod rekey;
 pub mod renc;
