@@ -497,3 +497,226 @@ fn unknown_recipients_a_wrong_declaration_and_edits_are_handled() {
     assert_code(&o, 0);
     assert_stdout_has(&o, "dry run: 3 to rewrite");
 }
+
+// ---------------------------------------------------------------------
+// --json
+
+/// The ```json block after `heading` in docs/json.md.
+fn documented(heading: &str) -> serde_json::Value {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md"),
+    )
+    .unwrap();
+    let at = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading} in docs/json.md"));
+    let start = at + doc[at..].find("```json\n").unwrap() + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    serde_json::from_str(&doc[start..end]).expect("the example is JSON")
+}
+
+/// Same keys at every level (for arrays: their first elements).
+fn assert_same_keys(doc: &serde_json::Value, real: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (doc, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            let dk: Vec<_> = d.keys().collect();
+            let rk: Vec<_> = r.keys().collect();
+            assert_eq!(dk, rk, "keys at {at}");
+            for k in d.keys() {
+                assert_same_keys(&d[k], &r[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(d), Value::Array(r)) => {
+            if let (Some(dd), Some(rr)) = (d.first(), r.first()) {
+                assert_same_keys(dd, rr, &format!("{at}[0]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    let text = stdout(o);
+    assert_eq!(text.lines().count(), 1, "one line of JSON:\n{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn json_outputs_match_the_documented_schemas() {
+    use nixseal::report::{CheckJson, DryRunJson, StatusJson};
+    let mut f = Fleet::new();
+    run_ok(Command::new("git").arg("init").arg("-q").arg(&f.root));
+    // A generated secret, a host without a key yet, a left-over output.
+    let gen = script(&f.path("gen.sh"), "printf generated");
+    f.generators.insert("session".into(), gen);
+    f.uses.get_mut("web1").unwrap().push("old".into());
+    f.set_secret("old", b"old", false);
+    f.write_profile();
+    assert_code(&f.renc(), 0);
+    f.uses.get_mut("web1").unwrap().retain(|s| s != "old");
+    f.uses.get_mut("web1").unwrap().push("session".into());
+    f.uses.insert("new".into(), vec!["db".into()]);
+    f.hosts.insert("new".into(), String::new());
+    f.set_secret("db", b"db-2", false);
+    f.write_profile();
+
+    // check
+    let o = f.run(&["check", "--profile", "profile.json", "--json"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let real = json_of(&o);
+    let doc = documented("### `check --json`");
+    let _: CheckJson = serde_json::from_value(doc.clone()).expect("the example is a CheckJson");
+    let parsed: CheckJson = serde_json::from_value(real.clone()).unwrap();
+    assert_same_keys(&doc, &real, "check");
+    assert_eq!(
+        (parsed.version, parsed.command.as_str(), parsed.current),
+        (1, "check", false)
+    );
+    let kinds: Vec<(&str, Option<&str>, Option<&str>)> = parsed
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.host.as_deref(), p.secret.as_deref()))
+        .collect();
+    for want in [
+        ("host", Some("new"), None),
+        ("stale", Some("web1"), Some("db")),
+        ("stale", Some("db1"), Some("db")),
+        ("awaitsGeneration", Some("web1"), Some("session")),
+        ("leftOver", Some("web1"), Some("old")),
+        ("untracked", None, None),
+    ] {
+        assert!(kinds.contains(&want), "{want:?} in {kinds:?}");
+    }
+    assert!(parsed.problems[0]
+        .message
+        .contains("ssh-keyscan -t ed25519 HOST"));
+    // Filters apply; a current scope is exit 0 and "current": true.
+    let o = f.run(&[
+        "check",
+        "--profile",
+        "profile.json",
+        "--json",
+        "--host",
+        "web1",
+        "--secret",
+        "tls",
+    ]);
+    let untracked_only: CheckJson = serde_json::from_value(json_of(&o)).unwrap();
+    assert!(
+        untracked_only
+            .problems
+            .iter()
+            .all(|p| p.kind == "untracked"),
+        "{untracked_only:?}"
+    );
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&f.root)
+            .args(["add", "-A"]),
+    );
+    let o = f.run(&[
+        "check",
+        "--profile",
+        "profile.json",
+        "--json",
+        "--host",
+        "web1",
+        "--secret",
+        "tls",
+    ]);
+    assert_code(&o, 0);
+    let clean: CheckJson = serde_json::from_value(json_of(&o)).unwrap();
+    assert!(clean.current && clean.problems.is_empty() && clean.outputs == 1);
+
+    // renc --dry-run
+    let before = tree(&f.root);
+    let o = f.run(&["renc", "--profile", "profile.json", "--dry-run", "--json"]);
+    assert_code(&o, 1); // host `new` is failing
+    let real = json_of(&o);
+    let doc = documented("### `renc --dry-run --json`");
+    let _: DryRunJson = serde_json::from_value(doc.clone()).expect("the example is a DryRunJson");
+    let parsed: DryRunJson = serde_json::from_value(real.clone()).unwrap();
+    assert_same_keys(&doc, &real, "dry run");
+    assert_eq!(parsed.command, "renc --dry-run");
+    assert_eq!(parsed.generate.len(), 1);
+    assert_eq!(parsed.generate[0].used_by, ["web1/session"]);
+    assert_eq!(
+        (
+            parsed.counts.generate,
+            parsed.counts.rekey,
+            parsed.counts.remove,
+            parsed.counts.failing,
+            parsed.counts.current
+        ),
+        (1, 3, 1, 1, 2)
+    );
+    assert!(parsed
+        .rekey
+        .iter()
+        .any(|r| r.secret == "session" && r.reason == "after generating its master file"));
+    assert!(parsed.remove[0].path.ends_with("web1/old.age"));
+    assert_eq!(parsed.failing[0].host.as_deref(), Some("new"));
+    assert_same_tree(&before, &tree(&f.root), "dry run --json");
+    // --json needs --dry-run.
+    let o = f.run(&["renc", "--profile", "profile.json", "--json"]);
+    assert_code(&o, 2);
+    assert_same_tree(&before, &tree(&f.root), "renc --json");
+
+    // status
+    let m = f.path("manifest-web1.json");
+    std::fs::write(
+        &m,
+        serde_json::json!({"secrets": [
+            {"name": "db", "source": "/nix/store/00000000000000000000000000000000-web1-db.age"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = f.run(&[
+        "status",
+        "--profile",
+        "profile.json",
+        "--manifest",
+        "web1=manifest-web1.json",
+        "--json",
+    ]);
+    assert_code(&o, 1);
+    let real = json_of(&o);
+    let doc = documented("### `status --json`");
+    let _: StatusJson = serde_json::from_value(doc.clone()).expect("the example is a StatusJson");
+    let parsed: StatusJson = serde_json::from_value(real.clone()).unwrap();
+    assert_same_keys(&doc, &real, "status");
+    assert_eq!(parsed.redeploy, ["web1"]);
+    let db = parsed.hosts[0]
+        .secrets
+        .iter()
+        .find(|s| s.name == "db")
+        .unwrap();
+    assert_eq!(db.state, "stale");
+    assert!(db.expected.as_deref().unwrap().ends_with("-web1-db.age"));
+    let states: Vec<&str> = parsed.hosts[0]
+        .secrets
+        .iter()
+        .map(|s| s.state.as_str())
+        .collect();
+    assert!(
+        states.contains(&"notDeployed") && states.contains(&"notRekeyed"),
+        "{states:?}"
+    );
+    // Unknown fields are refused by the schema types.
+    let mut extra = real.clone();
+    extra["surprise"] = 1.into();
+    assert!(serde_json::from_value::<StatusJson>(extra).is_err());
+    // The human output is unchanged.
+    let o = f.run(&[
+        "status",
+        "--profile",
+        "profile.json",
+        "--manifest",
+        "web1=manifest-web1.json",
+    ]);
+    assert_stdout_has(&o, "web1: runs stale secrets; redeploy web1");
+}

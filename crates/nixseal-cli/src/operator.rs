@@ -71,6 +71,9 @@ pub struct RencArgs {
     /// Show what would be generated, rekeyed or removed; change nothing, run no generator, read no identity.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: print the plan as JSON (docs/json.md) on stdout.
+    #[arg(long, requires = "dry_run")]
+    json: bool,
 }
 
 /// `nixseal check`
@@ -80,6 +83,9 @@ pub struct CheckArgs {
     profile: ProfileArgs,
     #[command(flatten)]
     scope: ScopeArgs,
+    /// Print the problems as JSON (docs/json.md) on stdout; same exit codes.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `nixseal edit`
@@ -291,6 +297,15 @@ pub fn renc(args: RencArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let report = match outcome {
+        RencOutcome::DryRun(dry) if args.json => {
+            let doc = dry.to_json();
+            print_json(serde_json::to_string(&doc))?;
+            return Ok(if doc.counts.failing > 0 {
+                Done::Failed
+            } else {
+                Done::Ok
+            });
+        }
         RencOutcome::DryRun(dry) => return Ok(dry_run(&dry)),
         RencOutcome::Done(report) => report,
     };
@@ -330,6 +345,19 @@ pub fn renc(args: RencArgs) -> CmdResult {
     })
 }
 
+/// Prints a `--json` document on stdout (one line).
+/// (`serde_json::to_string` of a concrete report type).
+pub fn print_json(text: serde_json::Result<String>) -> Result<(), CliError> {
+    let text = text.map_err(|e| {
+        CliError::with_class(
+            nixseal::ErrorClass::Failed,
+            format_args!("cannot write JSON: {e}"),
+        )
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
 /// Prints what a dry run would do.
 fn dry_run(dry: &DryRun) -> Done {
     for p in &dry.generate {
@@ -360,6 +388,11 @@ pub fn check(args: CheckArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
     let scope = args.scope.scope(&profile)?;
     let report = nixseal::renc::check(&profile, &scope)?;
+    if args.json {
+        let doc = report.to_json();
+        print_json(serde_json::to_string(&doc))?;
+        return Ok(if doc.current { Done::Ok } else { Done::Failed });
+    }
     warn_plan(&report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();

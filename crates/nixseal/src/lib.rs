@@ -77,6 +77,11 @@ pub mod masters {
     pub use crate::operator::masters::*;
 }
 
+/// The `--json` documents of `check`, `status` and `renc --dry-run`.
+pub mod report {
+    pub use crate::operator::report::*;
+}
+
 /// `nixseal edit`.
 pub mod edit {
     pub use crate::operator::edit::*;

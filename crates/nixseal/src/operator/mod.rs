@@ -10,4 +10,5 @@ pub mod masters;
 pub mod profile;
 pub mod rekey;
 pub mod renc;
+pub mod report;
 pub mod status;
