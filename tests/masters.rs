@@ -787,3 +787,41 @@ fn a_new_host_without_a_usable_key_is_named_the_rest_served_then_one_renc_adds_i
         assert_eq!(&after[path], b, "{}", path.display());
     }
 }
+
+#[test]
+fn generated_files_are_recorded_and_an_edit_under_a_wrong_declaration_is_not() {
+    let mut f = Fleet::new();
+    let gen = script(&f.path("gen.sh"), "printf generated");
+    f.generators.insert("session".into(), gen);
+    f.uses.get_mut("db1").unwrap().push("session".into());
+    f.write_profile();
+    set_identities(&f, &[("./keys/master.txt", &f.master)], &[]);
+    assert_code(&f.renc(), 0);
+    let o = masters(&f, &["--dry-run"]);
+    assert_stdout_has(&o, "dry run: 3 to rewrite, 1 current");
+    assert!(
+        !stdout(&o).contains("rewrite secrets/session.age"),
+        "{}",
+        stdout(&o)
+    );
+    assert_code(&masters(&f, &[]), 0);
+    // A declaration that is not the identity's key: the edit still writes
+    // (to the identity file's own key), but the record does not vouch for it.
+    let other = age_keygen(&f.path("keys/other.txt"));
+    set_identities(&f, &[("./keys/master.txt", &other)], &[]);
+    let mut child = Command::new(nixseal_bin())
+        .current_dir(&f.root)
+        .args(["edit", "secrets/db.age", "--profile", "profile.json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"edited").unwrap();
+    assert_code(&child.wait_with_output().unwrap(), 0);
+    set_identities(&f, &[("./keys/master.txt", &f.master)], &[]);
+    let o = masters(&f, &["--dry-run"]);
+    assert_stdout_has(&o, "rewrite secrets/db.age (not in the record");
+    assert_stdout_has(&o, "dry run: 1 to rewrite, 3 current");
+}

@@ -516,7 +516,12 @@ pub fn edit(args: EditArgs) -> CmdResult {
             if let (Some(p), EditOutcome::Created | EditOutcome::Updated) =
                 (&profile, &report.outcome)
             {
-                nixseal::masters::record_edit(p, &args.file, &args.recipients)?;
+                nixseal::masters::record_edit(
+                    p,
+                    &args.file,
+                    &args.recipients,
+                    identities.as_ref(),
+                )?;
             }
             let f = args.file.display();
             match report.outcome {

@@ -435,24 +435,7 @@ pub fn rekey_masters(
     let ids = MasterIdentities::load_split(master, decrypt_only, opts.interaction.clone())?;
     // A declared public key that is not its file's own would lock that
     // identity out of every rewritten file: refuse before writing.
-    for id in &profile.identities {
-        if let (Some(actual), Some(declared)) = (
-            ids.derived_recipients(id),
-            profile.identity_recipients.get(id),
-        ) {
-            let declared = normalized_set(declared);
-            if let Some(missing) = actual
-                .iter()
-                .find(|a| !declared.contains(&normalize_recipient(a)))
-            {
-                return Err(MastersError::DeclaredMismatch {
-                    identity: id.clone(),
-                    declared: declared.join(", "),
-                    actual: missing.clone(),
-                });
-            }
-        }
-    }
+    declarations_hold(profile, &ids)?;
     let recipients = identity::recipients_from(&plan.wanted, opts.interaction.clone())?;
     let recipients: Vec<&dyn age::Recipient> = recipients.iter().map(|r| r.as_ref() as _).collect();
 
@@ -525,6 +508,30 @@ pub fn rekey_masters(
 /// A master file encrypted anew (or why not), with its mode: key, path,
 /// ciphertext, mode.
 type Sealed = (String, PathBuf, Result<Vec<u8>, String>, u32);
+
+/// Checks each declared public half against the keys its (loaded)
+/// identity file holds, where they can be derived (age X25519, SSH).
+fn declarations_hold(profile: &Profile, ids: &MasterIdentities) -> Result<(), MastersError> {
+    for id in &profile.identities {
+        if let (Some(actual), Some(declared)) = (
+            ids.derived_recipients(id),
+            profile.identity_recipients.get(id),
+        ) {
+            let declared = normalized_set(declared);
+            if let Some(missing) = actual
+                .iter()
+                .find(|a| !declared.contains(&normalize_recipient(a)))
+            {
+                return Err(MastersError::DeclaredMismatch {
+                    identity: id.clone(),
+                    declared: declared.join(", "),
+                    actual: missing.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -611,7 +618,16 @@ fn write_record(rekeyed_dir: &Path, record: &MastersRecord) -> Result<(), Master
 /// wanted set is known; otherwise forgets it (it is then unknown to the next
 /// rotation, which rewrites it). No record yet and the set unknown: nothing
 /// is written.
-pub fn record_edit(profile: &Profile, file: &Path, extra: &[String]) -> Result<(), MastersError> {
+///
+/// `ids` are the identities the writer loaded: when one of the profile's
+/// identity files holds a key its declaration does not list, the file was
+/// not encrypted to the declared set, and its entry is forgotten instead.
+pub fn record_edit(
+    profile: &Profile,
+    file: &Path,
+    extra: &[String],
+    ids: Option<&MasterIdentities>,
+) -> Result<(), MastersError> {
     // The edited file as the profile names it (relative to the root).
     let rel = file.strip_prefix(&profile.root).unwrap_or(file);
     let key = record_key(&rel.to_string_lossy());
@@ -633,7 +649,8 @@ pub fn record_edit(profile: &Profile, file: &Path, extra: &[String]) -> Result<(
         .values()
         .any(|h| h.secrets.values().any(|s| record_key(&s.file) == key));
     let before = record.clone();
-    match (known, wanted(profile)) {
+    let declared_true = ids.is_none_or(|ids| declarations_hold(profile, ids).is_ok());
+    match (known && declared_true, wanted(profile)) {
         (true, Ok(mut set)) => {
             let bytes = fsutil::read_regular(file, MAX_FILE).map_err(|source| {
                 MastersError::RecordWrite {

@@ -226,6 +226,12 @@ pub fn renc(
         recipients.extend(ids.recipients());
         for p in pending {
             let result = generate::generate(&p, &profile.root, &recipients);
+            if result.is_ok() {
+                // Known to the master-file record (rekey-masters), like an
+                // edit; a record that cannot be written only means the next
+                // rotation rewrites this file once more.
+                let _ = super::masters::record_edit(profile, &p.source, &[], Some(&ids));
+            }
             generated.push(Generated { pending: p, result });
         }
         identities = Some(ids);
