@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::identity::{self, IdentityError, Interaction, MasterIdentities};
 use super::profile::{normalize, Profile};
@@ -108,14 +107,12 @@ impl crate::common::error::Classify for MastersError {
 }
 
 /// What is to be done with one master file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MasterState {
     /// Recorded, unchanged, encrypted to the wanted set.
     Current,
     /// Recorded and unchanged, but encrypted to another set.
-    #[serde(rename_all = "camelCase")]
     RecipientsChanged {
         /// Wanted, not in the file's set.
         added: Vec<String>,
@@ -169,13 +166,11 @@ impl std::fmt::Display for MasterState {
 }
 
 /// One master file of the profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterFile {
     /// Relative to the flake root, normalised (`secrets/db.age`).
     pub file: String,
     /// What is to be done.
-    #[serde(flatten)]
     pub state: MasterState,
 }
 
