@@ -825,3 +825,91 @@ fn generated_files_are_recorded_and_an_edit_under_a_wrong_declaration_is_not() {
     assert_stdout_has(&o, "rewrite secrets/db.age (not in the record");
     assert_stdout_has(&o, "dry run: 1 to rewrite, 3 current");
 }
+
+#[test]
+fn a_plugin_master_identity_is_asked_once_per_file_and_never_on_a_no_op() {
+    let f = Fleet::new();
+    let dir = nixseal_bin().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("age-plugin-nixseal-test").exists(),
+        "age-plugin-nixseal-test not built next to nixseal: run `cargo test --workspace`"
+    );
+    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
+    let text = String::from_utf8(gen.stdout).unwrap();
+    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
+    let plugin = text
+        .lines()
+        .find_map(|l| l.split("recipient: ").nth(1))
+        .expect("recipient line")
+        .trim()
+        .to_owned();
+    let with_plugin = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    // The master files are encrypted (by Go age) to the plugin only.
+    for (name, pt) in &f.secrets {
+        let mut child = Command::new("age")
+            .env("PATH", &with_plugin)
+            .args(["-r", &plugin, "-o"])
+            .arg(f.path(&format!("secrets/{name}.age")))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(pt).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let admin2 = age_keygen(&f.path("keys/admin2.txt"));
+    set_identities(
+        &f,
+        &[
+            ("./keys/plugin.txt", &plugin),
+            ("./keys/admin2.txt", &admin2),
+        ],
+        &[],
+    );
+    let log = f.path("unwraps.log");
+    let run = |path: &str| {
+        Command::new(nixseal_bin())
+            .current_dir(&f.root)
+            .env("PATH", path)
+            .env("NIXSEAL_TEST_PLUGIN_LOG", &log)
+            .args(["rekey-masters", "--profile", "profile.json"])
+            .output()
+            .unwrap()
+    };
+    let o = run(&with_plugin);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "3 rewritten, 0 unchanged, 0 failed");
+    // One plugin decryption per master file.
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+    for (file, s) in master_files(&f).iter().zip(["db", "api", "tls"]) {
+        assert_eq!(
+            go_age_decrypt(file, &f.path("keys/admin2.txt")).unwrap(),
+            f.secrets[s]
+        );
+    }
+    // Nothing to do: the plugin is not even on PATH, and is never called.
+    let o = run("/usr/bin:/bin");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rewritten, 3 unchanged, 0 failed");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+    // The plugin key is retired: the admin key decrypts, without the plugin.
+    set_identities(&f, &[("./keys/admin2.txt", &admin2)], &[]);
+    let o = run("/usr/bin:/bin");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "3 rewritten");
+    for file in master_files(&f) {
+        let e = Command::new("age")
+            .env("PATH", &with_plugin)
+            .arg("-d")
+            .arg("-i")
+            .arg(f.path("keys/plugin.txt"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            !e.status.success(),
+            "the retired plugin key still opens {}",
+            file.display()
+        );
+    }
+}
