@@ -65,6 +65,12 @@ pub fn run(args: MastersArgs) -> CmdResult {
             if let Some(w) = &report.record_warning {
                 ui::warn(w);
             }
+            for t in &report.removed_temps {
+                ui::warn(format_args!(
+                    "removed {}, a temp file left by an interrupted earlier run",
+                    t.display()
+                ));
+            }
             for (file, why) in &report.failed {
                 ui::error(format_args!("{file}: {why}"));
             }

@@ -217,6 +217,9 @@ pub struct MastersReport {
     pub failed: Vec<(String, String)>,
     /// The record could not be read before the run.
     pub record_warning: Option<String>,
+    /// Temp files a killed earlier run (or edit) left next to the master
+    /// files it rewrites, removed.
+    pub removed_temps: Vec<PathBuf>,
 }
 
 /// What `rekey-masters` is asked to do.
@@ -434,6 +437,16 @@ pub fn rekey_masters(
     let recipients = identity::recipients_from(&plan.wanted, opts.interaction.clone())?;
     let recipients: Vec<&dyn age::Recipient> = recipients.iter().map(|r| r.as_ref() as _).collect();
 
+    // A killed earlier rewrite leaves `.nixseal-tmp-*` next to the master
+    // files (ciphertext only); under the lock, nothing else writes them.
+    let dirs: BTreeSet<PathBuf> = plan
+        .to_rewrite()
+        .map(|f| parent_of(&plan.paths[&f.file]))
+        .collect();
+    for d in &dirs {
+        report.removed_temps.extend(remove_temps(d));
+    }
+
     // Decrypt each file once, here (a plugin may need a touch per file).
     let idents = ids.as_identities();
     let mut opened: Vec<(String, PathBuf, Plaintext, bool, u32)> = Vec::new();
@@ -503,6 +516,28 @@ pub fn rekey_masters(
 /// A master file encrypted anew (or why not), with its mode: key, path,
 /// ciphertext, mode.
 type Sealed = (String, PathBuf, Result<Vec<u8>, String>, u32);
+
+/// Removes the regular files named `.nixseal-tmp-*` in `dir`.
+fn remove_temps(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let ours = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(fsutil::TEMP_PREFIX));
+        if ours
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
 
 /// Checks each declared public half against the keys its (loaded)
 /// identity file holds, where they can be derived (age X25519, SSH).
