@@ -1,6 +1,6 @@
 # The flake-parts module: `imports = [ nixseal.flakeModules.default ];`
 # Options `nixseal.*` describe the fleet; every system gets the apps `renc`,
-# `check`, `edit`, `status`, `deploy` and `audit` (names in `nixseal.apps`),
+# `check`, `edit`, `status`, `deploy`, `audit` and `rekey-masters` (names in `nixseal.apps`),
 # the per-host deploy scripts `legacyPackages.<system>.nixseal-deploy.<host>`
 # and systems `legacyPackages.<system>.nixseal-system.<host>`, the check
 # `nixseal-rekeyed` and, with `nixseal.closureChecks`, one
@@ -78,6 +78,21 @@ in
         working tree and never copied to the Nix store.
       '';
     };
+    identityRecipients = mkOption {
+      type = types.attrsOf (types.either types.str (types.listOf types.str));
+      default = { };
+      example = { "./keys/master.age" = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"; };
+      description = ''
+        The public half (recipient) of each master identity, keyed by the
+        identity as written in {option}`nixseal.identities`: `age-keygen -y
+        FILE` for an age key, the `.pub` line for an SSH key, the
+        `# Recipient:` line of a plugin identity. `nix run .#rekey-masters`
+        re-encrypts master secrets to these plus
+        {option}`nixseal.extraRecipients` without reading any identity to
+        find out what to encrypt to; it refuses to run while an identity's
+        recipient is not declared here.
+      '';
+    };
     extraRecipients = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -125,6 +140,7 @@ in
       status = appOption "status" "compares hosts' manifests with the working tree";
       deploy = appOption "deploy" "deploys a host's secrets on this machine";
       audit = appOption "audit" "lists store paths of a host's built system that carry secrets it must not have";
+      rekey-masters = appOption "rekey-masters" "re-encrypts master secrets to the current master recipients (identityRecipients and extraRecipients)";
     };
   };
 
@@ -150,6 +166,7 @@ in
           nodes
           homes
           identities
+          identityRecipients
           extraRecipients
           rekeyedDir
           apps

@@ -24,6 +24,9 @@
   # results); the home-manager users inside `nodes` are found there.
   homes ? self.homeConfigurations or { },
   identities ? [ ],
+  # The public half of identities, by identity as written in `identities`:
+  # { "./keys/master.age" = "age1..."; } (a string or a list of strings).
+  identityRecipients ? { },
   extraRecipients ? [ ],
   rekeyedDir ? null,
   # App names: { renc = "renc"; ... }; null leaves an app out.
@@ -58,6 +61,7 @@ let
     status = "status";
     deploy = "deploy";
     audit = "audit";
+    rekey-masters = "rekey-masters";
   }
   // apps;
   unknownApps = attrNames (removeAttrs apps (attrNames appNames'));
@@ -68,6 +72,7 @@ let
     status = null;
     deploy = null;
     audit = null;
+    rekey-masters = null;
   };
 
   # colmena's `makeHive` output: its nodes are evalConfig results.
@@ -285,13 +290,18 @@ let
     ) sharedTargetKeys;
 
   # Keep in sync with nixseal::profile::RawProfile (crates/nixseal/src/contract/profile.rs, version 1).
-  profile = lib.foldr lib.warn {
+  profile = lib.foldr lib.warn ({
     version = 1;
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
     hosts = mapAttrs hostEntry hosts // mapAttrs (t: h: targetEntry "home" t h.cfg.nixseal) homesByTarget;
-  } keyWarnings;
+  }
+  // lib.optionalAttrs (identityRecipients != { }) {
+    identityRecipients = mapAttrs' (
+      i: r: nameValuePair (identity i) (if builtins.isList r then r else [ r ])
+    ) identityRecipients;
+  }) keyWarnings;
   profileFile = pkgs.writeText "nixseal-profile.json" (builtins.toJSON profile);
 
   rekeyedParent = dirOf rekeyedDirRel;
@@ -515,11 +525,13 @@ let
     status = profileApp "status";
     deploy = deployApp;
     audit = auditApp;
+    # Master-key rotation (`updatekeys`): `-- --dry-run` lists what changes.
+    rekey-masters = profileApp "rekey-masters";
   };
   problemsOf = node: node.config.nixseal.build.problems;
 in
 if unknownApps != [ ] then
-  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy, audit)."
+  throw "nixseal: apps.${builtins.head unknownApps} is not one of nixseal's apps (renc, check, edit, status, deploy, audit, rekey-masters)."
 else
   {
     inherit profile profileFile;

@@ -804,25 +804,25 @@ t_apps_names() {
   local d out
   d=$(variant apps)
   cd "$d"
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","rekey-masters","renc","status"]' ]
   # The flake's own apps.deploy next to nixseal's: it evaluates, and the
   # flake's wins.
   sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs;\n      perSystem = { pkgs, ... }: { apps.deploy = { type = "app"; program = "${pkgs.writeShellScriptBin "mine" "echo my own deploy"}/bin/mine"; }; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","rekey-masters","renc","status"]' ]
   [ "$(nix run .#deploy)" = "my own deploy" ]
   # Renamed and left out.
   sed -i 's|^      nixseal = fleetArgs;|      nixseal = fleetArgs // { apps.deploy = "nixseal-deploy"; apps.status = null; apps.audit = "nixseal-audit"; };|' flake.nix
   git add flake.nix
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-audit","nixseal-deploy","renc"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["check","deploy","edit","nixseal-audit","nixseal-deploy","rekey-masters","renc"]' ]
   contains "$(fails nix run .#nixseal-audit)" "usage: nix run .#nixseal-audit -- HOST [SYSTEM]"
   [ "$(nix run .#deploy)" = "my own deploy" ]
   contains "$(fails nix run .#nixseal-deploy)" "usage: nix run .#nixseal-deploy -- HOST"
   # The same for lib.mkFleet / mkApps.
   local base="let f = builtins.getFlake \"path:$d\"; ns = f.inputs.nixseal; pkgs = f.inputs.nixpkgs.legacyPackages.$SYSTEM; in"
-  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; audit = null; }; })")" = '["check","ns-deploy","renc","status"]' ]
+  [ "$(nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps = { deploy = \"ns-deploy\"; edit = null; audit = null; }; })")" = '["check","ns-deploy","rekey-masters","renc","status"]' ]
   out=$(fails nix eval --impure --json --expr "$base builtins.attrNames (ns.lib.mkApps { self = f; inherit pkgs; apps.rekey = \"x\"; })")
-  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy, audit)"
+  contains "$out" "apps.rekey is not one of nixseal's apps (renc, check, edit, status, deploy, audit, rekey-masters)"
 }
 t "apps: default names, renamed or left out (flake-parts and mkFleet); the flake's own apps.deploy wins" t_apps_names
 
@@ -864,7 +864,7 @@ t_module_export() {
   sed -i 's|^      imports = \[ nixseal.flakeModules.default \];|      imports = [ nixseal.flakeModules.default nixseal.flakeModules.default ];\n      debug = true;|' flake.nix
   git add flake.nix
   # Imported twice: one module (its key), no "declared twice" error.
-  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","renc","status"]' ]
+  [ "$(nix eval --json ".#apps.$SYSTEM" --apply builtins.attrNames)" = '["audit","check","deploy","edit","rekey-masters","renc","status"]' ]
   # Its options are declared in flake-modules/default.nix (importApply).
   decl=$(nix eval --json .#debug.options.nixseal.identities.declarations)
   echo "$decl"
@@ -1223,6 +1223,57 @@ t_flow_renc() {
   [ "$(age -d -i "$W/flow/hostkeys/web2/ssh_host_ed25519_key" secrets/rekeyed/web2/db-password.age)" = rotated-db-password ]
 }
 t "flow: nix run .#renc, .#check, no-op renc, .#edit (stdin), stale check, renc" t_flow_renc
+
+# Issue 14.1: master-key rotation through `nix run .#rekey-masters`: a second
+# admin is added, the first retired; Go age decrypts every rewritten master
+# file with the wanted keys only; a no-op reads no identity; renc follows.
+t_flow_rekey_masters() {
+  rm -rf "$W/rm" && mkdir -p "$W/rm"
+  setup_world "$W/rm"
+  cd "$W/rm/fleet"
+  nix run .#renc
+  git add secrets/rekeyed
+  age-keygen -o keys/admin2.age 2>/dev/null
+  local m a f out
+  m=$(cat keys/master.pub)
+  a=$(age-keygen -y keys/admin2.age)
+  # Without the declared public halves, the app says what to declare.
+  contains "$(fails nix run .#rekey-masters -- --dry-run)" "cannot be known without reading it" "nixseal.identityRecipients"
+  sed -i "s|^        identities = \[ \"./keys/master.age\" \];|        identities = [ \"./keys/master.age\" \"./keys/admin2.age\" ];\n        identityRecipients = { \"./keys/master.age\" = \"$m\"; \"./keys/admin2.age\" = [ \"$a\" ]; };|" flake.nix
+  git add flake.nix
+  [ "$(jq -c '.identityRecipients | keys' "$(profile)")" = '["./keys/admin2.age","./keys/master.age"]' ]
+  local before
+  before=$(find secrets -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort)
+  out=$(nix run .#rekey-masters -- --dry-run)
+  contains "$out" "rewrite secrets/db-password.age (not in the record" "to rewrite, 0 current, 0 failing"
+  [ "$before" = "$(find secrets -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort)" ] || fail "the dry run changed files"
+  contains "$(nix run .#rekey-masters)" "rewritten, 0 unchanged, 0 failed"
+  for f in secrets/*.age; do
+    age -d -i keys/master.age "$f" >/dev/null
+    age -d -i keys/admin2.age "$f" >/dev/null
+  done
+  [ "$(age -d -i keys/admin2.age secrets/db-password.age)" = "$(age -d -i keys/master.age secrets/db-password.age)" ]
+  # Retire the first key.
+  sed -i "s|^        identities = \[ \"./keys/master.age\" \"./keys/admin2.age\" \];|        identities = [ \"./keys/admin2.age\" ];|; s|^        identityRecipients = { \"./keys/master.age\" = \"$m\"; |        identityRecipients = { |" flake.nix
+  git add flake.nix
+  contains "$(nix run .#rekey-masters -- --dry-run)" "remove $m"
+  nix run .#rekey-masters
+  for f in secrets/*.age; do
+    age -d -i keys/admin2.age "$f" >/dev/null
+    if age -d -i keys/master.age "$f" >/dev/null 2>&1; then fail "the retired key still opens $f"; fi
+  done
+  # Nothing to do: the identity is not even there.
+  mv keys/admin2.age "$W/rm/admin2.age"
+  contains "$(nix run .#rekey-masters)" "0 rewritten" "0 failed"
+  mv "$W/rm/admin2.age" keys/admin2.age
+  git add secrets
+  contains "$(problems web1)" "is stale"
+  nix run .#renc
+  git add secrets/rekeyed
+  [ "$(problems web1)" = '[]' ] && [ "$(problems web2)" = '[]' ]
+  [ "$(age -d -i "$W/rm/hostkeys/web1/ssh_host_ed25519_key" secrets/rekeyed/web1/db-password.age)" = "$(age -d -i keys/admin2.age secrets/db-password.age)" ]
+}
+t "flow: nix run .#rekey-masters adds an admin key, retires the old one (Go age), a no-op reads no identity; renc follows" t_flow_rekey_masters
 
 # A secret with a generator and no master file: eval names renc as the fix;
 # the profile carries the generator's store path; `nix run .#renc` runs it

@@ -97,6 +97,7 @@ pub fn profile(
         version: PROFILE_VERSION,
         identities: identities.to_vec(),
         extra_recipients: extra_recipients.to_vec(),
+        identity_recipients: BTreeMap::new(),
         rekeyed_dir: rekeyed_dir.into(),
         hosts: hosts
             .into_iter()

@@ -34,6 +34,11 @@ pub fn hint(e: &(dyn Error + 'static)) -> Option<String> {
             _ => None,
         };
     }
+    if let Some(nixseal::masters::MastersError::Identity(i)) =
+        e.downcast_ref::<nixseal::masters::MastersError>()
+    {
+        return identity(i).map(str::to_owned);
+    }
     if let Some(e) = e.downcast_ref::<RekeyError>() {
         return rekey(e);
     }

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod audit;
 mod deploy;
 mod hints;
+mod masters;
 mod operator;
 mod status;
 mod ui;
@@ -35,6 +36,9 @@ enum Command {
     /// Exit 1 listing every rekeyed output that is missing or stale; needs no identity.
     #[command(after_help = EXIT_CODES)]
     Check(operator::CheckArgs),
+    /// Re-encrypt master secrets to the profile's master recipients (identityRecipients + extraRecipients); only files whose recipients differ are rewritten.
+    #[command(visible_alias = "updatekeys", after_help = EXIT_CODES)]
+    RekeyMasters(masters::MastersArgs),
     /// Edit or create a master secret (new content from stdin when it is not a terminal).
     #[command(after_help = EXIT_CODES)]
     Edit(operator::EditArgs),
@@ -95,7 +99,9 @@ fn run() -> ui::CmdResult {
     // (`--jobs`, or one thread per core), whatever RAYON_NUM_THREADS says.
     let jobs = match &cli.command {
         Command::Renc(a) => Some(a.jobs()),
-        Command::Check(_) | Command::Edit(_) | Command::Status(_) => Some(None),
+        Command::Check(_) | Command::Edit(_) | Command::Status(_) | Command::RekeyMasters(_) => {
+            Some(None)
+        }
         _ => None,
     };
     if let Some(jobs) = jobs {
@@ -105,6 +111,7 @@ fn run() -> ui::CmdResult {
         Command::Renc(a) => operator::renc(a),
         Command::Check(a) => operator::check(a),
         Command::Edit(a) => operator::edit(a),
+        Command::RekeyMasters(a) => masters::run(a),
         Command::Deploy(a) => deploy::run(a),
         Command::Manifest(c) => deploy::manifest(c),
         Command::Status(a) => status::status(a),

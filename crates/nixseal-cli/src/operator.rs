@@ -39,11 +39,30 @@ pub struct IdentityArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// `--host` / `--secret`: the pairs a run covers.
+#[derive(Args, Debug)]
+pub struct ScopeArgs {
+    /// Only this host's secrets (repeatable; default: every host).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only this secret, for every selected host that uses it (repeatable; default: every secret).
+    #[arg(long = "secret", value_name = "SECRET")]
+    pub secrets: Vec<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self, profile: &Profile) -> Result<rekey::Scope, CliError> {
+        Ok(rekey::Scope::new(profile, &self.hosts, &self.secrets)?)
+    }
+}
+
 /// `nixseal renc`
 #[derive(Args, Debug)]
 pub struct RencArgs {
     #[command(flatten)]
     profile: ProfileArgs,
+    #[command(flatten)]
+    scope: ScopeArgs,
     #[command(flatten)]
     identity: IdentityArgs,
     /// Encrypt with this many threads, 1 to 1024 (default: one per core).
@@ -52,6 +71,9 @@ pub struct RencArgs {
     /// Show what would be generated, rekeyed or removed; change nothing, run no generator, read no identity.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: print the plan as JSON (docs/json.md) on stdout.
+    #[arg(long, requires = "dry_run")]
+    json: bool,
 }
 
 /// `nixseal check`
@@ -59,6 +81,11 @@ pub struct RencArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     profile: ProfileArgs,
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Print the problems as JSON (docs/json.md) on stdout; same exit codes.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `nixseal edit`
@@ -130,7 +157,7 @@ fn lock(root: &Path) -> Result<rekey::lock::OperatorLock, CliError> {
     Ok(rekey::lock::acquire(root, &|path| waiting_for_lock(path))?)
 }
 
-fn waiting_for_lock(path: &Path) {
+pub fn waiting_for_lock(path: &Path) {
     eprintln!(
         "nixseal: waiting for another nixseal renc or edit of this flake to finish (lock {})",
         path.display()
@@ -252,10 +279,12 @@ impl RencEvents for Progress {
 
 pub fn renc(args: RencArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
+    let scope = args.scope.scope(&profile)?;
     let opts = RencOptions {
         decrypt_with: &args.identity.identities,
         interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
         dry_run: args.dry_run,
+        scope: &scope,
     };
     let outcome = match nixseal::renc::renc(&profile, &opts, &Progress(Default::default())) {
         Ok(o) => o,
@@ -268,6 +297,15 @@ pub fn renc(args: RencArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let report = match outcome {
+        RencOutcome::DryRun(dry) if args.json => {
+            let doc = dry.to_json();
+            print_json(serde_json::to_string(&doc))?;
+            return Ok(if doc.counts.failing > 0 {
+                Done::Failed
+            } else {
+                Done::Ok
+            });
+        }
         RencOutcome::DryRun(dry) => return Ok(dry_run(&dry)),
         RencOutcome::Done(report) => report,
     };
@@ -307,6 +345,19 @@ pub fn renc(args: RencArgs) -> CmdResult {
     })
 }
 
+/// Prints a `--json` document on stdout (one line).
+/// (`serde_json::to_string` of a concrete report type).
+pub fn print_json(text: serde_json::Result<String>) -> Result<(), CliError> {
+    let text = text.map_err(|e| {
+        CliError::with_class(
+            nixseal::ErrorClass::Failed,
+            format_args!("cannot write JSON: {e}"),
+        )
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
 /// Prints what a dry run would do.
 fn dry_run(dry: &DryRun) -> Done {
     for p in &dry.generate {
@@ -335,7 +386,13 @@ fn dry_run(dry: &DryRun) -> Done {
 
 pub fn check(args: CheckArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
-    let report = nixseal::renc::check(&profile)?;
+    let scope = args.scope.scope(&profile)?;
+    let report = nixseal::renc::check(&profile, &scope)?;
+    if args.json {
+        let doc = report.to_json();
+        print_json(serde_json::to_string(&doc))?;
+        return Ok(if doc.current { Done::Ok } else { Done::Failed });
+    }
     warn_plan(&report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();
@@ -456,6 +513,16 @@ pub fn edit(args: EditArgs) -> CmdResult {
         options,
     ) {
         Ok(report) => {
+            if let (Some(p), EditOutcome::Created | EditOutcome::Updated) =
+                (&profile, &report.outcome)
+            {
+                nixseal::masters::record_edit(
+                    p,
+                    &args.file,
+                    &args.recipients,
+                    identities.as_ref(),
+                )?;
+            }
             let f = args.file.display();
             match report.outcome {
                 EditOutcome::Created => eprintln!("nixseal edit: created {f}"),

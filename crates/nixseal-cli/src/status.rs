@@ -22,6 +22,9 @@ pub struct StatusArgs {
     /// (repeatable).
     #[arg(long = "manifest", value_name = "HOST=PATH", required = true)]
     manifests: Vec<String>,
+    /// Print the comparison as JSON (docs/json.md) on stdout; same exit codes.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn status(args: StatusArgs) -> CmdResult {
@@ -34,6 +37,15 @@ pub fn status(args: StatusArgs) -> CmdResult {
             )));
         };
         reports.push(status::host_status(&profile, host, path.as_ref())?);
+    }
+    if args.json {
+        let doc = nixseal::report::status_json(&reports);
+        crate::operator::print_json(serde_json::to_string(&doc))?;
+        return Ok(if doc.redeploy.is_empty() {
+            Done::Ok
+        } else {
+            Done::Failed
+        });
     }
     let mut stale = 0;
     for r in &reports {

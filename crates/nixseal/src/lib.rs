@@ -69,6 +69,19 @@ pub mod renc {
     pub use crate::operator::renc::*;
 }
 
+/// `nixseal rekey-masters`: master-key rotation, and its record.
+pub mod masters {
+    pub use crate::contract::masters::{
+        MasterEntry, MastersRead, MastersRecord, MASTERS_FILE, MASTERS_VERSION,
+    };
+    pub use crate::operator::masters::*;
+}
+
+/// The `--json` documents of `check`, `status` and `renc --dry-run`.
+pub mod report {
+    pub use crate::operator::report::*;
+}
+
 /// `nixseal edit`.
 pub mod edit {
     pub use crate::operator::edit::*;

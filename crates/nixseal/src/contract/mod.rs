@@ -8,6 +8,7 @@
 //! - [`manifest`]: the host manifest v1 (NixOS module → `deploy`);
 //! - [`cache`]: the rekey cache v1 (`renc` → the NixOS module's staleness
 //!   check at evaluation);
+//! - [`masters`]: the master-file record (`rekey-masters`, `edit`);
 //! - [`names`]: host and secret names and their limits;
 //! - [`layout`]: where rekeyed files live and what they are called in the
 //!   store;
@@ -17,5 +18,6 @@ pub mod cache;
 pub mod json;
 pub mod layout;
 pub mod manifest;
+pub mod masters;
 pub mod names;
 pub mod profile;

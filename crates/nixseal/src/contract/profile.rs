@@ -25,6 +25,15 @@ pub struct RawProfile {
     /// Recipients every master secret is also encrypted to (by `edit`).
     #[serde(default)]
     pub extra_recipients: Vec<String>,
+    /// The public half of master identities, by identity as written in
+    /// `identities`: what `rekey-masters` encrypts to without reading the
+    /// identity. Optional (absent: no identity's recipient is declared).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::contract::json::unique_map"
+    )]
+    pub identity_recipients: BTreeMap<String, Vec<String>>,
     /// Where rekeyed files go, relative to the flake root.
     pub rekeyed_dir: String,
     /// Every host and the secrets it uses (a host named twice is an error).

@@ -99,6 +99,17 @@ pub enum ProfileError {
         /// `host/secret` of the other.
         second: String,
     },
+    /// An `identityRecipients` entry names no identity of `identities`, or
+    /// holds something that is not a recipient.
+    #[error("profile {path}: identityRecipients entry {identity:?}: {reason}")]
+    IdentityRecipient {
+        /// The profile file.
+        path: PathBuf,
+        /// The key of the entry (an identity as written).
+        identity: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// An `extraRecipients` entry is not an age recipient.
     #[error(
         "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
@@ -149,6 +160,9 @@ pub struct Profile {
     pub identities: Vec<PathBuf>,
     /// Extra recipients, as written.
     pub extra_recipients: Vec<String>,
+    /// The declared public half of master identities (`identityRecipients`),
+    /// by resolved identity path; checked to be recipients.
+    pub identity_recipients: BTreeMap<PathBuf, Vec<String>>,
     /// The rekeyed directory, resolved (lexically normalised: no `.` or
     /// `..`, never the root itself).
     pub rekeyed_dir: PathBuf,
@@ -267,6 +281,33 @@ impl Profile {
                 }
             })?;
         }
+        let mut identity_recipients = BTreeMap::new();
+        for (id, list) in &raw.identity_recipients {
+            let bad = |reason: String| ProfileError::IdentityRecipient {
+                path: path.to_owned(),
+                identity: id.clone(),
+                reason,
+            };
+            let resolved = if id.is_empty() {
+                return Err(bad("an empty identity path".into()));
+            } else {
+                resolve(root, id)
+            };
+            if !identities.contains(&resolved) {
+                return Err(bad(format!(
+                    "it is not one of the profile's identities ({})",
+                    raw.identities.join(", ")
+                )));
+            }
+            if list.is_empty() {
+                return Err(bad("it lists no recipient".into()));
+            }
+            for r in list {
+                crate::operator::identity::parse_recipient(r)
+                    .map_err(|reason| bad(format!("{r:?} is not an age recipient ({reason})")))?;
+            }
+            identity_recipients.insert(resolved, list.clone());
+        }
         let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
         if normalize(&raw.rekeyed_dir).is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(ProfileError::RekeyedDirIsRoot {
@@ -348,6 +389,7 @@ impl Profile {
             root: root.to_owned(),
             identities,
             extra_recipients: raw.extra_recipients,
+            identity_recipients,
             rekeyed_dir,
             rekeyed_dir_rel: raw.rekeyed_dir,
             hosts,

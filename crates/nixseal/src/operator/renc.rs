@@ -16,7 +16,7 @@ use super::identity::{self, IdentityError, Interaction, MasterIdentities};
 use super::profile::Profile;
 use super::rekey::{
     self, lock, ExecuteOptions, HostFailure, Outcome, Pair, PairError, PairState, Plan, RekeyError,
-    Removal, Staleness, Warning,
+    Removal, Scope, Staleness, Warning,
 };
 
 /// What `renc` is asked to do.
@@ -30,6 +30,9 @@ pub struct RencOptions<'a> {
     /// Say what would be done; change nothing, run no generator, read no
     /// identity, take no lock.
     pub dry_run: bool,
+    /// Which (host, secret) pairs to rekey (`--host`, `--secret`);
+    /// [`Scope::all`] for the whole fleet.
+    pub scope: &'a Scope,
 }
 
 /// What `renc` tells its caller while it runs (all optional).
@@ -193,9 +196,9 @@ pub fn renc(
     // Everything that can be known up front is checked before the first
     // write, generators included.
     rekey::check_layout_with(profile, opts.decrypt_with)?;
-    let pending = generate::pending(profile);
+    let pending = scoped_pending(profile, opts.scope);
     if opts.dry_run {
-        let plan = rekey::plan(profile)?;
+        let plan = rekey::plan_scoped(profile, opts.scope)?;
         return Ok(RencOutcome::DryRun(DryRun {
             generate: pending,
             plan,
@@ -223,11 +226,17 @@ pub fn renc(
         recipients.extend(ids.recipients());
         for p in pending {
             let result = generate::generate(&p, &profile.root, &recipients);
+            if result.is_ok() {
+                // Known to the master-file record (rekey-masters), like an
+                // edit; a record that cannot be written only means the next
+                // rotation rewrites this file once more.
+                let _ = super::masters::record_edit(profile, &p.source, &[], Some(&ids));
+            }
             generated.push(Generated { pending: p, result });
         }
         identities = Some(ids);
     }
-    let plan = rekey::plan(profile)?;
+    let plan = rekey::plan_scoped(profile, opts.scope)?;
     // No identity is read unless something must be decrypted or generated:
     // a no-op run never prompts for a passphrase or touches a YubiKey.
     if identities.is_none() && plan.needs_identity() {
@@ -268,7 +277,7 @@ pub fn renc(
             .iter()
             .map(|(host, secret)| layout.output(host.as_str(), secret.as_str())),
     );
-    let untracked = untracked(profile, present);
+    let untracked = untracked(profile, opts.scope, present);
     Ok(RencOutcome::Done(RencReport {
         generated,
         warnings,
@@ -287,6 +296,22 @@ pub fn master_files<'a>(profile: &'a Profile, decrypt_with: &'a [PathBuf]) -> &'
     }
 }
 
+/// The generators a run of `scope` runs: those of the master files its
+/// pairs use.
+fn scoped_pending(profile: &Profile, scope: &Scope) -> Vec<Pending> {
+    let mut pending = generate::pending(profile);
+    if !scope.is_all() {
+        pending.retain(|g| {
+            profile.hosts.values().any(|h| {
+                h.secrets.values().any(|s| {
+                    s.source == g.source && scope.has_pair(h.name.as_str(), s.name.as_str())
+                })
+            })
+        });
+    }
+    pending
+}
+
 /// Whether `p` is blocked only because its master file does not exist yet
 /// and one of `pending` will generate it.
 fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
@@ -299,17 +324,28 @@ fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
 /// Sources, outputs and caches git does not track (flakes see tracked files
 /// only), relative to the flake root. `outputs` are the rekeyed files known
 /// to exist (from the plan and the outcome: no stat). `None` outside git.
-fn untracked(profile: &Profile, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
+/// A scoped run looks only at the files of its pairs (and their hosts'
+/// caches).
+fn untracked(profile: &Profile, scope: &Scope, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     let layout = profile.layout();
     let mut paths: Vec<PathBuf> = outputs;
     let mut sources: Vec<&PathBuf> = Vec::new();
-    for h in profile.hosts.values() {
+    for h in profile
+        .hosts
+        .values()
+        .filter(|h| scope.has_host(h.name.as_str()))
+    {
         // The NixOS module reads the cache at evaluation: it must be tracked too.
         let cache = layout.cache_file(h.name.as_str());
         if cache.is_file() {
             paths.push(cache);
         }
-        sources.extend(h.secrets.values().map(|s| &s.source));
+        sources.extend(
+            h.secrets
+                .values()
+                .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
+                .map(|s| &s.source),
+        );
     }
     // Each distinct source once; one that does not exist is not "untracked".
     // (Sorted as bytes, not path components: cheap for big fleets.)
@@ -389,10 +425,11 @@ impl CheckReport {
     }
 }
 
-/// Runs `nixseal check` on `profile`: reads no identity, changes nothing.
-pub fn check(profile: &Profile) -> Result<CheckReport, RekeyError> {
-    let plan = rekey::plan(profile)?;
-    let pending = generate::pending(profile);
+/// Runs `nixseal check` on `profile` (the pairs of `scope`): reads no
+/// identity, changes nothing.
+pub fn check(profile: &Profile, scope: &Scope) -> Result<CheckReport, RekeyError> {
+    let plan = rekey::plan_scoped(profile, scope)?;
+    let pending = scoped_pending(profile, scope);
     // What exists but git does not track is invisible to the flake: the
     // hosts would not evaluate, so check fails as evaluation would.
     let present: Vec<PathBuf> = plan
@@ -401,7 +438,7 @@ pub fn check(profile: &Profile) -> Result<CheckReport, RekeyError> {
         .filter(|p| p.output.is_file())
         .map(|p| p.output.clone())
         .collect();
-    let untracked = untracked(profile, present).unwrap_or_default();
+    let untracked = untracked(profile, scope, present).unwrap_or_default();
     Ok(CheckReport {
         plan,
         pending,
@@ -455,6 +492,7 @@ mod tests {
             decrypt_with: &[],
             interaction: Arc::new(NoInteraction),
             dry_run: true,
+            scope: &Scope::all(),
         };
         let RencOutcome::DryRun(dry) = renc(&p, &opts, &NoEvents).unwrap() else {
             panic!("not a dry run")
@@ -485,7 +523,7 @@ mod tests {
     #[test]
     fn check_lists_every_problem_in_order() {
         let (_d, p) = fleet();
-        let report = check(&p).unwrap();
+        let report = check(&p, &Scope::all()).unwrap();
         let kinds: Vec<String> = report
             .problems()
             .iter()

@@ -126,6 +126,9 @@ pub struct MasterIdentities {
     identities: Vec<Box<dyn age::Identity + Send + Sync>>,
     recipients: Vec<Box<dyn age::Recipient + Send>>,
     files: Vec<PathBuf>,
+    /// The public keys that could be derived (native X25519 and SSH keys;
+    /// not plugins), by file.
+    derived: Vec<(PathBuf, Vec<String>)>,
 }
 
 impl std::fmt::Debug for MasterIdentities {
@@ -171,6 +174,7 @@ impl MasterIdentities {
             identities: Vec::new(),
             recipients: Vec::new(),
             files: Vec::new(),
+            derived: Vec::new(),
         };
         for path in master {
             if !me.files.contains(path) {
@@ -271,6 +275,16 @@ impl MasterIdentities {
         if identities.is_empty() {
             return Err(parse("it contains no identities".into()));
         }
+        // The public half of native keys, for checking a declared one.
+        let derived: Vec<String> = std::str::from_utf8(text)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            .filter_map(|l| l.parse::<age::x25519::Identity>().ok())
+            .map(|i| i.to_public().to_string())
+            .collect();
+        self.derived.push((path.to_owned(), derived));
         self.identities.extend(identities);
         self.recipients.extend(recipients);
         Ok(())
@@ -318,6 +332,8 @@ impl MasterIdentities {
                 recipient::ssh_key_problem(&e)
             ))
         })?;
+        self.derived
+            .push((path.to_owned(), vec![recipient.to_string()]));
         self.identities.push(Box::new(identity));
         self.recipients.push(Box::new(recipient));
         Ok(())
@@ -342,6 +358,16 @@ impl MasterIdentities {
     /// The files the identities came from.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// The public keys of `file`'s native X25519 and SSH identities (a
+    /// plugin identity's recipient cannot be derived without its plugin);
+    /// `None` if `file` was not loaded.
+    pub fn derived_recipients(&self, file: &Path) -> Option<&[String]> {
+        self.derived
+            .iter()
+            .find(|(p, _)| p == file)
+            .map(|(_, r)| r.as_slice())
     }
 }
 

@@ -14,7 +14,7 @@ use crate::common::crypto::clean_age_message;
 pub enum HostPubkeyError {
     /// No key at all (`null`, absent or an empty string: a host added before
     /// its key is known).
-    #[error("hostPubkey is not set (a new host without its key yet?); get it with `ssh-keyscan -t ed25519 HOST` (or from /etc/ssh/ssh_host_ed25519_key.pub on the host), set nixseal.settings.hostPubkey")]
+    #[error("hostPubkey is not set (a new host without its key yet? a key or .pub file the NixOS module refused is left out too: evaluating that host says why); get it with `ssh-keyscan -t ed25519 HOST` (or from /etc/ssh/ssh_host_ed25519_key.pub on the host), set nixseal.settings.hostPubkey to that line or to a .pub file in the flake")]
     Missing,
     /// A valid SSH key of another type (RSA, ECDSA, …).
     #[error("hostPubkey is an {found} key, but nixseal encrypts to the host's ssh-ed25519 key; get it with `ssh-keyscan -t ed25519 HOST` or from /etc/ssh/ssh_host_ed25519_key.pub")]

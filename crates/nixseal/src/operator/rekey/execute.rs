@@ -56,6 +56,7 @@ pub fn execute(
         mut caches,
         recipients,
         host_errors,
+        partial,
         ..
     } = plan;
     outcome.host_failures = host_errors;
@@ -242,7 +243,17 @@ pub fn execute(
             version: cache::CACHE_VERSION,
             outputs: BTreeMap::new(),
         };
-        for (secret, fate) in fates.remove(&host).unwrap_or_default() {
+        let fates = fates.remove(&host).unwrap_or_default();
+        if partial {
+            // A run scoped to some secrets vouches for nothing about the
+            // others: their entries stay as they were.
+            for (secret, entry) in &old.outputs {
+                if !fates.iter().any(|(s, _)| s.as_str() == secret) {
+                    new.outputs.insert(secret.clone(), entry.clone());
+                }
+            }
+        }
+        for (secret, fate) in fates {
             let entry = match fate {
                 Fate::Keep => old.outputs.get(secret.as_str()).cloned(),
                 Fate::New(e) => Some(e),

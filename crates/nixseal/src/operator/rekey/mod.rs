@@ -17,10 +17,12 @@ mod execute;
 mod layout;
 pub mod lock;
 mod plan;
+mod scope;
 
 pub use execute::execute;
 pub use layout::{check_layout, check_layout_with};
-pub use plan::plan;
+pub use plan::{plan, plan_scoped};
+pub use scope::{Scope, ScopeError};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -341,6 +343,9 @@ pub struct Plan {
     layout: RekeyedLayout,
     caches: BTreeMap<HostName, HostCache>,
     recipients: BTreeMap<HostName, crate::operator::identity::HostRecipient>,
+    /// Scoped to some secrets: a host's cache keeps the entries of the
+    /// secrets the plan does not cover.
+    partial: bool,
 }
 
 impl Plan {

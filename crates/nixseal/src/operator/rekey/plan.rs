@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::{
     check_layout, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan, RekeyError,
-    Removal, Staleness, Warning,
+    Removal, Scope, Staleness, Warning,
 };
 use crate::common::fsutil::{kind_name, sha256_hex, MAX_FILE, TEMP_PREFIX};
 use crate::contract::cache::{CacheEntry, CacheRead, HostCache, CACHE_FILE};
@@ -19,6 +19,14 @@ use crate::operator::profile::Profile;
 /// layout is checked first ([`check_layout`]): a rekeyed directory that is
 /// not nixseal's alone is an error before anything else is read.
 pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
+    plan_scoped(profile, &Scope::all())
+}
+
+/// [`plan`] for the pairs of `scope` only: no other source is read, no
+/// other host's directory or cache looked at. A scoped plan removes a
+/// covered host's left-over outputs only when it covers all of that host's
+/// secrets, and never touches the directories of hosts that left.
+pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError> {
     let layout = profile.layout();
     let rekeyed_dir = layout.dir();
     let rd_exists = check_layout(profile)?;
@@ -31,7 +39,12 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     let sources: BTreeSet<&PathBuf> = profile
         .hosts
         .values()
-        .flat_map(|h| h.secrets.values().map(|s| &s.source))
+        .flat_map(|h| {
+            h.secrets
+                .values()
+                .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
+                .map(|s| &s.source)
+        })
         .collect();
     let hashed: Vec<(PathBuf, std::io::Result<String>)> = sources
         .into_par_iter()
@@ -59,14 +72,16 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     let mut recipients = BTreeMap::new();
     // Each host's outputs are verified (every file read and hashed) in
     // parallel across hosts: this is most of a no-op run.
-    let planned: Vec<HostPlan> = profile
+    let hosts: Vec<_> = profile
         .hosts
         .values()
-        .collect::<Vec<_>>()
-        .par_iter()
-        .map(|host| plan_host(host, &layout, &source_hashes, &source_errors))
+        .filter(|h| scope.has_host(h.name.as_str()))
         .collect();
-    for (host, hp) in profile.hosts.values().zip(planned) {
+    let planned: Vec<HostPlan> = hosts
+        .par_iter()
+        .map(|host| plan_host(host, scope, &layout, &source_hashes, &source_errors))
+        .collect();
+    for (host, hp) in hosts.iter().zip(planned) {
         if let Ok(r) = &host.recipient {
             recipients.insert(host.name.clone(), r.clone());
         }
@@ -89,7 +104,7 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
     // Host directories of hosts that left the profile: only ones nixseal made
     // (they hold a cache file) are cleared, and only when they hold nothing
     // but nixseal's files; anything else is left alone.
-    if rd_exists {
+    if rd_exists && scope.is_all() {
         let entries = std::fs::read_dir(rekeyed_dir).map_err(|source| RekeyError::RekeyedDir {
             path: rekeyed_dir.to_owned(),
             source,
@@ -129,6 +144,7 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
         host_errors,
         caches,
         recipients,
+        partial: !scope.whole_hosts(),
     })
 }
 
@@ -144,6 +160,7 @@ struct HostPlan {
 
 fn plan_host(
     host: &crate::operator::profile::HostEntry,
+    scope: &Scope,
     layout: &RekeyedLayout,
     source_hashes: &HashMap<PathBuf, String>,
     source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
@@ -151,10 +168,13 @@ fn plan_host(
     let dir = layout.host_dir(host.name.as_str());
     let output =
         |s: &crate::contract::names::SecretName| layout.output(host.name.as_str(), s.as_str());
-    let blocked = |error: HostError| HostPlan {
-        pairs: host
-            .secrets
+    let selected = || {
+        host.secrets
             .values()
+            .filter(|s| scope.has_pair(host.name.as_str(), s.name.as_str()))
+    };
+    let blocked = |error: HostError| HostPlan {
+        pairs: selected()
             .map(|s| Pair {
                 host: host.name.clone(),
                 secret: s.name.clone(),
@@ -219,9 +239,7 @@ fn plan_host(
         },
         false => None,
     };
-    let pairs = host
-        .secrets
-        .values()
+    let pairs = selected()
         .map(|s| {
             let output = output(&s.name);
             let state = if let Some(e) = source_errors.get(&s.source) {
@@ -246,7 +264,7 @@ fn plan_host(
             }
         })
         .collect();
-    let removals = if dir_kind.is_some() {
+    let removals = if dir_kind.is_some() && scope.whole_hosts() {
         let mut r = Vec::new();
         for (path, secret) in nixseal_files(&dir).0 {
             let keep = secret
