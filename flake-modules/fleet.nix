@@ -114,6 +114,10 @@ let
         cfg = hc;
         target = hc.nixseal.settings.targetName;
         origin = "the home-manager user ${u} of node ${n}";
+        # The node's host target, whose system carries this home's files
+        # (profile field "host"; `nixseal audit` counts them as its own).
+        # Only when the node is a target itself (it has secrets of its own).
+        host = if hosts ? ${hostOf node} then hostOf node else null;
       }) (filterAttrs (_: hc: usesNixseal (hc.nixseal or { })) (node.config.home-manager.users or { }))
     ) nodes'
   );
@@ -134,6 +138,7 @@ let
         else
           throw "nixseal: homeConfigurations.\"${a}\" would be the rekey target `${derived}` (its name, host first), which is not a valid name (${nixsealTypes.targetNameType.description}); set nixseal.settings.targetName in it.";
       origin = "homeConfigurations.\"${a}\"";
+      host = null;
     }
   ) (filterAttrs (_: h: usesNixseal (h.config.nixseal or { })) homes);
   homeList = nodeHomes ++ standaloneHomes;
@@ -245,12 +250,12 @@ let
       )
     ) c.secrets;
   }
-  // lib.optionalAttrs emitKind { inherit kind; };
-  # The profile's optional per-target field "kind" ("host" | "home", for
-  # messages; docs/design.md). Off until the Rust side reads it: the
-  # profile parser refuses unknown fields (nixseal::profile::RawHost).
-  emitKind = false;
+  // { inherit kind; };
+  # The profile's per-target field "kind" ("host" | "home", for messages) and,
+  # for a home of a NixOS node, "host" (docs/design.md;
+  # nixseal::profile::RawHost).
   hostEntry = host: node: targetEntry "host" host node.config.nixseal;
+  homeEntry = t: h: targetEntry "home" t h.cfg.nixseal // lib.optionalAttrs (h.host != null) { inherit (h) host; };
 
   # Two hosts with one key can read each other's secrets.
   sharedKeys = filterAttrs (_: hs: builtins.length hs > 1) (
@@ -290,7 +295,7 @@ let
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
-    hosts = mapAttrs hostEntry hosts // mapAttrs (t: h: targetEntry "home" t h.cfg.nixseal) homesByTarget;
+    hosts = mapAttrs hostEntry hosts // mapAttrs homeEntry homesByTarget;
   } keyWarnings;
   profileFile = pkgs.writeText "nixseal-profile.json" (builtins.toJSON profile);
 

@@ -1484,18 +1484,20 @@ t_home_before_renc() {
   [ "$(jq -r '.hosts["laptop.bob"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey bob).pub")" ]
   [ "$(jq -c '.hosts["desk.alice"].secrets' "$p")" = '{"api-token":{"file":"./secrets/api-token.age"},"netrc":{"file":"./secrets/netrc.age"}}' ]
   [ "$(jq -c '.hosts["laptop.bob"].secrets' "$p")" = '{"mail-password":{"file":"./secrets/mail-password.age"}}' ]
-  # "kind" (contract, optional) goes into the profile once the binary reads
-  # it (fleet.nix emitKind): the profile and the binary must agree.
+  # "kind" and, for alice (a home of the NixOS host desk), "host"
+  # (contract, docs/design.md); the binary reads them.
+  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["host","hostPubkey","kind","secrets"],["hostPubkey","kind","secrets"]]' ]
+  [ "$(jq -c '[.hosts[] | [.kind, .host]]' "$p")" = '[["host",null],["home","desk"],["home",null]]' ]
+  "$BIN" check --profile "$p" >/dev/null 2>&1 || [ $? = 1 ] || fail "the binary refuses the profile"
+  # Refusals name the entry (exit 2).
   local rc=0
-  jq '.hosts["desk.alice"].kind = "home"' "$p" >"$W/kind-profile.json"
+  jq '.hosts["desk.alice"].host = "laptop.bob"' "$p" >"$W/kind-profile.json"
   out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
-  echo "binary with kind: rc=$rc $out"
-  if [ "$rc" = 2 ]; then
-    contains "$out" 'unknown field `kind`'
-    [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
-  else
-    [ "$(jq -c '[.hosts[].kind]' "$p")" = '["host","home","home"]' ] || fail "the binary reads kind: set emitKind = true in flake-modules/fleet.nix"
-  fi
+  [ "$rc" = 2 ] && contains "$out" 'home desk.alice has "host": "laptop.bob", but that target is a home, not a host'
+  rc=0
+  jq '.hosts["desk.alice"].kind = "user"' "$p" >"$W/kind-profile.json"
+  out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
+  [ "$rc" = 2 ] && contains "$out" 'unknown variant `user`'
   if grep -q /nix/store "$p"; then fail "store path in the profile"; fi
   # lib.mkFleet (no flake-parts) sees the same homes.
   [ "$(nix eval --json .#plainFleet.profile)" = "$(jq -c . "$p")" ]
@@ -1574,6 +1576,27 @@ t_home_closure() {
   nix-store -qR "$W/desk-system" | grep -q -- '-desk-db-password.age$'
   if nix-store -qR "$W/desk-system" | grep -E -e "^$fleetsrc\$" -e 'laptop\.bob'; then fail "desk's system holds bob's files or the flake source"; fi
 }
+t_home_audit() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local out rc=0
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  # desk's system carries alice's rekeyed files (home-manager as a NixOS
+  # module): they are desk's own ("host": "desk"), not a leak.
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk.alice-api-token.age$'
+  out=$(nix run .#audit -- desk "$W/desk-system" 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 0 ] || fail "audit of desk: rc=$rc"
+  contains "$out" "clean: no store path in desk's closure"
+  if grep -q LEAK <<<"$out"; then fail "false LEAK for desk.alice"; fi
+  # Without "host" (an older profile) the same files are another target's.
+  jq 'del(.hosts["desk.alice"].host)' "$(profile)" >"$W/nohost-profile.json"
+  rc=0
+  out=$("$BIN" audit --profile "$W/nohost-profile.json" --host desk "$W/desk-system" 2>&1) || rc=$?
+  [ "$rc" = 1 ] && contains "$out" "LEAK" "rekeyed file of host desk.alice"
+}
+t "audit --host desk counts the rekeyed files of desk's home-manager user (profile \"host\": \"desk\") as desk's own: no false LEAK" t_home_audit
+
 t "closure isolation per home: nix-store -qR of a home's manifest = manifest + its own rekeyed files; bob's generation and desk's system hold no other target's" t_home_closure
 
 t_home_manifest() {

@@ -110,6 +110,8 @@ pub fn profile(
                     RawHost {
                         host_pubkey: key,
                         secrets,
+                        kind: None,
+                        host: None,
                     },
                 )
             })
