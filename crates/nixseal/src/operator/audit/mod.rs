@@ -508,7 +508,7 @@ mod tests {
         let r = s.audit("web1", true, &[own.clone(), home.clone()]);
         assert!(r.clean && r.findings.is_empty(), "{:#?}", r.findings);
         // On db1 alice's file is another target's.
-        let r = s.audit("db1", true, &[home.clone()]);
+        let r = s.audit("db1", true, std::slice::from_ref(&home));
         assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
         assert!(matches!(
             &r.findings[0].files[0].holds[0],
