@@ -368,12 +368,39 @@ let
             exec nixseal deploy --manifest ${manifest} "$@"
           '';
     }
-  ) hosts;
+  ) hosts
+  # One per home too (`nix run .#deploy -- laptop.bob`, run by that user):
+  # `nixseal deploy --user-session` of the home's manifest, as its user unit
+  # runs it.
+  // mapAttrs (
+    target: h:
+    let
+      problems = h.cfg.nixseal.build.problems;
+    in
+    pkgs.writeShellApplication {
+      name = "nixseal-deploy-${target}";
+      runtimeInputs = [ package ];
+      text =
+        if problems != [ ] then
+          ''
+            cat >&2 <<'EOF'
+            ${concatStringsSep "\n" problems}
+            EOF
+            exit 1
+          ''
+        else
+          ''
+            exec nixseal deploy --manifest ${h.cfg.nixseal.build.manifest} --user-session "$@"
+          '';
+    }
+  ) homesByTarget;
 
   # `deploy HOST`: evaluates and runs that host's deploy script from the
   # flake source this app was evaluated from (a store path, referenced
   # without pulling it, or any host's files, into the app's closure).
   hostList = concatStringsSep " " (attrNames hosts);
+  homeNames = concatStringsSep " " (attrNames homesByTarget);
+  homesNote = lib.optionalString (homesByTarget != { }) "; homes (run as the user): ${homeNames}";
   # For a flake in a subdirectory that directory alone (`path:` takes no
   # `?dir=` in Nix 2.8): `nix run .#nixseal-deploy.<host>` is the way for
   # such a flake whose hosts use files outside its directory.
@@ -383,16 +410,16 @@ let
     ''
       if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
         echo "usage: nix run .#${appNames.deploy} -- HOST [--dry-run] [nixseal deploy options]" >&2
-        echo "hosts: ${hostList}" >&2
+        echo "hosts: ${hostList}${homesNote}" >&2
         exit 2
       fi
       host=$1
       shift
-      hosts=${lib.escapeShellArg " ${hostList} "}
+      hosts=${lib.escapeShellArg " ${hostList} ${homeNames} "}
       case "$hosts" in
         *" $host "*) ;;
         *)
-          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
+          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}${homesNote}" >&2
           exit 2 ;;
       esac
       if ! command -v nix >/dev/null; then

@@ -1597,6 +1597,38 @@ t_home_audit() {
 }
 t "audit --host desk counts the rekeyed files of desk's home-manager user (profile \"host\": \"desk\") as desk's own: no false LEAK" t_home_audit
 
+t_home_deploy() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local out rc=0 script
+  # The deploy app knows homes; run as root it is refused (exit 2): a home
+  # is deployed by its user.
+  contains "$(fails nix run .#deploy)" "hosts: desk; homes (run as the user): desk.alice laptop.bob"
+  out=$(nix run .#deploy -- laptop.bob 2>&1) || rc=$?
+  [ "$rc" = 2 ] || fail "deploy of a home as root: rc=$rc $out"
+  contains "$out" "never as root"
+  # As bob (uid 4242, in a private mount namespace with his home and a
+  # runtime directory as logind makes it), the home's deploy script
+  # decrypts his secret with his key into the runtime directory.
+  nix build ".#legacyPackages.$SYSTEM.nixseal-deploy.\"laptop.bob\"" -o "$W/bob-deploy"
+  script=$(echo "$W"/bob-deploy/bin/*)
+  grep -q -- '--user-session' "$script" || fail "the home's script does not use --user-session"
+  out=$(unshare -m --propagation private bash -euc '
+    mount -t tmpfs -o mode=0755 tmpfs /home
+    mkdir -p /home/bob/.ssh /run/user/4242
+    cp "$1" /home/bob/.ssh/id_ed25519
+    chown -R 4242:4242 /home/bob
+    mount -t tmpfs -o mode=0700,uid=4242,gid=4242 tmpfs /run/user/4242
+    setpriv --reuid=4242 --regid=4242 --clear-groups env XDG_RUNTIME_DIR=/run/user/4242 HOME=/home/bob "$2" --no-restart
+    stat -c "%u %a" /run/user/4242/nixseal/mail-password
+    cat /run/user/4242/nixseal/mail-password; echo
+    stat -c "%u %a" /home/bob/.local/state/nixseal
+  ' _ "$(userkey bob)" "$script" 2>&1)
+  echo "$out"
+  contains "$out" "4242 400" "$(age -d -i keys/master.age secrets/mail-password.age)" "4242 700"
+}
+t "deploy of a home: legacyPackages nixseal-deploy.<home> runs nixseal deploy --user-session (bob's secret in his runtime dir, as bob); the deploy app lists homes and refuses root" t_home_deploy
+
 t "closure isolation per home: nix-store -qR of a home's manifest = manifest + its own rekeyed files; bob's generation and desk's system hold no other target's" t_home_closure
 
 t_home_manifest() {
