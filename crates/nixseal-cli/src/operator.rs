@@ -139,13 +139,9 @@ fn waiting_for_lock(path: &Path) {
 
 /// Prints the pairs `show` selects (rekey or error), every blocked host and
 /// every removal.
-fn print_plan(profile: &Profile, plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
+fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
     for h in &plan.host_errors {
-        println!(
-            "error  {}: {}",
-            profile.label(&h.host),
-            hints::describe(&h.error)
-        );
+        println!("error  {}: {}", h.host, hints::describe(&h.error));
     }
     for p in plan.pairs.iter().filter(|p| show(p)) {
         match &p.state {
@@ -211,13 +207,9 @@ fn warn_untracked(profile: &Profile, untracked: &[PathBuf]) {
 }
 
 /// Prints a failed run's host and pair failures.
-fn report_failures(profile: &Profile, outcome: &rekey::Outcome) {
+fn report_failures(outcome: &rekey::Outcome) {
     for h in &outcome.host_failures {
-        ui::error(format_args!(
-            "{}: {}",
-            profile.label(&h.host),
-            hints::describe(&h.error)
-        ));
+        ui::error(format_args!("{}: {}", h.host, hints::describe(&h.error)));
     }
     for f in &outcome.failed {
         ui::error(format_args!(
@@ -276,7 +268,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let report = match outcome {
-        RencOutcome::DryRun(dry) => return Ok(dry_run(&profile, &dry)),
+        RencOutcome::DryRun(dry) => return Ok(dry_run(&dry)),
         RencOutcome::Done(report) => report,
     };
     for g in &report.generated {
@@ -297,7 +289,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
     }
     warn_plan(&report.warnings);
     let outcome = &report.outcome;
-    report_failures(&profile, outcome);
+    report_failures(outcome);
     println!(
         "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
         outcome.rekeyed.len(),
@@ -316,7 +308,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
 }
 
 /// Prints what a dry run would do.
-fn dry_run(profile: &Profile, dry: &DryRun) -> Done {
+fn dry_run(dry: &DryRun) -> Done {
     for p in &dry.generate {
         println!("generate {} with {}", p.file, p.generator.display());
     }
@@ -328,7 +320,7 @@ fn dry_run(profile: &Profile, dry: &DryRun) -> Done {
             p.host, p.secret
         );
     }
-    print_plan(profile, &dry.plan, |p| !dry.awaits_generation(p));
+    print_plan(&dry.plan, |p| !dry.awaits_generation(p));
     let c = dry.counts();
     println!(
         "dry run: {} to generate, {} to rekey, {} to remove, {} failing, {} current",
@@ -349,9 +341,7 @@ pub fn check(args: CheckArgs) -> CmdResult {
     let problems = report.problems();
     for problem in &problems {
         match problem {
-            CheckProblem::Host(h) => {
-                println!("{}: {}", profile.label(&h.host), hints::describe(&h.error))
-            }
+            CheckProblem::Host(h) => println!("{}: {}", h.host, hints::describe(&h.error)),
             CheckProblem::Stale { pair: p, why } => {
                 println!("{}/{}: {why}; {hint}", p.host, p.secret)
             }
