@@ -26,6 +26,7 @@ fn installs_into_the_runtime_dir_as_the_user_and_restarts_only_changed_user_unit
         sa["restartUnits"] = json!(["app-a.service"]);
         let mut sb = s.secret("mail-password", b, "0600");
         sb["restartUnits"] = json!(["app-b.service"]);
+        sb["reloadUnits"] = json!(["mail-sync.service"]);
         let mut netrc = s.secret("netrc", "machine x", "0400");
         netrc["path"] = format!("{}/.config/t/netrc", s.home).into();
         s.manifest(
@@ -85,7 +86,10 @@ fn installs_into_the_runtime_dir_as_the_user_and_restarts_only_changed_user_unit
     let calls = s.h.systemctl_calls();
     assert_eq!(
         calls,
-        ["--user try-restart --no-block -- app-a.service app-b.service"],
+        [
+            "--user try-restart --no-block -- app-a.service app-b.service",
+            "--user try-reload-or-restart --no-block -- mail-sync.service"
+        ],
         "{calls:?}"
     );
 
@@ -103,7 +107,10 @@ fn installs_into_the_runtime_dir_as_the_user_and_restarts_only_changed_user_unit
     );
     assert_eq!(
         s.h.systemctl_calls(),
-        ["--user try-restart --no-block -- app-b.service"]
+        [
+            "--user try-restart --no-block -- app-b.service",
+            "--user try-reload-or-restart --no-block -- mail-sync.service"
+        ]
     );
     assert_eq!(
         fs::read_to_string(format!("{}/mail-password", s.symlink())).unwrap(),
@@ -152,10 +159,16 @@ fn a_copy_under_home_needs_allow_plaintext_on_disk_and_a_departed_path_is_remove
     let (c, u, g, m) = file_state(&path);
     assert_eq!((c, u, g, m), (b"machine y".to_vec(), s.uid, s.gid, 0o600));
     assert!(!meta(&path).file_type().is_symlink());
-    // Not configured any more: nixseal removes its own copy, and leaves a
-    // file someone else put at a path it once placed.
+    // Not configured any more: nixseal removes its own copy...
     s.deploy_ok(&s.manifest(vec![s.secret("t", "x", "0400")], vec![]));
     assert!(fs::symlink_metadata(&path).is_err(), "copy not removed");
+    // ...and leaves a file someone else put at a path it once placed.
+    s.deploy_ok(&copy(true));
+    fs::remove_file(&path).unwrap();
+    fs::write(&path, "the user's own").unwrap();
+    let out = s.deploy_ok(&s.manifest(vec![s.secret("t", "x", "0400")], vec![]));
+    assert!(stderr(&out).contains("left alone"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "the user's own");
 }
 
 /// Runs `f` and asserts that the runtime directory, the home and the

@@ -1613,7 +1613,8 @@ t_home_deploy() {
   nix build ".#legacyPackages.$SYSTEM.nixseal-deploy.\"laptop.bob\"" -o "$W/bob-deploy"
   script=$(echo "$W"/bob-deploy/bin/*)
   grep -q -- '--user-session' "$script" || fail "the home's script does not use --user-session"
-  out=$(unshare -m --propagation private bash -euc '
+  rc=0
+  unshare -m --propagation private bash -euc '
     mount -t tmpfs -o mode=0755 tmpfs /home
     mkdir -p /home/bob/.ssh /run/user/4242
     cp "$1" /home/bob/.ssh/id_ed25519
@@ -1623,8 +1624,10 @@ t_home_deploy() {
     stat -c "%u %a" /run/user/4242/nixseal/mail-password
     cat /run/user/4242/nixseal/mail-password; echo
     stat -c "%u %a" /home/bob/.local/state/nixseal
-  ' _ "$(userkey bob)" "$script" 2>&1)
+  ' _ "$(userkey bob)" "$script" >"$W/bob-deploy.log" 2>&1 || rc=$?
+  out=$(cat "$W/bob-deploy.log")
   echo "$out"
+  [ "$rc" = 0 ] || fail "bob's deploy: rc=$rc"
   contains "$out" "4242 400" "$(age -d -i keys/master.age secrets/mail-password.age)" "4242 700"
 }
 t "deploy of a home: legacyPackages nixseal-deploy.<home> runs nixseal deploy --user-session (bob's secret in his runtime dir, as bob); the deploy app lists homes and refuses root" t_home_deploy

@@ -651,7 +651,7 @@ mod tests {
         for (entries, want) in [
             (
                 format!(r#""h":{{"hostPubkey":"{KEY}","kind":"vm"}}"#),
-                "unknown variant `vm`",
+                "in \"h\": unknown variant `vm`, expected `host` or `home`",
             ),
             (
                 format!(r#""h.a":{{"hostPubkey":"{KEY}","kind":"home","host":"nosuch"}}"#),
@@ -670,7 +670,7 @@ mod tests {
             ),
             (
                 format!(r#""h":{{"hostPubkey":"{KEY}","kind":"home","kind":"host"}}"#),
-                "duplicate field `kind`",
+                "in \"h\": duplicate field `kind`",
             ),
         ] {
             let e = parse(&doc(&entries)).unwrap_err();
