@@ -1611,7 +1611,7 @@ t_home_deploy() {
   # runtime directory as logind makes it), the home's deploy script
   # decrypts his secret with his key into the runtime directory.
   nix build ".#legacyPackages.$SYSTEM.nixseal-deploy.\"laptop.bob\"" -o "$W/bob-deploy"
-  script=$(echo "$W"/bob-deploy/bin/*)
+  script=$(readlink -f "$W"/bob-deploy/bin/*)
   grep -q -- '--user-session' "$script" || fail "the home's script does not use --user-session"
   rc=0
   unshare -m --propagation private bash -euc '

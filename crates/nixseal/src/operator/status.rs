@@ -405,6 +405,28 @@ mod tests {
         );
         let e = host_status(&p, "web1", &dir.path().join("missing.json")).unwrap_err();
         assert!(matches!(e, StatusError::Read { .. }), "{e}");
+        // A home is named as a home.
+        let profile = format!(
+            r#"{{"version":1,"rekeyedDir":"./rekeyed","hosts":{{
+               "web1":{{"hostPubkey":"{KEY}"}},
+               "web1.alice":{{"hostPubkey":"{KEY}","kind":"home","host":"web1"}}}}}}"#
+        );
+        std::fs::write(dir.path().join("homes.json"), profile).unwrap();
+        let homes = Profile::load(&dir.path().join("homes.json"), dir.path()).unwrap();
+        for (m, want) in [
+            (
+                dir.path().join("missing.json"),
+                "cannot read the manifest of home web1.alice at",
+            ),
+            (bad.clone(), "(home web1.alice) is not a nixseal manifest"),
+        ] {
+            let e = host_status(&homes, "web1.alice", &m)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = host_status(&homes, "web1", &bad).unwrap_err().to_string();
+        assert!(e.contains("(host web1)"), "{e}");
         // A device or FIFO as the manifest is refused, not read forever.
         let e = host_status(&p, "web1", Path::new("/dev/zero")).unwrap_err();
         assert!(e.to_string().contains("a character device"), "{e}");
