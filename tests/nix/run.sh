@@ -1623,12 +1623,12 @@ t_home_deploy() {
     setpriv --reuid=4242 --regid=4242 --clear-groups env XDG_RUNTIME_DIR=/run/user/4242 HOME=/home/bob "$2" --no-restart
     stat -c "%u %a" /run/user/4242/nixseal/mail-password
     cat /run/user/4242/nixseal/mail-password; echo
-    stat -c "%u %a" /home/bob/.local/state/nixseal
+    stat -c "%u %a %F" /run/user/4242/nixseal.d
   ' _ "$(userkey bob)" "$script" >"$W/bob-deploy.log" 2>&1 || rc=$?
   out=$(cat "$W/bob-deploy.log")
   echo "$out"
   [ "$rc" = 0 ] || fail "bob's deploy: rc=$rc"
-  contains "$out" "4242 400" "$(age -d -i keys/master.age secrets/mail-password.age)" "4242 700"
+  contains "$out" "4242 400" "$(age -d -i keys/master.age secrets/mail-password.age)" "4242 700 directory"
 }
 t "deploy of a home: legacyPackages nixseal-deploy.<home> runs nixseal deploy --user-session (bob's secret in his runtime dir, as bob); the deploy app lists homes and refuses root" t_home_deploy
 
