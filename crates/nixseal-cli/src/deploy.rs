@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use nixseal::activate::{self, DeployError, DeployOptions};
+use nixseal::activate::{self, DeployError, DeployOptions, SessionError};
 
 use crate::hints;
 use crate::ui::{CliError, CmdResult, Done};
@@ -90,6 +90,12 @@ fn notes_of(e: &DeployError) -> Vec<&'static str> {
         DeployError::Manifest(_) | DeployError::Source { .. } => {
             Some("nothing was touched; fix the configuration and rebuild")
         }
+        DeployError::Session(
+            SessionError::Root
+            | SessionError::UserManifest { .. }
+            | SessionError::RuntimeDir { .. },
+        ) => Some("nothing was touched"),
+        DeployError::Session(_) => Some("the previous generation is still active"),
         DeployError::Secrets { .. }
         | DeployError::Generation { .. }
         | DeployError::Placement { .. }
