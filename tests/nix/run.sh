@@ -181,7 +181,8 @@ t_profile_schema() {
   [ "$(jq -c 'keys' "$p")" = '["extraRecipients","hosts","identities","rekeyedDir","version"]' ]
   [ "$(jq -c '[.version, .identities, .extraRecipients, .rekeyedDir]' "$p")" = '[1,["./keys/master.age"],[],"./secrets/rekeyed"]' ]
   [ "$(jq -c '.hosts | keys' "$p")" = '["web1","web2"]' ] # builder has no secrets
-  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
+  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","kind","secrets"]]' ]
+  [ "$(jq -c '[.hosts[].kind] | unique' "$p")" = '["host"]' ]
   [ "$(jq -c '[.hosts[].secrets[] | keys] | unique' "$p")" = '[["file"]]' ]
   [ "$(jq -c '.hosts.web1.secrets' "$p")" = '{"db-password":{"file":"./secrets/db-password.age"},"root-password":{"file":"./secrets/root-password.age"}}' ]
   [ "$(jq -r .hosts.web1.hostPubkey "$p")" = "$(cut -d' ' -f1,2 "$W/hostkeys/web1/ssh_host_ed25519_key.pub")" ]
