@@ -14,7 +14,7 @@ use super::error::{DeployError, FinishFailure};
 use super::paths::{self, PathError};
 use super::place::{self, Departed, METADATA};
 use super::plan::InstallPlan;
-use super::session::{Session, UserSession};
+use super::session::Session;
 use super::state::{self, Placed, State};
 use super::switch::{self, There};
 use super::{fault, generation, lock, mount, units};
@@ -92,30 +92,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     // 1. Validate everything before touching anything: whose deploy this
     // is, the plan, then the sources it decrypts.
     let raw = Manifest::load(manifest_path)?;
-    let (session, expanded) = if opts.user_session {
-        // Root, or a system manifest, is refused before the environment is
-        // looked at: both are usage errors.
-        if rustix::process::geteuid().is_root() {
-            return Err(super::SessionError::Root.into());
-        }
-        if raw.session() != manifest::Session::User {
-            return Err(DeployError::Manifest(manifest::ManifestError::Invalid {
-                path: manifest_path.to_owned(),
-                problems: vec![manifest::Problem::NotUserSession],
-            }));
-        }
-        let user = UserSession::from_env()?;
-        let m = raw.in_session(manifest_path, &user.runtime_dir)?;
-        (Session::User(user), Some(m))
-    } else {
-        if raw.session() == manifest::Session::User {
-            return Err(super::SessionError::UserManifest {
-                path: manifest_path.display().to_string(),
-            }
-            .into());
-        }
-        (Session::System, None)
-    };
+    let (session, expanded) = Session::for_run(&raw, manifest_path, opts.user_session)?;
     let m = expanded.as_ref().unwrap_or(&raw);
     let plan = match &session {
         Session::User(u) => InstallPlan::resolve_session(m, manifest_path, u.uid, u.gid)?,

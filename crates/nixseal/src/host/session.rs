@@ -22,9 +22,14 @@ use std::os::fd::OwnedFd;
 
 use rustix::fs::{fchmod, fstat, fstatfs, mkdirat, statat, AtFlags, FileType, Mode};
 
+use std::path::Path;
+
+use super::error::DeployError;
 use super::mount::{RAMFS_MAGIC, TMPFS_MAGIC};
 use super::paths::{self, PathError, Trust};
-use crate::contract::manifest::check_abs_path;
+use crate::contract::manifest::{
+    check_abs_path, Manifest, ManifestError, Problem, Session as ManifestSession,
+};
 
 /// The environment variable naming the user's runtime directory.
 pub const RUNTIME_DIR_ENV: &str = "XDG_RUNTIME_DIR";
@@ -119,6 +124,42 @@ pub enum Session {
 }
 
 impl Session {
+    /// Whose deploy a run of `manifest` (read from `path`) is: with
+    /// `user_session` (`--user-session`) a user's — refused as root or for a
+    /// system manifest (exit 2), then the runtime directory is checked
+    /// (exit 3) and `%r` expanded, returned as the manifest to deploy;
+    /// without it the system's — refused for a user-session manifest.
+    pub(super) fn for_run(
+        manifest: &Manifest,
+        path: &Path,
+        user_session: bool,
+    ) -> Result<(Session, Option<Manifest>), DeployError> {
+        let is_user = manifest.session() == ManifestSession::User;
+        if !user_session {
+            if is_user {
+                return Err(SessionError::UserManifest {
+                    path: path.display().to_string(),
+                }
+                .into());
+            }
+            return Ok((Session::System, None));
+        }
+        // Root, or a system manifest, is refused before the environment is
+        // looked at: both are usage errors.
+        if rustix::process::geteuid().is_root() {
+            return Err(SessionError::Root.into());
+        }
+        if !is_user {
+            return Err(DeployError::Manifest(ManifestError::Invalid {
+                path: path.to_owned(),
+                problems: vec![Problem::NotUserSession],
+            }));
+        }
+        let user = UserSession::from_env()?;
+        let m = manifest.in_session(path, &user.runtime_dir)?;
+        Ok((Session::User(user), Some(m)))
+    }
+
     /// How the directories nixseal writes in are checked.
     pub fn trust(&self) -> Trust {
         match self {
@@ -262,9 +303,9 @@ impl UserSession {
 /// (one home's list serves several machines); a passphrase-protected key is
 /// refused, naming it.
 pub(super) fn load_user_keys(
-    m: &crate::contract::manifest::Manifest,
+    m: &Manifest,
     needed: bool,
-) -> Result<Vec<super::identity::HostIdentity>, super::error::DeployError> {
+) -> Result<Vec<super::identity::HostIdentity>, DeployError> {
     use super::identity::{load, HostKeyError};
     if !needed {
         return Ok(Vec::new());
@@ -272,7 +313,7 @@ pub(super) fn load_user_keys(
     let mut ids = Vec::new();
     let mut missing = None;
     for k in &m.host_keys {
-        match load(std::path::Path::new(&k.path)) {
+        match load(Path::new(&k.path)) {
             Ok(id) => ids.push(id),
             Err(e @ HostKeyError::Missing { .. }) => {
                 missing.get_or_insert(e);
