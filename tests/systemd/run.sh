@@ -6,6 +6,7 @@
 #   NIXSEAL_BIN=path/to/nixseal   the binary under test (else: cargo build, debug,
 #                                 which `cargo test` has mostly built already)
 #   NIXSEAL_RENDERER=path         the unit renderer (default tests/nix/render-units.sh)
+#   NIXSEAL_USER_RENDERER=path    the user unit renderer (default tests/nix/render-user-units.sh)
 #   NIXSEAL_SYSTEMD_CACHE=DIR     where the Debian root is cached (default .cache/systemd)
 #
 # The nixseal units and the host manifest are rendered from the NixOS module by
