@@ -1594,7 +1594,7 @@ t_home_audit() {
   jq 'del(.hosts["desk.alice"].host)' "$(profile)" >"$W/nohost-profile.json"
   rc=0
   out=$("$BIN" audit --profile "$W/nohost-profile.json" --host desk "$W/desk-system" 2>&1) || rc=$?
-  [ "$rc" = 1 ] && contains "$out" "LEAK" "rekeyed file of host desk.alice"
+  [ "$rc" = 1 ] && contains "$out" "LEAK" "rekeyed file of home desk.alice"
 }
 t "audit --host desk counts the rekeyed files of desk's home-manager user (profile \"host\": \"desk\") as desk's own: no false LEAK" t_home_audit
 
