@@ -119,6 +119,10 @@ let
         cfg = hc;
         target = hc.nixseal.settings.targetName;
         origin = "the home-manager user ${u} of node ${n}";
+        # The node's host target, whose system carries this home's files
+        # (profile field "host"; `nixseal audit` counts them as its own).
+        # Only when the node is a target itself (it has secrets of its own).
+        host = if hosts ? ${hostOf node} then hostOf node else null;
       }) (filterAttrs (_: hc: usesNixseal (hc.nixseal or { })) (node.config.home-manager.users or { }))
     ) nodes'
   );
@@ -139,6 +143,7 @@ let
         else
           throw "nixseal: homeConfigurations.\"${a}\" would be the rekey target `${derived}` (its name, host first), which is not a valid name (${nixsealTypes.targetNameType.description}); set nixseal.settings.targetName in it.";
       origin = "homeConfigurations.\"${a}\"";
+      host = null;
     }
   ) (filterAttrs (_: h: usesNixseal (h.config.nixseal or { })) homes);
   homeList = nodeHomes ++ standaloneHomes;
@@ -250,12 +255,12 @@ let
       )
     ) c.secrets;
   }
-  // lib.optionalAttrs emitKind { inherit kind; };
-  # The profile's optional per-target field "kind" ("host" | "home", for
-  # messages; docs/design.md). Off until the Rust side reads it: the
-  # profile parser refuses unknown fields (nixseal::profile::RawHost).
-  emitKind = false;
+  // { inherit kind; };
+  # The profile's per-target field "kind" ("host" | "home", for messages) and,
+  # for a home of a NixOS node, "host" (docs/design.md;
+  # nixseal::profile::RawHost).
   hostEntry = host: node: targetEntry "host" host node.config.nixseal;
+  homeEntry = t: h: targetEntry "home" t h.cfg.nixseal // lib.optionalAttrs (h.host != null) { inherit (h) host; };
 
   # Two hosts with one key can read each other's secrets.
   sharedKeys = filterAttrs (_: hs: builtins.length hs > 1) (
@@ -295,7 +300,7 @@ let
     identities = map identity identities;
     inherit extraRecipients;
     rekeyedDir = rekeyedDirRel;
-    hosts = mapAttrs hostEntry hosts // mapAttrs (t: h: targetEntry "home" t h.cfg.nixseal) homesByTarget;
+    hosts = mapAttrs hostEntry hosts // mapAttrs homeEntry homesByTarget;
   }
   // lib.optionalAttrs (identityRecipients != { }) {
     identityRecipients = mapAttrs' (
@@ -373,12 +378,39 @@ let
             exec nixseal deploy --manifest ${manifest} "$@"
           '';
     }
-  ) hosts;
+  ) hosts
+  # One per home too (`nix run .#deploy -- laptop.bob`, run by that user):
+  # `nixseal deploy --user-session` of the home's manifest, as its user unit
+  # runs it.
+  // mapAttrs (
+    target: h:
+    let
+      problems = h.cfg.nixseal.build.problems;
+    in
+    pkgs.writeShellApplication {
+      name = "nixseal-deploy-${target}";
+      runtimeInputs = [ package ];
+      text =
+        if problems != [ ] then
+          ''
+            cat >&2 <<'EOF'
+            ${concatStringsSep "\n" problems}
+            EOF
+            exit 1
+          ''
+        else
+          ''
+            exec nixseal deploy --manifest ${h.cfg.nixseal.build.manifest} --user-session "$@"
+          '';
+    }
+  ) homesByTarget;
 
   # `deploy HOST`: evaluates and runs that host's deploy script from the
   # flake source this app was evaluated from (a store path, referenced
   # without pulling it, or any host's files, into the app's closure).
   hostList = concatStringsSep " " (attrNames hosts);
+  homeNames = concatStringsSep " " (attrNames homesByTarget);
+  homesNote = lib.optionalString (homesByTarget != { }) "; homes (run as the user): ${homeNames}";
   # For a flake in a subdirectory that directory alone (`path:` takes no
   # `?dir=` in Nix 2.8): `nix run .#nixseal-deploy.<host>` is the way for
   # such a flake whose hosts use files outside its directory.
@@ -388,16 +420,16 @@ let
     ''
       if [ $# -lt 1 ] || [ "''${1#-}" != "$1" ]; then
         echo "usage: nix run .#${appNames.deploy} -- HOST [--dry-run] [nixseal deploy options]" >&2
-        echo "hosts: ${hostList}" >&2
+        echo "hosts: ${hostList}${homesNote}" >&2
         exit 2
       fi
       host=$1
       shift
-      hosts=${lib.escapeShellArg " ${hostList} "}
+      hosts=${lib.escapeShellArg " ${hostList} ${homeNames} "}
       case "$hosts" in
         *" $host "*) ;;
         *)
-          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}" >&2
+          echo "nixseal: no host named '$host' in this flake uses nixseal; hosts: ${hostList}${homesNote}" >&2
           exit 2 ;;
       esac
       if ! command -v nix >/dev/null; then

@@ -1569,3 +1569,37 @@ fn staging_a_host_never_holds_a_file_open_per_output() {
     );
     f.assert_caches_true();
 }
+
+/// A home is a rekey target named as a home: a home without a usable key is
+/// reported by renc and check as `<target> (home)`, with the user's key
+/// (userPubkey) as the fix, and every other target is still served.
+#[test]
+fn a_home_without_a_key_is_named_as_a_home_with_the_users_key_as_fix() {
+    let f = Fleet::new();
+    let mut profile: Value = serde_json::from_str(&f.profile_json()).unwrap();
+    profile["hosts"]["web1"]["kind"] = "host".into();
+    profile["hosts"]["web1.alice"] = serde_json::json!({
+        "kind": "home", "host": "web1", "hostPubkey": null,
+        "secrets": {"db": {"file": "./secrets/db.age"}}});
+    std::fs::write(f.path("profile.json"), profile.to_string()).unwrap();
+    let o = f.renc();
+    assert_code(&o, 1);
+    assert_stderr_has(&o, "web1.alice (home): hostPubkey is not set");
+    assert_stderr_has(&o, "set nixseal.settings.userPubkey");
+    f.assert_outputs_decrypt();
+    let o = f.check();
+    assert_code(&o, 1);
+    assert_stdout_has(&o, "web1.alice (home): ");
+    assert_stdout_has(&o, "nixseal.settings.userPubkey");
+    // A host with the same problem is still named as before.
+    profile["hosts"]["web1.alice"]["kind"] = "host".into();
+    profile["hosts"]["web1.alice"]
+        .as_object_mut()
+        .unwrap()
+        .remove("host");
+    std::fs::write(f.path("profile.json"), profile.to_string()).unwrap();
+    let o = f.check();
+    assert_code(&o, 1);
+    assert_stdout_has(&o, "web1.alice: hostPubkey is not set");
+    assert!(!stdout(&o).contains("userPubkey"), "{}", stdout(&o));
+}

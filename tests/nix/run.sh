@@ -181,7 +181,8 @@ t_profile_schema() {
   [ "$(jq -c 'keys' "$p")" = '["extraRecipients","hosts","identities","rekeyedDir","version"]' ]
   [ "$(jq -c '[.version, .identities, .extraRecipients, .rekeyedDir]' "$p")" = '[1,["./keys/master.age"],[],"./secrets/rekeyed"]' ]
   [ "$(jq -c '.hosts | keys' "$p")" = '["web1","web2"]' ] # builder has no secrets
-  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
+  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","kind","secrets"]]' ]
+  [ "$(jq -c '[.hosts[].kind] | unique' "$p")" = '["host"]' ]
   [ "$(jq -c '[.hosts[].secrets[] | keys] | unique' "$p")" = '[["file"]]' ]
   [ "$(jq -c '.hosts.web1.secrets' "$p")" = '{"db-password":{"file":"./secrets/db-password.age"},"root-password":{"file":"./secrets/root-password.age"}}' ]
   [ "$(jq -r .hosts.web1.hostPubkey "$p")" = "$(cut -d' ' -f1,2 "$W/hostkeys/web1/ssh_host_ed25519_key.pub")" ]
@@ -1535,18 +1536,20 @@ t_home_before_renc() {
   [ "$(jq -r '.hosts["laptop.bob"].hostPubkey' "$p")" = "$(cut -d' ' -f1,2 "$(userkey bob).pub")" ]
   [ "$(jq -c '.hosts["desk.alice"].secrets' "$p")" = '{"api-token":{"file":"./secrets/api-token.age"},"netrc":{"file":"./secrets/netrc.age"}}' ]
   [ "$(jq -c '.hosts["laptop.bob"].secrets' "$p")" = '{"mail-password":{"file":"./secrets/mail-password.age"}}' ]
-  # "kind" (contract, optional) goes into the profile once the binary reads
-  # it (fleet.nix emitKind): the profile and the binary must agree.
+  # "kind" and, for alice (a home of the NixOS host desk), "host"
+  # (contract, docs/design.md); the binary reads them.
+  [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["host","hostPubkey","kind","secrets"],["hostPubkey","kind","secrets"]]' ]
+  [ "$(jq -c '[.hosts[] | [.kind, .host]]' "$p")" = '[["host",null],["home","desk"],["home",null]]' ]
+  "$BIN" check --profile "$p" >/dev/null 2>&1 || [ $? = 1 ] || fail "the binary refuses the profile"
+  # Refusals name the entry (exit 2).
   local rc=0
-  jq '.hosts["desk.alice"].kind = "home"' "$p" >"$W/kind-profile.json"
+  jq '.hosts["desk.alice"].host = "laptop.bob"' "$p" >"$W/kind-profile.json"
   out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
-  echo "binary with kind: rc=$rc $out"
-  if [ "$rc" = 2 ]; then
-    contains "$out" 'unknown field `kind`'
-    [ "$(jq -c '[.hosts[] | keys] | unique' "$p")" = '[["hostPubkey","secrets"]]' ]
-  else
-    [ "$(jq -c '[.hosts[].kind]' "$p")" = '["host","home","home"]' ] || fail "the binary reads kind: set emitKind = true in flake-modules/fleet.nix"
-  fi
+  [ "$rc" = 2 ] && contains "$out" 'home desk.alice has "host": "laptop.bob", but that target is a home, not a host'
+  rc=0
+  jq '.hosts["desk.alice"].kind = "user"' "$p" >"$W/kind-profile.json"
+  out=$("$BIN" check --profile "$W/kind-profile.json" 2>&1) || rc=$?
+  [ "$rc" = 2 ] && contains "$out" 'unknown variant `user`'
   if grep -q /nix/store "$p"; then fail "store path in the profile"; fi
   # lib.mkFleet (no flake-parts) sees the same homes.
   [ "$(nix eval --json .#plainFleet.profile)" = "$(jq -c . "$p")" ]
@@ -1625,6 +1628,62 @@ t_home_closure() {
   nix-store -qR "$W/desk-system" | grep -q -- '-desk-db-password.age$'
   if nix-store -qR "$W/desk-system" | grep -E -e "^$fleetsrc\$" -e 'laptop\.bob'; then fail "desk's system holds bob's files or the flake source"; fi
 }
+t_home_audit() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local out rc=0
+  nix build .#nixosConfigurations.desk.config.system.build.toplevel -o "$W/desk-system"
+  # desk's system carries alice's rekeyed files (home-manager as a NixOS
+  # module): they are desk's own ("host": "desk"), not a leak.
+  nix-store -qR "$W/desk-system" | grep -q -- '-desk.alice-api-token.age$'
+  out=$(nix run .#audit -- desk "$W/desk-system" 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 0 ] || fail "audit of desk: rc=$rc"
+  contains "$out" "clean: no store path in desk's closure"
+  if grep -q LEAK <<<"$out"; then fail "false LEAK for desk.alice"; fi
+  # Without "host" (an older profile) the same files are another target's.
+  jq 'del(.hosts["desk.alice"].host)' "$(profile)" >"$W/nohost-profile.json"
+  rc=0
+  out=$("$BIN" audit --profile "$W/nohost-profile.json" --host desk "$W/desk-system" 2>&1) || rc=$?
+  [ "$rc" = 1 ] && contains "$out" "LEAK" "rekeyed file of home desk.alice"
+}
+t "audit --host desk counts the rekeyed files of desk's home-manager user (profile \"host\": \"desk\") as desk's own: no false LEAK" t_home_audit
+
+t_home_deploy() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  cd "$H"
+  local out rc=0 script
+  # The deploy app knows homes; run as root it is refused (exit 2): a home
+  # is deployed by its user.
+  contains "$(fails nix run .#deploy)" "hosts: desk; homes (run as the user): desk.alice laptop.bob"
+  out=$(nix run .#deploy -- laptop.bob 2>&1) || rc=$?
+  [ "$rc" = 2 ] || fail "deploy of a home as root: rc=$rc $out"
+  contains "$out" "never as root"
+  # As bob (uid 4242, in a private mount namespace with his home and a
+  # runtime directory as logind makes it), the home's deploy script
+  # decrypts his secret with his key into the runtime directory.
+  nix build ".#legacyPackages.$SYSTEM.nixseal-deploy.\"laptop.bob\"" -o "$W/bob-deploy"
+  script=$(readlink -f "$W"/bob-deploy/bin/*)
+  grep -q -- '--user-session' "$script" || fail "the home's script does not use --user-session"
+  rc=0
+  unshare -m --propagation private bash -euc '
+    mount -t tmpfs -o mode=0755 tmpfs /home
+    mkdir -p /home/bob/.ssh /run/user/4242
+    cp "$1" /home/bob/.ssh/id_ed25519
+    chown -R 4242:4242 /home/bob
+    mount -t tmpfs -o mode=0700,uid=4242,gid=4242 tmpfs /run/user/4242
+    setpriv --reuid=4242 --regid=4242 --clear-groups env XDG_RUNTIME_DIR=/run/user/4242 HOME=/home/bob "$2" --no-restart
+    stat -c "%u %a" /run/user/4242/nixseal/mail-password
+    cat /run/user/4242/nixseal/mail-password; echo
+    stat -c "%u %a %F" /run/user/4242/nixseal.d
+  ' _ "$(userkey bob)" "$script" >"$W/bob-deploy.log" 2>&1 || rc=$?
+  out=$(cat "$W/bob-deploy.log")
+  echo "$out"
+  [ "$rc" = 0 ] || fail "bob's deploy: rc=$rc"
+  contains "$out" "4242 400" "$(age -d -i keys/master.age secrets/mail-password.age)" "4242 700 directory"
+}
+t "deploy of a home: legacyPackages nixseal-deploy.<home> runs nixseal deploy --user-session (bob's secret in his runtime dir, as bob); the deploy app lists homes and refuses root" t_home_deploy
+
 t "closure isolation per home: nix-store -qR of a home's manifest = manifest + its own rekeyed files; bob's generation and desk's system hold no other target's" t_home_closure
 
 t_home_manifest() {

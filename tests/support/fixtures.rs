@@ -23,6 +23,7 @@ pub fn manifest(
 ) -> Manifest {
     Manifest {
         version: MANIFEST_VERSION,
+        session: None,
         host_keys: vec![HostKey {
             path: host_key.to_str().expect("UTF-8 key path").to_owned(),
             key_type: "ed25519".into(),
@@ -111,6 +112,8 @@ pub fn profile(
                     RawHost {
                         host_pubkey: key,
                         secrets,
+                        kind: None,
+                        host: None,
                     },
                 )
             })

@@ -162,14 +162,16 @@ impl Host {
         fs::write(
             &script,
             // Answers `is-system-running` from a state file (default
-            // "running"), runs a probe of its caller if one is set, and
+            // "running"; for `systemctl --user` too), runs a probe of its
+            // caller if one is set, and
             // records every other call — or fails it while `systemctl-fails`
             // exists.
             format!(
-                "#!/bin/sh\nif [ \"$1\" = is-system-running ]; then cat {state} 2>/dev/null || echo running; exit 0; fi\n\
+                "#!/bin/sh\nu=; if [ \"$1\" = --user ]; then u='--user '; shift; fi\n\
+                 if [ \"$1\" = is-system-running ]; then cat {state} 2>/dev/null || echo running; exit 0; fi\n\
                  if [ -f {probe} ]; then sh {probe} \"$PPID\" >> {probe}.out 2>&1; fi\n\
-                 if [ -f {fails} ]; then echo \"FAILED $*\" >> {log}; exit 1; fi\n\
-                 echo \"$*\" >> {log}\n",
+                 if [ -f {fails} ]; then echo \"FAILED $u$*\" >> {log}; exit 1; fi\n\
+                 echo \"$u$*\" >> {log}\n",
                 state = dir.path().join("system-state").display(),
                 probe = dir.path().join("probe.sh").display(),
                 fails = dir.path().join("systemctl-fails").display(),

@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod host;
 pub mod mutate;
 pub mod namespace;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

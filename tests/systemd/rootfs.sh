@@ -18,8 +18,11 @@ repo=$(cd "$here/../.." && pwd)
 cache_dir=${NIXSEAL_SYSTEMD_CACHE:-$repo/.cache/systemd}
 suite=bookworm
 # Only what booting systemd and the tests need: systemd as PID 1, dbus for
-# systemctl, and minbase's coreutils/util-linux (mount, findmnt, stat, sha256sum).
-packages=systemd,systemd-sysv,dbus
+# systemctl, libpam-systemd for user@.service (pam_systemd.so registers the
+# session with logind, which makes /run/user/<uid> and sets XDG_RUNTIME_DIR;
+# without it a lingering user's manager exits with "$XDG_RUNTIME_DIR is not
+# set"), and minbase's coreutils/util-linux (mount, findmnt, stat, sha256sum).
+packages=systemd,systemd-sysv,dbus,libpam-systemd
 # Bump when the build steps below change, so caches are rebuilt.
 recipe=1
 

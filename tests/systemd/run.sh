@@ -6,6 +6,7 @@
 #   NIXSEAL_BIN=path/to/nixseal   the binary under test (else: cargo build, debug,
 #                                 which `cargo test` has mostly built already)
 #   NIXSEAL_RENDERER=path         the unit renderer (default tests/nix/render-units.sh)
+#   NIXSEAL_USER_RENDERER=path    the user unit renderer (default tests/nix/render-user-units.sh)
 #   NIXSEAL_SYSTEMD_CACHE=DIR     where the Debian root is cached (default .cache/systemd)
 #
 # The nixseal units and the host manifest are rendered from the NixOS module by
@@ -21,6 +22,16 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 
 RENDERER=${NIXSEAL_RENDERER:-$REPO/tests/nix/render-units.sh}
+USER_RENDERER=${NIXSEAL_USER_RENDERER:-$REPO/tests/nix/render-user-units.sh}
+# The lingering user of the user-session scenarios (home-manager module):
+# the renderer's fixture lists nixseal-test-user-a.service in api-token's
+# restartUnits and nixseal-test-user-b.service in mail-password's.
+HM_USER=nixseal-test
+HM_UID=1500
+HM_HOME=/home/$HM_USER
+HM_RT=/run/user/$HM_UID
+USER_A=nixseal-test-user-a
+USER_B=nixseal-test-user-b
 # Consumers of secrets, written by this test: the renderer's fixture lists
 # nixseal-test-consumer.service in db-password's restartUnits; the tls service
 # reads tls-key, whose restartUnits are empty.
@@ -41,6 +52,10 @@ setup_tools() {
   ensure_tool age age
   ensure_tool zstd zstd
   ensure_tool nix-store nix-bin
+  if [ ! -f "$USER_RENDERER" ]; then
+    say "the user unit renderer $USER_RENDERER is missing" >&2
+    exit 2
+  fi
   if [ ! -f "$RENDERER" ]; then
     say "the unit renderer $RENDERER is missing (it comes with the NixOS module, branch nix)" >&2
     exit 2
@@ -134,6 +149,15 @@ render_all() {
   "$RENDERER" "$WORK/out/P" --nixseal "$BIN_STORE" \
     --host-key-path /persist/etc/ssh/ssh_host_ed25519_key 2>"$WORK/render-P.log" ||
     { cat "$WORK/render-P.log"; return 1; }
+  # The home-manager user's unit and user-session manifest (U), and as a
+  # `home-manager switch` after a rotation gives them: U2 = U with
+  # mail-password rotated, U3 = U2 with a corrupt rekeyed api-token.
+  "$USER_RENDERER" "$WORK/out/U" --nixseal "$BIN_STORE" --user "$HM_USER" --home "$HM_HOME" \
+    2>"$WORK/render-U.log" || { cat "$WORK/render-U.log"; return 1; }
+  cp "$WORK/out/U/id_ed25519.pub" "$WORK/out/U/ssh_host_ed25519_key.pub"
+  expect_templates "$WORK/out/U/manifest.json" "$WORK/out/U"
+  derive U U2 mail-password "rotated-mail-$RANDOM$RANDOM"
+  derive U2 U3 api-token "never deployed" corrupt
   derive A R tls-key "$(printf -- '-----BEGIN TEST KEY-----\nrotated %s\n' "$RANDOM")"
   derive R B db-password "rotated-db-$RANDOM$RANDOM"
   derive B C tls-key "never deployed" corrupt
@@ -199,6 +223,90 @@ ExecStart=/bin/sh -c 'echo start >>/var/lib/$1/starts; { sha256sum <$3 || echo u
 [Install]
 WantedBy=multi-user.target
 UNIT
+}
+
+# The lingering user: an account with a home, linger enabled (what
+# `loginctl enable-linger` writes), so logind starts user@$HM_UID.service and
+# its runtime directory at boot; two user services that read secrets, wanted
+# by default.target as home-manager links them.
+install_user_base() {
+  echo "$HM_USER:x:$HM_UID:$HM_UID:nixseal test user:$HM_HOME:/bin/sh" >>"$ROOT/etc/passwd"
+  echo "$HM_USER:x:$HM_UID:" >>"$ROOT/etc/group"
+  echo "$HM_USER:!:19000:0:99999:7:::" >>"$ROOT/etc/shadow"
+  mkdir -p "$ROOT/var/lib/systemd/linger"
+  touch "$ROOT/var/lib/systemd/linger/$HM_USER"
+  local ud=$ROOT$HM_HOME/.config/systemd/user
+  mkdir -p "$ud/default.target.wants" "$ROOT$HM_HOME/.local/state" "$ROOT$HM_HOME/.ssh"
+  user_consumer_unit "$USER_A" api-token >"$ud/$USER_A.service"
+  user_consumer_unit "$USER_B" mail-password >"$ud/$USER_B.service"
+  ln -sfn "../$USER_A.service" "$ud/default.target.wants/"
+  ln -sfn "../$USER_B.service" "$ud/default.target.wants/"
+  chown -R "$HM_UID:$HM_UID" "$ROOT$HM_HOME"
+  chmod 0755 "$ROOT$HM_HOME"
+  chmod 0700 "$ROOT$HM_HOME/.ssh"
+}
+
+user_consumer_unit() { # user_consumer_unit NAME SECRET
+  cat <<UNIT
+[Unit]
+Description=nixseal test: a user service that reads %t/nixseal/$2
+
+[Service]
+ExecStart=/bin/sh -c 'echo start >>%h/.local/state/$1.starts; { sha256sum <%t/nixseal/$2 || echo unreadable; } >%h/.local/state/$1.seen; exec sleep infinity'
+
+[Install]
+WantedBy=default.target
+UNIT
+}
+
+# install_user_config CFG: the user unit rendered from the home-manager
+# module, where home-manager puts it (~/.config/systemd/user, linked from
+# default.target.wants as its [Install] says), the store paths it names, and
+# the user's key.
+install_user_config() {
+  local out=$WORK/out/$1 ud=$ROOT$HM_HOME/.config/systemd/user p
+  install -o "$HM_UID" -g "$HM_UID" -m 0644 "$out/nixseal.service" "$ud/nixseal.service"
+  check "user config $1: the unit is wanted by default.target" grep -qx 'WantedBy=default.target' "$ud/nixseal.service"
+  ln -sfn ../nixseal.service "$ud/default.target.wants/nixseal.service"
+  chown -h "$HM_UID:$HM_UID" "$ud/default.target.wants/nixseal.service"
+  mkdir -p "$ROOT/nix/store"
+  while read -r p; do
+    [ -e "$ROOT$p" ] || cp -a "$p" "$ROOT$p"
+  done <"$out/store-paths"
+  [ -x "$ROOT$BIN_STORE" ] || install -D -m 0555 "$BIN" "$ROOT$BIN_STORE"
+  install -o "$HM_UID" -g "$HM_UID" -m 0600 "$out/id_ed25519" "$ROOT$HM_HOME/.ssh/id_ed25519"
+  CUR_USER_MANIFEST=$ROOT$(cat "$out/manifest-store-path")
+}
+
+# ucx COMMAND...: as the user, in their session's environment.
+ucx() {
+  cx setpriv --reuid="$HM_UID" --regid="$HM_UID" --clear-groups \
+    env XDG_RUNTIME_DIR="$HM_RT" HOME="$HM_HOME" "$@"
+}
+uprop() { ucx systemctl --user show -P "$2" "$1"; }
+ustarts() { cx sh -c "cat $HM_HOME/.local/state/$1.starts 2>/dev/null | wc -l"; }
+useen() { cx sh -c "cut -d' ' -f1 $HM_HOME/.local/state/$1.seen 2>/dev/null"; }
+usettle() {
+  local i
+  for i in $(seq 1 100); do
+    [ -z "$(ucx systemctl --user list-jobs --no-legend)" ] && return 0
+    sleep 0.05
+  done
+}
+
+# check_user_secrets LABEL CFG: every secret and template of the user's
+# manifest is at its path (%r = the runtime directory) owned by the user
+# with its mode and CFG's content, and resolves into the runtime directory.
+check_user_secrets() {
+  local label=$1 cfg=$2 name path mode want got real
+  while IFS=$'\t' read -r name path mode; do
+    path=${path/#%r/$HM_RT}
+    want="$HM_USER $HM_USER $(printf '%o' "$((8#$mode))") $(sha "$(expected "$cfg" "$name")")"
+    got="$(cx stat -L -c '%U %G %a' "$path") $(cx sha256sum "$path" | cut -d' ' -f1)"
+    check_eq "$label: $path has the user as owner, its mode and the content of $cfg" "$want" "$got"
+    real=$(cx realpath "$path")
+    check "$label: $path resolves into the runtime directory ($real)" grep -q "^$HM_RT/nixseal.d/[0-9]*/$name\$" <<<"$real"
+  done < <(jq -r '(.secrets[], .templates[]) | [.name, .path, .mode] | @tsv' "$CUR_USER_MANIFEST")
 }
 
 # ------------------------------------------------------------ assertions ----
@@ -350,6 +458,97 @@ scenario_first_boot() {
   check_consumer "$L" "$TLS_SVC" tls-key A
   check_eq "$L: another user cannot read db-password" denied \
     "$(cexec setpriv --reuid=daemon --regid=daemon --clear-groups cat /run/nixseal/db-password >/dev/null 2>&1 && echo readable || echo denied)"
+}
+
+# At boot the lingering user's manager starts (logind, user@$HM_UID) and
+# runs the module's nixseal.service at its default.target: the secrets are
+# decrypted into the runtime directory before the user services that read
+# them start.
+scenario_user_login() {
+  local L="user session (login)" i st fin a_start b_start
+  for i in $(seq 1 200); do
+    st=$(ucx systemctl --user is-system-running)
+    grep -qxE 'running|degraded' <<<"$st" && break
+    sleep 0.1
+  done
+  check_eq "$L: user@$HM_UID.service (lingering) is active" active "$(cprop "user@$HM_UID.service" ActiveState)"
+  check_eq "$L: the user's manager is running" running "$st"
+  check_eq "$L: $HM_RT is a tmpfs of the user's, mode 700" "tmpfs $HM_USER 700" \
+    "$(cx findmnt -n -o FSTYPE --mountpoint "$HM_RT") $(cx stat -c '%U %a' "$HM_RT")"
+  check_eq "$L: the user's nixseal.service succeeded" "success active 0" \
+    "$(uprop nixseal.service Result) $(uprop nixseal.service ActiveState) $(uprop nixseal.service ExecMainStatus)"
+  check_eq "$L: its generations are a plain 0700 directory of the user's in the runtime directory, no mount" \
+    "directory $HM_USER 700 tmpfs" \
+    "$(cx stat -c '%F %U %a' "$HM_RT/nixseal.d") $(cx findmnt -n -o FSTYPE --target "$HM_RT/nixseal.d")"
+  check_secrets_user_fs "$L"
+  check_user_secrets "$L" U
+  check_eq "$L: the custom path under \$HOME is a symlink through the stable symlink" "$HM_RT/nixseal/netrc" \
+    "$(cx readlink "$HM_HOME/.config/nixseal-test/netrc")"
+  fin=$(uprop nixseal.service ActiveEnterTimestampMonotonic)
+  a_start=$(uprop "$USER_A.service" ExecMainStartTimestampMonotonic)
+  b_start=$(uprop "$USER_B.service" ExecMainStartTimestampMonotonic)
+  check "$L: $USER_A and $USER_B started ($a_start, $b_start µs) after nixseal.service finished ($fin µs)" \
+    test "${fin:-0}" -gt 0 -a "${a_start:-0}" -gt "${fin:-0}" -a "${b_start:-0}" -gt "${fin:-0}"
+  check_eq "$L: $USER_A read api-token" "$(sha "$(expected U api-token)")" "$(useen $USER_A)"
+  check_eq "$L: $USER_B read mail-password" "$(sha "$(expected U mail-password)")" "$(useen $USER_B)"
+  check_eq "$L: each user service started once (no restart while the session starts)" "1 1" \
+    "$(ustarts $USER_A) $(ustarts $USER_B)"
+  check_eq "$L: another user cannot read the user's secrets" denied \
+    "$(cexec setpriv --reuid=daemon --regid=daemon --clear-groups cat "$HM_RT/nixseal/api-token" >/dev/null 2>&1 && echo readable || echo denied)"
+  check_eq "$L: the records are in the user's 0700 state directory" "$HM_USER 700" \
+    "$(cx stat -c '%U %a' "$HM_HOME/.local/state/nixseal")"
+}
+
+check_secrets_user_fs() {
+  check_eq "$1: the lock is the user's, in the runtime directory" "$HM_USER 600" \
+    "$(cx stat -c '%U %a' "$HM_RT/.nixseal.d.lock")"
+}
+
+# user_switch_to CFG: what `home-manager switch` does when the manifest
+# changed: the new unit file, daemon-reload, restart (sd-switch). Sets
+# RESTART_RC.
+user_switch_to() {
+  install_user_config "$1"
+  ucx systemctl --user daemon-reload >/dev/null
+  RESTART_RC=0
+  cexec setpriv --reuid="$HM_UID" --regid="$HM_UID" --clear-groups \
+    env XDG_RUNTIME_DIR="$HM_RT" HOME="$HM_HOME" systemctl --user restart nixseal.service >/dev/null 2>&1 || RESTART_RC=$?
+}
+
+scenario_user_rotation() {
+  local L="user session: rotation of mail-password" a0 b0 gen0 gen1 i
+  usettle
+  a0=$(ustarts $USER_A)
+  b0=$(ustarts $USER_B)
+  gen0=$(cx readlink "$HM_RT/nixseal")
+  user_switch_to U2
+  check_eq "$L: systemctl --user restart nixseal succeeds" 0 "$RESTART_RC"
+  gen1=$(cx readlink "$HM_RT/nixseal")
+  check "$L: a new generation is active ($gen0 -> $gen1)" test -n "$gen1" -a "$gen1" != "$gen0"
+  check_user_secrets "$L" U2
+  for i in $(seq 1 100); do [ "$(ustarts $USER_B)" -gt "$b0" ] && break; sleep 0.05; done
+  usettle
+  check_eq "$L: $USER_B (lists mail-password) was restarted once" $((b0 + 1)) "$(ustarts $USER_B)"
+  check_eq "$L: $USER_A (unchanged api-token) was not restarted" "$a0" "$(ustarts $USER_A)"
+  check_eq "$L: the restarted $USER_B read the new mail-password" "$(sha "$(expected U2 mail-password)")" "$(useen $USER_B)"
+  check_eq "$L: no *.tmp generation left" "" "$(cx find "$HM_RT/nixseal.d" -maxdepth 1 -name '*.tmp')"
+
+  L="user session: corrupt api-token"
+  a0=$(ustarts $USER_A)
+  b0=$(ustarts $USER_B)
+  user_switch_to U3
+  check "$L: the restart fails" test "$RESTART_RC" -ne 0
+  check_eq "$L: the unit's result is exit-code" exit-code "$(uprop nixseal.service Result)"
+  check "$L: its log names the secret api-token" grep -q 'api-token' \
+    <<<"$(cx journalctl --no-pager -o cat _UID="$HM_UID" USER_UNIT=nixseal.service + _UID="$HM_UID" _SYSTEMD_USER_UNIT=nixseal.service)"
+  check_eq "$L: the previous generation stays active" "$gen1" "$(cx readlink "$HM_RT/nixseal")"
+  CUR_USER_MANIFEST=$ROOT$(cat "$WORK/out/U2/manifest-store-path")
+  check_user_secrets "$L (U2 still in place)" U2
+  check_eq "$L: no *.tmp generation left" "" "$(cx find "$HM_RT/nixseal.d" -maxdepth 1 -name '*.tmp')"
+  usettle
+  check_eq "$L: no user service was restarted" "$a0 $b0" "$(ustarts $USER_A) $(ustarts $USER_B)"
+  # Back to U2 for the boots that follow.
+  install_user_config U2
 }
 
 # rotate LABEL CFG: switch to CFG; a new generation must become active.
@@ -521,14 +720,18 @@ main() {
   setup_tools
   nixseal_bin
   WORK=$(mktemp -d /tmp/nixseal-systemd.XXXXXX)
-  JOURNAL_EXTRA=("$CONSUMER.service" "$TLS_SVC.service" persist.mount slow-persist.service)
+  JOURNAL_EXTRA=("$CONSUMER.service" "$TLS_SVC.service" persist.mount slow-persist.service "user@$HM_UID.service")
   render_all
   make_root
   say "rendered and root ready after $(elapsed) s"
   install_base
+  install_user_base
   install_config A
+  install_user_config U
 
   scenario_first_boot
+  scenario_user_login
+  scenario_user_rotation
   scenario_rotation
   scenario_runtime_failure
   scenario_reboot

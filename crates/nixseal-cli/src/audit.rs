@@ -97,7 +97,7 @@ pub fn run(args: AuditArgs) -> CmdResult {
             }
         }
     } else {
-        render(&report)
+        render(&report, &profile)
     };
     // A closed pipe (`| head`) is not a failure of the audit: the exit code
     // still tells the result.
@@ -112,7 +112,7 @@ pub fn run(args: AuditArgs) -> CmdResult {
 }
 
 /// The text report (warnings go to stderr at once).
-fn render(r: &Report) -> String {
+fn render(r: &Report, profile: &Profile) -> String {
     let mut o = String::new();
     let host = &r.host;
     let from = match &r.closure.closure_info {
@@ -146,7 +146,7 @@ fn render(r: &Report) -> String {
     }
     for f in &r.findings {
         o.push('\n');
-        render_finding(&mut o, host, f);
+        render_finding(&mut o, host, f, profile);
     }
     for u in &r.unreadable {
         ui::warn(format_args!("cannot read {}: {}", u.path, u.error));
@@ -182,7 +182,7 @@ fn render(r: &Report) -> String {
     o
 }
 
-fn render_finding(o: &mut String, host: &str, f: &Finding) {
+fn render_finding(o: &mut String, host: &str, f: &Finding, profile: &Profile) {
     wl!(o, "LEAK {}", f.store_path);
     for c in &f.flake_copies {
         let at = if c.dir.is_empty() {
@@ -220,7 +220,7 @@ fn render_finding(o: &mut String, host: &str, f: &Finding) {
                 l.path.clone()
             };
             for h in &l.holds {
-                wl!(o, "    {at}: {}", describe(h));
+                wl!(o, "    {at}: {}", describe(h, profile));
             }
         }
     }
@@ -249,7 +249,9 @@ fn render_finding(o: &mut String, host: &str, f: &Finding) {
     }
 }
 
-fn describe(h: &Holding) -> String {
+/// A known file, naming its target as a host or a home (`rekeyed file of
+/// home web1.alice`).
+fn describe(h: &Holding, profile: &Profile) -> String {
     match h {
         Holding::MasterCiphertext { file, uses } => {
             let uses: Vec<String> = uses
@@ -259,9 +261,14 @@ fn describe(h: &Holding) -> String {
             format!("master ciphertext {file} ({})", uses.join(", "))
         }
         Holding::RekeyedFile { host, secret, file } => {
-            format!("rekeyed file of host {host} (secret {secret}, {file})")
+            format!(
+                "rekeyed file of {} (secret {secret}, {file})",
+                profile.label(host)
+            )
         }
-        Holding::RekeyCache { host, file } => format!("rekey cache of host {host} ({file})"),
+        Holding::RekeyCache { host, file } => {
+            format!("rekey cache of {} ({file})", profile.label(host))
+        }
         Holding::Identity { file } => format!("master identity {file}"),
     }
 }

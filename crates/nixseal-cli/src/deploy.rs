@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use nixseal::activate::{self, DeployError, DeployOptions};
+use nixseal::activate::{self, DeployError, DeployOptions, SessionError};
 
 use crate::hints;
 use crate::ui::{CliError, CmdResult, Done};
@@ -29,8 +29,12 @@ pub struct DeployArgs {
     #[arg(long)]
     pub no_restart: bool,
     /// Install only `neededForUsers` secrets (root-owned, before user accounts exist).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "user_session")]
     pub users: bool,
+    /// Deploy a user-session manifest (home-manager module) as its user, never
+    /// root: into $XDG_RUNTIME_DIR, restarting user units (`systemctl --user`).
+    #[arg(long)]
+    pub user_session: bool,
 }
 
 /// Runs the subcommand and maps the outcome to the documented exit code.
@@ -39,6 +43,7 @@ pub fn run(args: DeployArgs) -> CmdResult {
         dry_run: args.dry_run,
         no_restart: args.no_restart,
         users: args.users,
+        user_session: args.user_session,
     };
     // Plaintext in this process's memory stays out of swap where the kernel
     // lets us lock it (root has CAP_IPC_LOCK); see docs/threat-model.md.
@@ -85,6 +90,12 @@ fn notes_of(e: &DeployError) -> Vec<&'static str> {
         DeployError::Manifest(_) | DeployError::Source { .. } => {
             Some("nothing was touched; fix the configuration and rebuild")
         }
+        DeployError::Session(
+            SessionError::Root
+            | SessionError::UserManifest { .. }
+            | SessionError::RuntimeDir { .. },
+        ) => Some("nothing was touched"),
+        DeployError::Session(_) => Some("the previous generation is still active"),
         DeployError::Secrets { .. }
         | DeployError::Generation { .. }
         | DeployError::Placement { .. }

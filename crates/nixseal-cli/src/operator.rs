@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use nixseal::edit::{EditError, EditOptions, EditOutcome, NewContent};
 use nixseal::identity::{self, Interaction, MasterIdentities};
-use nixseal::profile::Profile;
+use nixseal::profile::{Profile, TargetKind};
 use nixseal::rekey::{self, PairError, PairState, Plan};
 use nixseal::renc::{CheckProblem, DryRun, RencError, RencEvents, RencOptions, RencOutcome};
 
@@ -166,9 +166,9 @@ pub fn waiting_for_lock(path: &Path) {
 
 /// Prints the pairs `show` selects (rekey or error), every blocked host and
 /// every removal.
-fn print_plan(plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
+fn print_plan(profile: &Profile, plan: &Plan, show: impl Fn(&rekey::Pair) -> bool) {
     for h in &plan.host_errors {
-        println!("error  {}: {}", h.host, hints::describe(&h.error));
+        println!("error  {}", target_failure(profile, h));
     }
     for p in plan.pairs.iter().filter(|p| show(p)) {
         match &p.state {
@@ -233,10 +233,30 @@ fn warn_untracked(profile: &Profile, untracked: &[PathBuf]) {
     }
 }
 
+/// A target that cannot be served, as renc and check print it: `web1: why`;
+/// a home is named as one (`web1.alice (home): why`), and its key is the
+/// user's, not a host key.
+fn target_failure(profile: &Profile, h: &rekey::HostFailure) -> String {
+    let home = profile
+        .hosts
+        .get(h.host.as_str())
+        .is_some_and(|e| e.kind == TargetKind::Home);
+    if !home {
+        return format!("{}: {}", h.host, hints::describe(&h.error));
+    }
+    match &h.error {
+        rekey::HostError::Key(k) => format!(
+            "{} (home): {k} — for a home this is the user's SSH key: set nixseal.settings.userPubkey to the content of the user's ~/.ssh/id_ed25519.pub (or make a dedicated key: ssh-keygen -t ed25519 -N '' -f ~/.ssh/nixseal_ed25519)",
+            h.host
+        ),
+        e => format!("{} (home): {}", h.host, hints::describe(e)),
+    }
+}
+
 /// Prints a failed run's host and pair failures.
-fn report_failures(outcome: &rekey::Outcome) {
+fn report_failures(profile: &Profile, outcome: &rekey::Outcome) {
     for h in &outcome.host_failures {
-        ui::error(format_args!("{}: {}", h.host, hints::describe(&h.error)));
+        ui::error(format_args!("{}", target_failure(profile, h)));
     }
     for f in &outcome.failed {
         ui::error(format_args!(
@@ -306,7 +326,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
                 Done::Ok
             });
         }
-        RencOutcome::DryRun(dry) => return Ok(dry_run(&dry)),
+        RencOutcome::DryRun(dry) => return Ok(dry_run(&profile, &dry)),
         RencOutcome::Done(report) => report,
     };
     for g in &report.generated {
@@ -327,7 +347,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
     }
     warn_plan(&report.warnings);
     let outcome = &report.outcome;
-    report_failures(outcome);
+    report_failures(&profile, outcome);
     println!(
         "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
         outcome.rekeyed.len(),
@@ -359,7 +379,7 @@ pub fn print_json(text: serde_json::Result<String>) -> Result<(), CliError> {
 }
 
 /// Prints what a dry run would do.
-fn dry_run(dry: &DryRun) -> Done {
+fn dry_run(profile: &Profile, dry: &DryRun) -> Done {
     for p in &dry.generate {
         println!("generate {} with {}", p.file, p.generator.display());
     }
@@ -371,7 +391,7 @@ fn dry_run(dry: &DryRun) -> Done {
             p.host, p.secret
         );
     }
-    print_plan(&dry.plan, |p| !dry.awaits_generation(p));
+    print_plan(profile, &dry.plan, |p| !dry.awaits_generation(p));
     let c = dry.counts();
     println!(
         "dry run: {} to generate, {} to rekey, {} to remove, {} failing, {} current",
@@ -398,7 +418,7 @@ pub fn check(args: CheckArgs) -> CmdResult {
     let problems = report.problems();
     for problem in &problems {
         match problem {
-            CheckProblem::Host(h) => println!("{}: {}", h.host, hints::describe(&h.error)),
+            CheckProblem::Host(h) => println!("{}", target_failure(&profile, h)),
             CheckProblem::Stale { pair: p, why } => {
                 println!("{}/{}: {why}; {hint}", p.host, p.secret)
             }

@@ -40,7 +40,9 @@ pub mod json {
 /// The fleet profile: the v1 schema ([`RawProfile`](profile::RawProfile)) and
 /// its validated form ([`Profile`](profile::Profile)).
 pub mod profile {
-    pub use crate::contract::profile::{RawHost, RawProfile, RawSecret, PROFILE_VERSION};
+    pub use crate::contract::profile::{
+        RawHost, RawProfile, RawSecret, TargetKind, PROFILE_VERSION,
+    };
     pub use crate::operator::profile::{normalize, HostEntry, Profile, ProfileError, SecretEntry};
 }
 

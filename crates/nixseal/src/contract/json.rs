@@ -33,13 +33,36 @@ where
                         "duplicate key {key:?} (each name may appear once; remove or rename one)"
                     )));
                 }
-                let value = map.next_value()?;
+                // A problem inside the value names its key (the host, the
+                // secret): "in \"web1\": unknown field `x`".
+                let value = map.next_value().map_err(|e: A::Error| {
+                    let e = e.to_string();
+                    serde::de::Error::custom(format_args!("in {key:?}: {}", strip_position(&e)))
+                })?;
                 out.insert(key, value);
             }
             Ok(out)
         }
     }
     d.deserialize_map(Unique(PhantomData))
+}
+
+/// A serde_json message without its trailing ` at line N column M` (the
+/// outer error adds its own).
+fn strip_position(msg: &str) -> &str {
+    if let Some(i) = msg.rfind(" at line ") {
+        let rest = &msg[i + " at line ".len()..];
+        if let Some((l, c)) = rest.split_once(" column ") {
+            if !l.is_empty()
+                && !c.is_empty()
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && c.bytes().all(|b| b.is_ascii_digit())
+            {
+                return &msg[..i];
+            }
+        }
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -69,6 +92,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("duplicate field `x`"), "{e}");
+        // A problem inside a value names its key, once with a position.
+        let e = serde_json::from_str::<Doc>(r#"{"m":{"a":1,"b":"x"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("in \"b\": invalid type: string \"x\""), "{e}");
+        assert_eq!(e.matches(" at line ").count(), 1, "{e}");
         // A missing map is empty (serde default), as before.
         assert!(serde_json::from_str::<Doc>("{}").unwrap().m.is_empty());
     }

@@ -53,6 +53,42 @@ pub struct RawHost {
     /// The secrets this host uses (a secret named twice is an error).
     #[serde(default, deserialize_with = "crate::contract::json::unique_map")]
     pub secrets: BTreeMap<String, RawSecret>,
+    /// What the target is (for messages); `host` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TargetKind>,
+    /// For a home-manager user inside a NixOS node: that node's target name
+    /// (an entry of kind `host`). `nixseal audit --host H` counts the
+    /// rekeyed files of every home whose `host` is H as H's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// What a rekey target is: a NixOS host (decrypting with its SSH host key)
+/// or a home-manager home (decrypting with the user's SSH key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A NixOS host (the default).
+    #[default]
+    Host,
+    /// A home-manager home.
+    Home,
+}
+
+impl TargetKind {
+    /// `"host"` or `"home"`, as messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Host => "host",
+            TargetKind::Home => "home",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One secret of a host.

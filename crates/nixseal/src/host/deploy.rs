@@ -11,9 +11,10 @@ use rustix::fs::{fchmod, mkdirat, renameat, Mode};
 use super::accounts::Accounts;
 use super::contents::{self, build, load_keys, Built};
 use super::error::{DeployError, FinishFailure};
-use super::paths::{self, PathError, Trust};
+use super::paths::{self, PathError};
 use super::place::{self, Departed, METADATA};
 use super::plan::InstallPlan;
+use super::session::Session;
 use super::state::{self, Placed, State};
 use super::switch::{self, There};
 use super::{fault, generation, lock, mount, units};
@@ -28,6 +29,9 @@ pub struct DeployOptions {
     pub no_restart: bool,
     /// Install only `neededForUsers` secrets (owned by root) into the users location.
     pub users: bool,
+    /// Deploy a user-session manifest as its user (`--user-session`): no
+    /// root, no mount, `%r` is `$XDG_RUNTIME_DIR`.
+    pub user_session: bool,
 }
 
 /// What a deploy did.
@@ -85,27 +89,37 @@ impl DeployReport {
 
 /// Runs `nixseal deploy` for the manifest at `manifest_path`.
 pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport, DeployError> {
-    let scope = if opts.users {
-        Scope::Users
-    } else {
-        Scope::Main
+    // 1. Validate everything before touching anything: whose deploy this
+    // is, the plan, then the sources it decrypts.
+    let raw = Manifest::load(manifest_path)?;
+    let (session, expanded) = Session::for_run(&raw, manifest_path, opts.user_session)?;
+    let m = expanded.as_ref().unwrap_or(&raw);
+    let plan = match &session {
+        Session::User(u) => InstallPlan::resolve_session(m, manifest_path, u.uid, u.gid)?,
+        Session::System => {
+            let scope = if opts.users {
+                Scope::Users
+            } else {
+                Scope::Main
+            };
+            let accounts = match scope {
+                // `--users` installs root-owned files and runs before accounts exist.
+                Scope::Users => Accounts::load_system().unwrap_or_default(),
+                _ => Accounts::load_system()?,
+            };
+            InstallPlan::resolve(m, manifest_path, scope, &accounts)?
+        }
     };
-    // 1. Validate everything before touching anything: the plan, then the
-    // sources it decrypts.
-    let m = Manifest::load(manifest_path)?;
-    let accounts = match scope {
-        Scope::Main => Accounts::load_system()?,
-        // `--users` installs root-owned files and runs before accounts exist.
-        Scope::Users => Accounts::load_system().unwrap_or_default(),
-    };
-    let plan = InstallPlan::resolve(&m, manifest_path, scope, &accounts)?;
     let sources = contents::read_sources(&plan)?;
     fault::point("after-validate");
     let mut report = DeployReport::planned(&plan);
 
     // 4. Host keys (only needed when there is something to decrypt). Loaded
     // before the lock and the mount so that a missing key touches nothing.
-    let ids = load_keys(&m, plan.decrypts())?;
+    let ids = match &session {
+        Session::System => load_keys(m, plan.decrypts())?,
+        Session::User(_) => super::session::load_user_keys(m, plan.decrypts())?,
+    };
     fault::point("after-keys");
 
     if opts.dry_run {
@@ -114,15 +128,17 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     }
 
     // 2. Lock.
-    let _lock = lock::acquire(&plan.mount_point)?;
+    let _lock = lock::acquire(&plan.mount_point, session.trust())?;
     fault::point("after-lock");
 
     // The records of earlier deploys (custom paths, restarts owed): a
     // damaged record stops the deploy before anything is mounted.
-    let (mut store, old_state) = state::Store::open(m.state_dir(), &plan.mount_point)?;
+    let (mut store, old_state) =
+        state::Store::open(m.state_dir(), &plan.mount_point, session.trust())?;
 
-    // 3. Mount point and the symlink's directory.
-    let site = Site::prepare(&plan)?;
+    // 3. Mount point (a user session's: its own 0700 directory in the
+    // runtime directory) and the symlink's directory.
+    let site = Site::prepare(&plan, &session)?;
     report.mounted = site.mounted;
     // What a crash may have left next to the paths the records name.
     place::clean_temps(&old_state.placed);
@@ -151,7 +167,7 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
 
     // Changes are known from the build (compared with the previous
     // generation); restarts owed by earlier deploys are added.
-    let units = Units::plan(&plan, &built, &old_state, opts.no_restart);
+    let units = Units::plan(&plan, &built, &old_state, opts.no_restart, &session);
     report.changed = units.changed.iter().map(|s| s.to_string()).collect();
 
     // 6b. Record, before the switch, everything that may exist after it:
@@ -266,9 +282,11 @@ pub fn deploy(manifest_path: &Path, opts: &DeployOptions) -> Result<DeployReport
     }
 }
 
-/// Step 3's result: nixseal's own ramfs at the mount point, and the
-/// directory the stable symlink lives in.
+/// Step 3's result: nixseal's own ramfs at the mount point (a user
+/// session's own directory), and the directory the stable symlink lives in.
 struct Site<'p> {
+    /// Who owns nixseal's own files in it.
+    owner: (u32, u32),
     mount_point: &'p str,
     symlink: &'p str,
     mount_fd: OwnedFd,
@@ -281,18 +299,25 @@ struct Site<'p> {
 impl<'p> Site<'p> {
     /// Mounts (or recognises) the ramfs, opens the symlink's directory and
     /// checks that what is at the symlink may be replaced.
-    fn prepare(plan: &'p InstallPlan) -> Result<Self, DeployError> {
+    fn prepare(plan: &'p InstallPlan, session: &Session) -> Result<Self, DeployError> {
         let (mount_point, symlink) = (plan.mount_point.as_str(), plan.symlink.as_str());
-        let (mount_fd, state) = mount::ensure(mount_point)?;
+        let (mount_fd, state) = match session {
+            Session::System => mount::ensure(mount_point)?,
+            Session::User(u) => (
+                u.ensure_mount_point(mount_point)?,
+                mount::MountState::Reused,
+            ),
+        };
         let (link_parent, link_base) = paths::split(symlink);
-        let link_dir = paths::open_dir(link_parent, true, Trust::RootOnly).map_err(|source| {
+        let link_dir = paths::open_dir(link_parent, true, session.trust()).map_err(|source| {
             DeployError::Location {
                 symlink: symlink.to_owned(),
                 source,
             }
         })?;
-        check_stable_link(&link_dir, link_base, symlink, mount_point)?;
+        check_stable_link(&link_dir, link_base, symlink, mount_point, session)?;
         Ok(Site {
+            owner: session.owner(),
             mount_point,
             symlink,
             mount_fd,
@@ -414,7 +439,10 @@ impl<'s> Staged<'s> {
         };
         serde_json::to_vec(&place::metadata(placements))
             .map_err(|e| io::Error::other(e.to_string()))
-            .and_then(|json| generation::write_new_file(&tmp_fd, METADATA, 0, 0, 0o600, &json))
+            .and_then(|json| {
+                let (uid, gid) = self.site.owner;
+                generation::write_new_file(&tmp_fd, METADATA, uid, gid, 0o600, &json)
+            })
             .map_err(|source| DeployError::Generation {
                 op: "write",
                 path: format!("{tmp_path}/{METADATA}"),
@@ -504,10 +532,19 @@ struct Units<'m> {
     /// What the records say is owed until systemctl succeeded.
     pending_restart: Vec<String>,
     pending_reload: Vec<String>,
+    /// `systemctl --user` (a user session).
+    user: bool,
 }
 
 impl<'m> Units<'m> {
-    fn plan(plan: &InstallPlan<'m>, built: &Built, old: &State, no_restart: bool) -> Self {
+    fn plan(
+        plan: &InstallPlan<'m>,
+        built: &Built,
+        old: &State,
+        no_restart: bool,
+        session: &Session,
+    ) -> Self {
+        let user = session.is_user();
         let changed: Vec<&'m manifest::Secret> = plan
             .secrets
             .iter()
@@ -541,10 +578,17 @@ impl<'m> Units<'m> {
             None
         } else if no_restart {
             Some("--no-restart")
-        } else if !units::systemd_running() {
-            Some("systemd is not running")
-        } else if units::early_boot() {
-            Some(EARLY_BOOT)
+        } else if !units::systemd_running(match session {
+            Session::User(u) => Some(u.runtime_dir.as_str()),
+            Session::System => None,
+        }) {
+            Some(if user {
+                "the user's systemd manager is not running"
+            } else {
+                "systemd is not running"
+            })
+        } else if units::early_boot(user) {
+            Some(if user { SESSION_STARTING } else { EARLY_BOOT })
         } else {
             None
         };
@@ -552,7 +596,7 @@ impl<'m> Units<'m> {
             None => (restart.clone(), reload.clone()),
             // Units that have not started yet read the new generation when
             // they start: nothing is owed any more.
-            Some(EARLY_BOOT) => (Vec::new(), Vec::new()),
+            Some(EARLY_BOOT) | Some(SESSION_STARTING) => (Vec::new(), Vec::new()),
             Some(_) => (owed_restart, owed_reload),
         };
         let changed_units = changed
@@ -568,6 +612,7 @@ impl<'m> Units<'m> {
             skip,
             pending_restart,
             pending_reload,
+            user,
         }
     }
 
@@ -588,14 +633,14 @@ impl<'m> Units<'m> {
                 .filter(|u| !self.changed_units.contains(u.as_str()))
                 .cloned()
                 .collect();
-            match units::systemctl("try-restart", &self.restart) {
+            match units::systemctl("try-restart", &self.restart, self.user) {
                 Ok(()) => {
                     report.restarted = self.restart;
                     still_restart.clear();
                 }
                 Err(e) => failures.push(e.into()),
             }
-            match units::systemctl("try-reload-or-restart", &self.reload) {
+            match units::systemctl("try-reload-or-restart", &self.reload, self.user) {
                 Ok(()) => {
                     report.reloaded = self.reload;
                     still_reload.clear();
@@ -609,6 +654,8 @@ impl<'m> Units<'m> {
 
 /// Why units are not restarted while the system boots.
 const EARLY_BOOT: &str = "the system is still booting";
+/// Why user units are not restarted while the user's manager starts (login).
+const SESSION_STARTING: &str = "the user session is still starting";
 
 /// The stable symlink may only replace nothing or a symlink nixseal made: one
 /// into `mount_point`, or into another ramfs nixseal mounted (the mount
@@ -618,6 +665,7 @@ fn check_stable_link(
     base: &str,
     symlink: &str,
     mount_point: &str,
+    session: &Session,
 ) -> Result<(), DeployError> {
     let there = switch::look(dir, base).map_err(|e| DeployError::Location {
         symlink: symlink.to_owned(),
@@ -636,7 +684,12 @@ fn check_stable_link(
                 || (t.starts_with('/')
                     && manifest::check_abs_path(t).is_ok()
                     && matches!(generation::classify(tb), generation::Entry::Generation(_))
-                    && mount::is_ours(tp))
+                    && match session {
+                        Session::System => mount::is_ours(tp),
+                        // An earlier mount point of this user's, in the
+                        // runtime directory.
+                        Session::User(u) => manifest::path_within(tp, &u.runtime_dir),
+                    })
         }
         _ => false,
     };

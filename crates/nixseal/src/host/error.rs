@@ -165,6 +165,10 @@ pub enum DeployError {
     /// /etc/passwd or /etc/group unreadable.
     #[error(transparent)]
     Accounts(#[from] AccountsError),
+    /// A user session cannot be deployed (root, the wrong manifest, the
+    /// runtime directory or the mount point directory).
+    #[error(transparent)]
+    Session(#[from] super::session::SessionError),
     /// The lock could not be taken.
     #[error(transparent)]
     Lock(#[from] lock::LockError),
@@ -247,6 +251,7 @@ impl Classify for DeployError {
     fn class(&self) -> ErrorClass {
         match self {
             DeployError::Manifest(e) => e.class(),
+            DeployError::Session(e) => e.class(),
             DeployError::Source { .. } => ErrorClass::BadInput,
             DeployError::Accounts(_)
             | DeployError::Lock(_)

@@ -43,8 +43,9 @@ pub enum LockError {
         #[source]
         source: io::Error,
     },
-    /// Something other than a root-owned 0600 regular file is at the lock path.
-    #[error("lock file {path} is {what}, not a regular file only root can open (owner root, mode 0600); another user could hold the lock — remove it (`rm {path}`) and deploy again")]
+    /// Something other than a 0600 regular file of root's (of the user's, in
+    /// a user session) is at the lock path.
+    #[error("lock file {path} is {what}, not a regular file only root can open (owner root, mode 0600; in a user session: you, mode 0600); another user could hold the lock — remove it (`rm {path}`) and deploy again")]
     NotAFile {
         /// The lock file.
         path: String,
@@ -67,10 +68,16 @@ pub fn lock_path(mount_point: &str) -> String {
 }
 
 /// Takes the lock for `mount_point`, waiting for a running deploy to finish.
-pub fn acquire(mount_point: &str) -> Result<DeployLock, LockError> {
+/// In a user session (`trust` is [`Trust::Owner`]) the lock is that user's
+/// (in the runtime directory), not root's.
+pub fn acquire(mount_point: &str, trust: Trust) -> Result<DeployLock, LockError> {
+    let owner = match trust {
+        Trust::Owner(uid) => uid,
+        _ => 0,
+    };
     let (parent, base) = paths::split(mount_point);
     let path = lock_path(mount_point);
-    let pfd = paths::open_dir(parent, true, Trust::RootOnly).map_err(|source| LockError::Path {
+    let pfd = paths::open_dir(parent, true, trust).map_err(|source| LockError::Path {
         mount_point: mount_point.to_owned(),
         source,
     })?;
@@ -92,7 +99,7 @@ pub fn acquire(mount_point: &str) -> Result<DeployLock, LockError> {
     let st = fstat(&fd).map_err(io("stat"))?;
     let ft = FileType::from_raw_mode(st.st_mode);
     let mode = st.st_mode & 0o7777;
-    if ft != FileType::RegularFile || st.st_uid != 0 || mode & 0o077 != 0 {
+    if ft != FileType::RegularFile || st.st_uid != owner || mode & 0o077 != 0 {
         let what = if ft != FileType::RegularFile {
             "not a regular file".to_owned()
         } else {

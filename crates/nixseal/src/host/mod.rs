@@ -32,6 +32,7 @@ mod mount;
 mod paths;
 mod place;
 mod plan;
+mod session;
 mod state;
 mod switch;
 mod units;
@@ -43,6 +44,7 @@ pub use error::{
     SourceProblem,
 };
 pub use plan::{InstallPlan, Ownership};
+pub use session::{Session, SessionError, UserSession, RUNTIME_DIR_ENV};
 // For the crash tests, which kill a `fault-injection` build at each point
 // (tests/deploy_crash.rs): not an API.
 #[doc(hidden)]

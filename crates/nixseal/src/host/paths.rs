@@ -60,6 +60,11 @@ pub enum Trust {
     /// directories on the way excepted, never the last one): used for the
     /// mount point, the symlink, the lock and the state directory.
     RootOnly,
+    /// As [`Trust::RootOnly`], but the directories may also belong to this
+    /// uid: a user session's runtime and state directories (`nixseal
+    /// deploy --user-session`, run by that user). Directories it creates
+    /// are 0700.
+    Owner(u32),
     /// World-writable directories are refused as the last directory (sticky
     /// or not) and on the way (unless sticky): used for custom paths, which
     /// may live in a service's own directory.
@@ -124,7 +129,11 @@ pub fn open_dir(p: &str, create: bool, trust: Trust) -> Result<OwnedFd, PathErro
         full.push_str(comp);
         let next = match openat(&fd, comp, DIR_FLAGS, Mode::empty()) {
             Err(rustix::io::Errno::NOENT) if create => {
-                match mkdirat(&fd, comp, Mode::from_raw_mode(0o755)) {
+                let mode = match trust {
+                    Trust::Owner(_) => 0o700,
+                    _ => 0o755,
+                };
+                match mkdirat(&fd, comp, Mode::from_raw_mode(mode)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => {
                         return Err(PathError::Io {
@@ -135,8 +144,9 @@ pub fn open_dir(p: &str, create: bool, trust: Trust) -> Result<OwnedFd, PathErro
                     }
                 }
                 let d = open_dir_at(&fd, comp, &full)?;
-                // umask may have narrowed the mode; parents are 0755 by contract.
-                let _ = rustix::fs::fchmod(&d, Mode::from_raw_mode(0o755));
+                // umask may have narrowed the mode; parents are 0755 by
+                // contract (a user's own, 0700).
+                let _ = rustix::fs::fchmod(&d, Mode::from_raw_mode(mode));
                 d
             }
             Err(e) => return Err(classify(e, "open directory", &full)),
@@ -170,13 +180,8 @@ pub fn check_last_dir(fd: &OwnedFd, path: &str, trust: Trust) -> Result<(), Path
             "mode {mode:04o}; the sticky bit does not keep others from creating names nixseal uses"
         ));
     }
-    if trust == Trust::RootOnly {
-        if st.st_uid != 0 {
-            return unsafe_(format!("owned by uid {}", st.st_uid));
-        }
-        if mode & 0o020 != 0 && st.st_gid != 0 {
-            return unsafe_(format!("group-writable by gid {}", st.st_gid));
-        }
+    if let Some(why) = owner_problem(&st, mode, trust) {
+        return unsafe_(why);
     }
     Ok(())
 }
@@ -199,13 +204,27 @@ pub fn check_dir(fd: &OwnedFd, path: &str, trust: Trust) -> Result<(), PathError
     if mode & 0o002 != 0 && !sticky {
         return unsafe_(format!("mode {mode:04o}"));
     }
-    if trust == Trust::RootOnly && !sticky {
-        if st.st_uid != 0 {
-            return unsafe_(format!("owned by uid {}", st.st_uid));
-        }
-        if mode & 0o020 != 0 && st.st_gid != 0 {
-            return unsafe_(format!("group-writable by gid {}", st.st_gid));
+    if !sticky {
+        if let Some(why) = owner_problem(&st, mode, trust) {
+            return unsafe_(why);
         }
     }
     Ok(())
+}
+
+/// For [`Trust::RootOnly`] and [`Trust::Owner`]: a directory owned by
+/// someone else, or writable by a group other than root's.
+fn owner_problem(st: &rustix::fs::Stat, mode: u32, trust: Trust) -> Option<String> {
+    let owner_ok = match trust {
+        Trust::RootOnly => st.st_uid == 0,
+        Trust::Owner(uid) => st.st_uid == 0 || st.st_uid == uid,
+        Trust::NotWorldWritable => return None,
+    };
+    if !owner_ok {
+        return Some(format!("owned by uid {}", st.st_uid));
+    }
+    if mode & 0o020 != 0 && st.st_gid != 0 {
+        return Some(format!("group-writable by gid {}", st.st_gid));
+    }
+    None
 }

@@ -98,14 +98,45 @@ impl<'m> InstallPlan<'m> {
         scope: Scope,
         accounts: &Accounts,
     ) -> Result<Self, ManifestError> {
+        Self::resolve_with(manifest, path, scope, accounts, None)
+    }
+
+    /// [`InstallPlan::resolve`] for a user session: `manifest` has `%r`
+    /// expanded ([`Manifest::in_session`]) and every file belongs to
+    /// `uid`/`gid`, the user running the deploy.
+    pub fn resolve_session(
+        manifest: &'m Manifest,
+        path: &Path,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Self, ManifestError> {
+        Self::resolve_with(
+            manifest,
+            path,
+            Scope::Session,
+            &Accounts::default(),
+            Some((uid, gid)),
+        )
+    }
+
+    fn resolve_with(
+        manifest: &'m Manifest,
+        path: &Path,
+        scope: Scope,
+        accounts: &Accounts,
+        session_ids: Option<(u32, u32)>,
+    ) -> Result<Self, ManifestError> {
         let checked = manifest::check(manifest, scope);
         let mut problems = checked.problems;
         // Every entry without facts has a problem recorded; `complete`
         // makes that a checked fact rather than an assumption.
         let mut complete = true;
         let mut owner_of = |what: &'static str, name: &str, user: &str, group: &str| {
-            if scope == Scope::Users {
-                return Some((0, 0));
+            match scope {
+                Scope::Users => return Some((0, 0)),
+                // Owner and group are "" (validation says so otherwise).
+                Scope::Session => return session_ids,
+                Scope::Main => {}
             }
             let (uid, gid) = (accounts.uid(user), accounts.gid(group));
             if uid.is_none() {
@@ -132,6 +163,7 @@ impl<'m> InstallPlan<'m> {
             let installs = match scope {
                 Scope::Main => !s.needed_for_users,
                 Scope::Users => s.needed_for_users,
+                Scope::Session => true,
             };
             if !installs {
                 continue;
@@ -156,7 +188,7 @@ impl<'m> InstallPlan<'m> {
         }
 
         let mut templates = Vec::new();
-        if scope == Scope::Main {
+        if scope != Scope::Users {
             for (t, facts) in manifest.templates.iter().zip(&checked.templates) {
                 let owner = owner_of("template", &t.name, &t.owner, &t.group);
                 let (Some(facts), Some((uid, gid))) = (facts, owner) else {

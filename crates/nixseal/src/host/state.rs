@@ -134,7 +134,7 @@ pub enum StateError {
         source: PathError,
     },
     /// The state directory is not root's alone.
-    #[error("state directory {dir} is {why}; nixseal keeps its records only in a directory of root's that nobody else can write (`chown root:root {dir}; chmod 0700 {dir}`, or set stateDir)")]
+    #[error("state directory {dir} is {why}; nixseal keeps its records only in a directory of root's that nobody else can write (`chown root:root {dir}; chmod 0700 {dir}`, or set stateDir; in a user session: a directory of your own, `chmod 0700 {dir}`)")]
     Unsafe {
         /// The state directory.
         dir: String,
@@ -186,6 +186,8 @@ pub fn file_name(mount_point: &str) -> String {
 /// The state of one mount point and where it lives.
 #[derive(Debug)]
 pub struct Store {
+    /// Whose directory it must be.
+    trust: Trust,
     dir_path: String,
     file: String,
     /// The bytes last read or written (`None`: no file).
@@ -200,8 +202,15 @@ impl Store {
 
     /// Reads the state of `mount_point` from `state_dir` (empty if there is
     /// none yet). Creates nothing.
-    pub fn open(state_dir: &str, mount_point: &str) -> Result<(Store, State), StateError> {
+    /// In a user session (`trust` is [`Trust::Owner`]) the directory is the
+    /// user's own.
+    pub fn open(
+        state_dir: &str,
+        mount_point: &str,
+        trust: Trust,
+    ) -> Result<(Store, State), StateError> {
         let mut store = Store {
+            trust,
             dir_path: state_dir.to_owned(),
             file: file_name(mount_point),
             on_disk: None,
@@ -256,7 +265,7 @@ impl Store {
             dir: dir.clone(),
             source,
         };
-        let pfd = match paths::open_dir(parent, create, Trust::RootOnly) {
+        let pfd = match paths::open_dir(parent, create, self.trust) {
             Ok(fd) => fd,
             Err(PathError::Io { source, .. })
                 if !create && source.kind() == io::ErrorKind::NotFound =>
@@ -291,7 +300,11 @@ impl Store {
             source: e.into(),
         })?;
         let mode = st.st_mode & 0o7777;
-        if st.st_uid != 0 {
+        let owner = match self.trust {
+            Trust::Owner(uid) => uid,
+            _ => 0,
+        };
+        if st.st_uid != owner {
             return Err(StateError::Unsafe {
                 dir: dir.clone(),
                 why: format!("owned by uid {}", st.st_uid),

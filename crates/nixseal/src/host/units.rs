@@ -18,8 +18,10 @@ pub enum UnitsError {
         source: io::Error,
     },
     /// systemctl exited non-zero.
-    #[error("systemctl {action} {} exited with {status}", units.join(" "))]
+    #[error("systemctl {}{action} {} exited with {status}", if *user { "--user " } else { "" }, units.join(" "))]
     Failed {
+        /// Whether it was `systemctl --user`.
+        user: bool,
         /// The action.
         action: &'static str,
         /// The units.
@@ -29,17 +31,34 @@ pub enum UnitsError {
     },
 }
 
-/// Whether systemd is PID 1 (as `sd_booted(3)` decides).
-pub fn systemd_running() -> bool {
-    Path::new("/run/systemd/system").is_dir()
+/// Whether systemd is PID 1 (as `sd_booted(3)` decides); for a user
+/// session, whether the user's systemd manager runs (its private socket is
+/// in the runtime directory, where `systemctl --user` looks for it).
+pub fn systemd_running(user: Option<&str>) -> bool {
+    match user {
+        None => Path::new("/run/systemd/system").is_dir(),
+        Some(runtime_dir) => Path::new(runtime_dir).join("systemd/private").exists(),
+    }
+}
+
+/// `systemctl`, or `systemctl --user` for a user session.
+fn systemctl_cmd(user: bool) -> Command {
+    let mut c = Command::new("systemctl");
+    if user {
+        c.arg("--user");
+    }
+    c
 }
 
 /// Whether the system is still booting (`systemctl is-system-running` says
 /// `initializing` or `starting`). Units that use secrets have not started yet
 /// then and will read the new generation when they do, so nothing is restarted
 /// (docs/host.md, step 8: "not during early boot").
-pub fn early_boot() -> bool {
-    Command::new("systemctl")
+///
+/// For a user session (`user`), the user manager's state: `starting` while
+/// the login reaches `default.target`, whose units start after nixseal's.
+pub fn early_boot(user: bool) -> bool {
+    systemctl_cmd(user)
         .arg("is-system-running")
         .output()
         .map(|o| {
@@ -71,12 +90,13 @@ pub fn plan<'a>(
     (rs, rl)
 }
 
-/// `systemctl <action> --no-block -- <units>`; nothing when `units` is empty.
-pub fn systemctl(action: &'static str, units: &[String]) -> Result<(), UnitsError> {
+/// `systemctl [--user] <action> --no-block -- <units>`; nothing when
+/// `units` is empty.
+pub fn systemctl(action: &'static str, units: &[String], user: bool) -> Result<(), UnitsError> {
     if units.is_empty() {
         return Ok(());
     }
-    let status = Command::new("systemctl")
+    let status = systemctl_cmd(user)
         .arg(action)
         .arg("--no-block")
         .arg("--")
@@ -87,6 +107,7 @@ pub fn systemctl(action: &'static str, units: &[String]) -> Result<(), UnitsErro
         Ok(())
     } else {
         Err(UnitsError::Failed {
+            user,
             action,
             units: units.to_vec(),
             status,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, NameError, SecretName};
-use crate::contract::profile::{RawProfile, PROFILE_VERSION};
+use crate::contract::profile::{RawProfile, TargetKind, PROFILE_VERSION};
 use crate::operator::identity::{HostPubkeyError, HostRecipient};
 
 /// Why a profile was refused. Every variant names the profile file.
@@ -110,6 +110,20 @@ pub enum ProfileError {
         /// Why it was refused.
         reason: String,
     },
+    /// A home's `host` names no target, or a home; or a host has a `host`.
+    #[error("profile {path}: {kind} {entry} has \"host\": {host:?}, but {why}")]
+    BadHostOfHome {
+        /// The profile file.
+        path: PathBuf,
+        /// The kind of the entry with the `host` field.
+        kind: TargetKind,
+        /// The entry with the `host` field.
+        entry: String,
+        /// The value of its `host` field.
+        host: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
     /// An `extraRecipients` entry is not an age recipient.
     #[error(
         "profile {path}: extraRecipients entry {recipient:?} is not an age recipient ({reason})"
@@ -137,11 +151,15 @@ pub struct SecretEntry {
     pub generator: Option<PathBuf>,
 }
 
-/// A validated host.
+/// A validated rekey target: a host or a home.
 #[derive(Debug, Clone)]
 pub struct HostEntry {
-    /// The host's name.
+    /// The target's name.
     pub name: HostName,
+    /// Host or home (profile `kind`; host when absent).
+    pub kind: TargetKind,
+    /// For a home of a NixOS node: that node's target (profile `host`).
+    pub host: Option<HostName>,
     /// The host's key, parsed, or why it cannot be used. A bad or missing
     /// key blocks this host only: the rest of the fleet is still served.
     pub recipient: Result<HostRecipient, HostPubkeyError>,
@@ -172,7 +190,37 @@ pub struct Profile {
     pub hosts: BTreeMap<HostName, HostEntry>,
 }
 
+impl HostEntry {
+    /// How messages name this target: `host web1`, `home web1.alice`.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind, self.name)
+    }
+}
+
 impl Profile {
+    /// How messages name the target `name`: `host web1`, `home web1.alice`
+    /// (`host` for a name the profile does not know, e.g. a directory left
+    /// over in the rekeyed tree).
+    pub fn label(&self, name: &str) -> String {
+        match self.hosts.get(name) {
+            Some(h) => h.label(),
+            None => format!("host {name}"),
+        }
+    }
+
+    /// The targets whose rekeyed files are part of `host`'s system: itself
+    /// and every home whose `host` it is (home-manager as a NixOS module
+    /// puts them into the host's closure).
+    pub fn carried_by(&self, host: &str) -> Vec<&HostName> {
+        self.hosts
+            .values()
+            .filter(|h| {
+                h.name.as_str() == host || h.host.as_ref().is_some_and(|o| o.as_str() == host)
+            })
+            .map(|h| &h.name)
+            .collect()
+    }
+
     /// Where this profile's rekeyed files are.
     pub fn layout(&self) -> RekeyedLayout {
         RekeyedLayout::new(self.rekeyed_dir.clone())
@@ -332,8 +380,37 @@ impl Profile {
                 })
                 .collect()
         };
+        // `host` of a home must name an entry of kind host.
+        for (entry, h) in &raw.hosts {
+            let Some(on) = &h.host else { continue };
+            let kind = h.kind.unwrap_or_default();
+            let why = if kind == TargetKind::Host {
+                Some("only a home (\"kind\": \"home\") is carried by a host; remove the field or set the kind")
+            } else {
+                match raw.hosts.get(on) {
+                    None => Some("the profile has no target of that name; set it to the target name of the NixOS host the home belongs to"),
+                    Some(o) if o.kind.unwrap_or_default() != TargetKind::Host => {
+                        Some("that target is a home, not a host")
+                    }
+                    Some(_) => None,
+                }
+            };
+            if let Some(why) = why {
+                return Err(ProfileError::BadHostOfHome {
+                    path: path.to_owned(),
+                    kind,
+                    entry: entry.clone(),
+                    host: on.clone(),
+                    why,
+                });
+            }
+        }
         for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
             let name = HostName::new(host.clone()).map_err(name_err)?;
+            let on_host = h
+                .host
+                .map(|o| HostName::new(o).map_err(name_err))
+                .transpose()?;
             let mut secrets = BTreeMap::new();
             for (secret, s) in h.secrets {
                 let sname = SecretName::new(secret.clone()).map_err(name_err)?;
@@ -379,6 +456,8 @@ impl Profile {
                 name.clone(),
                 HostEntry {
                     name,
+                    kind: h.kind.unwrap_or_default(),
+                    host: on_host,
                     recipient,
                     secrets,
                 },
@@ -583,6 +662,73 @@ mod tests {
                 &HostPubkeyError::Missing
             );
             assert!(p.hosts["old"].recipient.is_ok());
+        }
+    }
+
+    #[test]
+    fn kind_and_host_of_homes() {
+        let doc =
+            |entries: &str| format!(r#"{{"version":1,"rekeyedDir":"r","hosts":{{{entries}}}}}"#);
+        let p = parse(&doc(&format!(
+            r#""web1":{{"hostPubkey":"{KEY}","kind":"host"}},
+               "web1.alice":{{"hostPubkey":"{KEY}","kind":"home","host":"web1"}},
+               "laptop.bob":{{"hostPubkey":"{KEY}","kind":"home"}},
+               "old":{{"hostPubkey":"{KEY}"}}"#
+        )))
+        .unwrap();
+        assert_eq!(p.hosts["web1"].kind, TargetKind::Host);
+        assert_eq!(p.hosts["old"].kind, TargetKind::Host);
+        assert_eq!(p.hosts["web1.alice"].kind, TargetKind::Home);
+        assert_eq!(
+            p.hosts["web1.alice"].host.as_ref().unwrap().as_str(),
+            "web1"
+        );
+        assert_eq!(p.label("web1.alice"), "home web1.alice");
+        assert_eq!(p.label("laptop.bob"), "home laptop.bob");
+        assert_eq!(p.label("web1"), "host web1");
+        let carried: Vec<&str> = p.carried_by("web1").iter().map(|h| h.as_str()).collect();
+        assert_eq!(carried, ["web1", "web1.alice"]);
+        // Refused, naming the entry: an unknown kind, a host that is not
+        // there or is a home, a host with a host, a repeated field.
+        for (entries, want) in [
+            (
+                format!(r#""h":{{"hostPubkey":"{KEY}","kind":"vm"}}"#),
+                "in \"h\": unknown variant `vm`, expected `host` or `home`",
+            ),
+            (
+                format!(r#""h.a":{{"hostPubkey":"{KEY}","kind":"home","host":"nosuch"}}"#),
+                "home h.a has \"host\": \"nosuch\", but the profile has no target of that name",
+            ),
+            (
+                format!(
+                    r#""l.b":{{"hostPubkey":"{KEY}","kind":"home"}},
+                       "h.a":{{"hostPubkey":"{KEY}","kind":"home","host":"l.b"}}"#
+                ),
+                "home h.a has \"host\": \"l.b\", but that target is a home, not a host",
+            ),
+            (
+                format!(r#""w":{{"hostPubkey":"{KEY}"}},"v":{{"hostPubkey":"{KEY}","host":"w"}}"#),
+                "host v has \"host\": \"w\", but only a home",
+            ),
+            (
+                format!(r#""h":{{"hostPubkey":"{KEY}","kind":"home","kind":"host"}}"#),
+                "in \"h\": duplicate field `kind`",
+            ),
+        ] {
+            let e = parse(&doc(&entries)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ProfileError::BadHostOfHome { .. } | ProfileError::Json { .. }
+                ),
+                "{e}"
+            );
+            assert!(
+                crate::common::error::Classify::class(&e)
+                    == crate::common::error::ErrorClass::BadInput
+            );
+            let e = e.to_string();
+            assert!(e.contains(want) && e.contains("p.json"), "{want}: {e}");
         }
     }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::contract::layout::store_name;
 use crate::contract::names::HostName;
+use crate::contract::profile::TargetKind;
 use crate::operator::profile::Profile;
 use crate::store_path::{self, StorePath, StorePathError};
 
@@ -49,8 +50,10 @@ pub enum StatusError {
         known: String,
     },
     /// The manifest (or the system's unit file) could not be read.
-    #[error("cannot read the manifest of host {host} at {path}: {source}")]
+    #[error("cannot read the manifest of {kind} {host} at {path}: {source}")]
     Read {
+        /// Host or home.
+        kind: TargetKind,
         /// The host.
         host: String,
         /// The file.
@@ -60,8 +63,10 @@ pub enum StatusError {
         source: std::io::Error,
     },
     /// The manifest is not JSON with `secrets[].name` and `.source`.
-    #[error("{path} (host {host}) is not a nixseal host manifest: {source}")]
+    #[error("{path} ({kind} {host}) is not a nixseal manifest: {source}")]
     Json {
+        /// Host or home.
+        kind: TargetKind,
         /// The host.
         host: String,
         /// The file.
@@ -71,16 +76,20 @@ pub enum StatusError {
         source: serde_json::Error,
     },
     /// A NixOS system without a nixseal unit naming a manifest.
-    #[error("{path} (host {host}) is a directory but not a NixOS system with nixseal: {UNIT_IN_SYSTEM} does not name a `--manifest`")]
+    #[error("{path} ({kind} {host}) is a directory but not a NixOS system with nixseal: {UNIT_IN_SYSTEM} does not name a `--manifest`")]
     NoManifestInSystem {
+        /// Host or home.
+        kind: TargetKind,
         /// The host.
         host: String,
         /// The directory given.
         path: PathBuf,
     },
     /// The working tree's rekeyed file exists but its store path cannot be computed.
-    #[error("host {host}, secret {secret}: {source}")]
+    #[error("{kind} {host}, secret {secret}: {source}")]
     StorePath {
+        /// Host or home.
+        kind: TargetKind,
         /// The host.
         host: String,
         /// The secret.
@@ -89,6 +98,20 @@ pub enum StatusError {
         #[source]
         source: StorePathError,
     },
+}
+
+impl StatusError {
+    /// The same error, naming the target as a `kind` (host or home).
+    fn of(mut self, of: TargetKind) -> Self {
+        match &mut self {
+            StatusError::Read { kind, .. }
+            | StatusError::Json { kind, .. }
+            | StatusError::NoManifestInSystem { kind, .. }
+            | StatusError::StorePath { kind, .. } => *kind = of,
+            StatusError::UnknownHost { .. } => {}
+        }
+        self
+    }
 }
 
 /// How one secret of a host compares.
@@ -163,6 +186,7 @@ pub fn resolve_manifest(host: &str, path: &Path) -> Result<PathBuf, StatusError>
     let unit = path.join(UNIT_IN_SYSTEM);
     let bytes = crate::common::fsutil::read_regular(&unit, crate::common::fsutil::MAX_FILE)
         .map_err(|source| StatusError::Read {
+            kind: TargetKind::Host,
             host: host.to_owned(),
             path: unit.clone(),
             source,
@@ -176,6 +200,7 @@ pub fn resolve_manifest(host: &str, path: &Path) -> Result<PathBuf, StatusError>
             words.next().map(PathBuf::from)
         })
         .ok_or_else(|| StatusError::NoManifestInSystem {
+            kind: TargetKind::Host,
             host: host.to_owned(),
             path: path.to_owned(),
         })
@@ -201,16 +226,19 @@ pub fn host_status(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let manifest = resolve_manifest(host, manifest)?;
+    let kind = entry.kind;
+    let manifest = resolve_manifest(host, manifest).map_err(|e| e.of(kind))?;
     // A regular file of bounded size (a FIFO or device is refused, not read).
     let bytes = crate::common::fsutil::read_regular(&manifest, crate::common::fsutil::MAX_FILE)
         .map_err(|source| StatusError::Read {
+            kind,
             host: host.to_owned(),
             path: manifest.clone(),
             source,
         })?;
     let running: ManifestSources =
         serde_json::from_slice(&bytes).map_err(|source| StatusError::Json {
+            kind: entry.kind,
             host: host.to_owned(),
             path: manifest.clone(),
             source,
@@ -231,6 +259,7 @@ pub fn host_status(
         } else {
             let expected = store_path::source_store_path(&file, &store_name(host, name.as_str()))
                 .map_err(|source| StatusError::StorePath {
+                kind: entry.kind,
                 host: host.to_owned(),
                 secret: name.to_string(),
                 source,
@@ -376,6 +405,28 @@ mod tests {
         );
         let e = host_status(&p, "web1", &dir.path().join("missing.json")).unwrap_err();
         assert!(matches!(e, StatusError::Read { .. }), "{e}");
+        // A home is named as a home.
+        let profile = format!(
+            r#"{{"version":1,"rekeyedDir":"./rekeyed","hosts":{{
+               "web1":{{"hostPubkey":"{KEY}"}},
+               "web1.alice":{{"hostPubkey":"{KEY}","kind":"home","host":"web1"}}}}}}"#
+        );
+        std::fs::write(dir.path().join("homes.json"), profile).unwrap();
+        let homes = Profile::load(&dir.path().join("homes.json"), dir.path()).unwrap();
+        for (m, want) in [
+            (
+                dir.path().join("missing.json"),
+                "cannot read the manifest of home web1.alice at",
+            ),
+            (bad.clone(), "(home web1.alice) is not a nixseal manifest"),
+        ] {
+            let e = host_status(&homes, "web1.alice", &m)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = host_status(&homes, "web1", &bad).unwrap_err().to_string();
+        assert!(e.contains("(host web1)"), "{e}");
         // A device or FIFO as the manifest is refused, not read forever.
         let e = host_status(&p, "web1", Path::new("/dev/zero")).unwrap_err();
         assert!(e.to_string().contains("a character device"), "{e}");

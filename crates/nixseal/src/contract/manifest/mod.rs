@@ -50,12 +50,37 @@ pub fn lock_path(mount_point: &str) -> String {
     format!("{parent}/.{base}.lock")
 }
 
+/// What stands for `$XDG_RUNTIME_DIR` at the start of a path of a
+/// user-session manifest.
+pub const RUNTIME_DIR: &str = "%r";
+
+/// The runtime directory `nixseal manifest check` assumes for a user-session
+/// manifest (deploy uses the user's own).
+pub const CHECK_RUNTIME_DIR: &str = "/run/user/1000";
+
+/// Who a manifest is for: the system (`nixseal deploy` as root, from
+/// `modules/nixos.nix`) or one user's session (`nixseal deploy
+/// --user-session` as that user, from `modules/home-manager.nix`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Session {
+    /// The system's manifest (the default).
+    #[default]
+    System,
+    /// A user-session manifest: paths may start with `%r`, owner and group
+    /// are `""`, no `neededForUsers`.
+    User,
+}
+
 /// A host manifest, version 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Manifest {
     /// Always 1.
     pub version: u64,
+    /// Whose manifest this is; [`Session::System`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
     /// Private keys the host decrypts with.
     pub host_keys: Vec<HostKey>,
     /// The ramfs holding the generations, e.g. `/run/nixseal.d`.
@@ -153,6 +178,9 @@ pub enum Scope {
     Main,
     /// Only `neededForUsers` secrets, owned by root (`deploy --users`).
     Users,
+    /// A user-session manifest, `%r` expanded: everything, owned by the
+    /// user who runs `deploy --user-session`.
+    Session,
 }
 
 /// Why a manifest was refused.
@@ -223,6 +251,61 @@ impl Manifest {
         self.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR)
     }
 
+    /// Whose manifest this is (`session`, [`Session::System`] when absent).
+    pub fn session(&self) -> Session {
+        self.session.unwrap_or_default()
+    }
+
+    /// This user-session manifest with `%r` at the start of `mountPoint`,
+    /// `symlink`, `stateDir` and every `path` replaced by `runtime_dir` (an
+    /// absolute path), ready for [`Scope::Session`]. What must hold before
+    /// the expansion is checked here: the manifest is a user-session one,
+    /// `mountPoint` lies in the runtime directory and `stateDir` is given
+    /// (the module sets it to `~/.local/state/nixseal`).
+    pub fn in_session(&self, path: &Path, runtime_dir: &str) -> Result<Manifest, ManifestError> {
+        let mut problems = Vec::new();
+        if self.session() != Session::User {
+            problems.push(Problem::NotUserSession);
+        }
+        let under = |p: &str| {
+            p.strip_prefix(RUNTIME_DIR)
+                .is_some_and(|r| r.starts_with('/'))
+        };
+        if !under(&self.mount_point) {
+            problems.push(Problem::SessionMountPoint {
+                path: self.mount_point.clone(),
+            });
+        }
+        if self.state_dir.is_none() {
+            problems.push(Problem::SessionStateDir);
+        }
+        if !problems.is_empty() {
+            return Err(ManifestError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
+        }
+        let expand = |p: &str| -> String {
+            match p.strip_prefix(RUNTIME_DIR) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    format!("{runtime_dir}{rest}")
+                }
+                _ => p.to_owned(),
+            }
+        };
+        let mut m = self.clone();
+        m.mount_point = expand(&m.mount_point);
+        m.symlink = expand(&m.symlink);
+        m.state_dir = m.state_dir.as_deref().map(expand);
+        for s in &mut m.secrets {
+            s.path = expand(&s.path);
+        }
+        for t in &mut m.templates {
+            t.path = expand(&t.path);
+        }
+        Ok(m)
+    }
+
     /// Parses manifest bytes; `path` is only used in errors.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ManifestError> {
         let json = |source| ManifestError::Json {
@@ -280,7 +363,7 @@ impl Manifest {
     /// The mount point and symlink used by a run of the given scope.
     pub fn locations(&self, scope: Scope) -> (String, String) {
         match scope {
-            Scope::Main => (self.mount_point.clone(), self.symlink.clone()),
+            Scope::Main | Scope::Session => (self.mount_point.clone(), self.symlink.clone()),
             Scope::Users => (self.users_mount_point(), self.users_symlink()),
         }
     }

@@ -145,6 +145,44 @@ pub enum Problem {
         /// The users symlink.
         expected: String,
     },
+    /// `nixseal deploy --user-session` was given a system manifest.
+    #[error("this is not a user-session manifest (it has no \"session\": \"user\"); a system manifest is deployed by root, without --user-session")]
+    NotUserSession,
+    /// A user-session manifest's `mountPoint` is not in the runtime directory.
+    #[error("mountPoint {path:?} must lie in the user's runtime directory (start with \"%r/\", e.g. \"%r/nixseal.d\"): decrypted secrets live only there")]
+    SessionMountPoint {
+        /// The value.
+        path: String,
+    },
+    /// A user-session manifest without `stateDir`.
+    #[error("a user-session manifest needs stateDir, the user's own directory for nixseal's records (the home-manager module sets it to ~/.local/state/nixseal)")]
+    SessionStateDir,
+    /// An owner or group in a user-session manifest.
+    #[error("{what} {name:?}: {field} {value:?} must be \"\" in a user-session manifest: the files belong to the user who runs `nixseal deploy --user-session`")]
+    SessionOwner {
+        /// `secret` or `template`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// `owner` or `group`.
+        field: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// `neededForUsers` in a user-session manifest.
+    #[error("secret {secret:?} is neededForUsers, which a user-session manifest cannot be (there is no --users run for a user)")]
+    SessionNeededForUsers {
+        /// The secret.
+        secret: String,
+    },
+    /// `%r` in a system manifest.
+    #[error("{field} {path:?} starts with %r, which stands for the runtime directory only in a user-session manifest (\"session\": \"user\"); give an absolute path")]
+    RuntimeDirInSystem {
+        /// Which field.
+        field: String,
+        /// The value.
+        path: String,
+    },
 }
 
 /// Something deploy does as asked but the operator should know about.
@@ -222,8 +260,16 @@ impl Manifest {
     pub fn check(&self, path: &Path) -> Result<Vec<Warning>, ManifestError> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
-        for scope in [Scope::Main, Scope::Users] {
-            let c = check(self, scope);
+        // A user-session manifest: with `%r` as a typical runtime directory.
+        let expanded;
+        let (m, scopes): (&Manifest, &[Scope]) = if self.session() == super::Session::User {
+            expanded = self.in_session(path, super::CHECK_RUNTIME_DIR)?;
+            (&expanded, &[Scope::Session])
+        } else {
+            (self, &[Scope::Main, Scope::Users])
+        };
+        for &scope in scopes {
+            let c = check(m, scope);
             for p in c.problems {
                 if !problems.contains(&p) {
                     problems.push(p);
@@ -295,7 +341,8 @@ impl<'m> Checker<'m> {
         let users_sl = m.users_symlink();
         let mut fixed: Vec<(String, String)> = Vec::new();
         for (field, value) in [("mountPoint", &m.mount_point), ("symlink", &m.symlink)] {
-            if let Err(why) = check_abs_path(value) {
+            if self.runtime_dir_in_system(field, value) {
+            } else if let Err(why) = check_abs_path(value) {
                 self.p.push(Problem::Path {
                     field: field.into(),
                     path: value.clone(),
@@ -340,12 +387,13 @@ impl<'m> Checker<'m> {
                 }
             }
         }
-        if fixed.len() == 2 {
+        if fixed.len() == 2 && scope != Scope::Session {
             fixed.push(("users mount point (derived)".into(), users_mp.clone()));
             fixed.push(("users symlink (derived)".into(), users_sl.clone()));
         }
         let state_dir = m.state_dir().to_owned();
         match check_abs_path(&state_dir) {
+            Err(_) if self.runtime_dir_in_system("stateDir", &state_dir) => {}
             Err(why) => self.p.push(Problem::Path {
                 field: "stateDir".into(),
                 path: state_dir.clone(),
@@ -450,7 +498,17 @@ impl<'m> Checker<'m> {
             let installs = match scope {
                 Scope::Main => !s.needed_for_users,
                 Scope::Users => s.needed_for_users,
+                Scope::Session => true,
             };
+            if scope == Scope::Session {
+                ok &= self.session_owner("secret", &s.name, &s.owner, &s.group);
+                if s.needed_for_users {
+                    self.p.push(Problem::SessionNeededForUsers {
+                        secret: s.name.clone(),
+                    });
+                    ok = false;
+                }
+            }
             let entry = self.check_entry(
                 "secret",
                 &s.name,
@@ -480,13 +538,16 @@ impl<'m> Checker<'m> {
         }
         let mut templates = Vec::with_capacity(m.templates.len());
         for (i, t) in m.templates.iter().enumerate() {
-            let ok = named[m.secrets.len() + i] && unique(&t.name);
+            let mut ok = named[m.secrets.len() + i] && unique(&t.name);
+            if scope == Scope::Session {
+                ok &= self.session_owner("template", &t.name, &t.owner, &t.group);
+            }
             let entry = self.check_entry(
                 "template",
                 &t.name,
                 &t.mode,
                 &t.path,
-                scope == Scope::Main,
+                scope != Scope::Users,
                 false,
             );
             let parts = match pieces(&t.content) {
@@ -545,15 +606,19 @@ impl<'m> Checker<'m> {
         let mut reserved: Vec<(String, String)> = Vec::new();
         if check_abs_path(&m.mount_point).is_ok() && m.mount_point != "/" {
             reserved.push(("the lock of mountPoint".into(), lock_path(&m.mount_point)));
-            reserved.push((
-                "the lock of the users mount point".into(),
-                lock_path(&users_mp),
-            ));
+            if scope != Scope::Session {
+                reserved.push((
+                    "the lock of the users mount point".into(),
+                    lock_path(&users_mp),
+                ));
+            }
         }
         let mut beside: Vec<(String, String)> = custom.clone();
         if check_abs_path(&m.symlink).is_ok() && m.symlink != "/" {
             beside.push(("symlink".into(), m.symlink.clone()));
-            beside.push(("users symlink (derived)".into(), users_sl.clone()));
+            if scope != Scope::Session {
+                beside.push(("users symlink (derived)".into(), users_sl.clone()));
+            }
         }
         for (f, v) in &beside {
             let i = v.rfind('/').unwrap_or(0);
@@ -581,13 +646,42 @@ impl<'m> Checker<'m> {
         }
 
         let decrypts = match scope {
-            Scope::Main => !m.secrets.is_empty(),
+            Scope::Main | Scope::Session => !m.secrets.is_empty(),
             Scope::Users => m.secrets.iter().any(|s| s.needed_for_users),
         };
         if decrypts && m.host_keys.is_empty() {
             self.p.push(Problem::NoHostKeys);
         }
         (secrets, templates)
+    }
+
+    /// Owner and group of an entry of a user-session manifest: both `""`.
+    fn session_owner(&mut self, what: &'static str, name: &str, owner: &str, group: &str) -> bool {
+        let mut ok = true;
+        for (field, value) in [("owner", owner), ("group", group)] {
+            if !value.is_empty() {
+                self.p.push(Problem::SessionOwner {
+                    what,
+                    name: name.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// `%r` where only a user-session manifest may have it.
+    fn runtime_dir_in_system(&mut self, field: &str, path: &str) -> bool {
+        if self.scope != Scope::Session && path.starts_with(super::RUNTIME_DIR) {
+            self.p.push(Problem::RuntimeDirInSystem {
+                field: field.to_owned(),
+                path: path.to_owned(),
+            });
+            return true;
+        }
+        false
     }
 
     /// Mode and path of one entry; `installed`: this scope installs it (its
@@ -622,6 +716,9 @@ impl<'m> Checker<'m> {
             Some(_) => {}
         }
         let field = format!("{what} {name:?}: path");
+        if self.runtime_dir_in_system(&field, path) {
+            return None;
+        }
         if let Err(why) = check_abs_path(path) {
             self.p.push(Problem::Path {
                 field,

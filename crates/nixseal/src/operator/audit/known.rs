@@ -235,9 +235,12 @@ impl Known {
             }
         }
         host_dirs.sort();
+        // The host's own files and those of the homes it carries
+        // (home-manager as a NixOS module puts them into its closure).
+        let carried = profile.carried_by(host.as_str());
         for h in host_dirs {
             let h_name = h.to_string_lossy().into_owned();
-            let own = h_name == host.as_str();
+            let own = h_name == host.as_str() || carried.iter().any(|c| c.as_str() == h_name);
             let hdir = dir.join(&h);
             let mut files = Vec::new();
             for e in std::fs::read_dir(&hdir).map_err(|s| read_err(&hdir, s))? {

@@ -479,6 +479,47 @@ mod tests {
     }
 
     #[test]
+    fn a_host_owns_the_rekeyed_files_of_the_homes_it_carries() {
+        let s = Setup::new();
+        let root = s.profile.root.clone();
+        std::fs::create_dir_all(root.join("secrets/rekeyed/web1.alice")).unwrap();
+        std::fs::write(
+            root.join("secrets/rekeyed/web1.alice/a.age"),
+            age_like(b'h', 330),
+        )
+        .unwrap();
+        let profile = format!(
+            r#"{{"version":1,"rekeyedDir":"./secrets/rekeyed","hosts":{{
+              "web1":{{"hostPubkey":"{KEY}","kind":"host","secrets":{{"a":{{"file":"./secrets/a.age"}}}}}},
+              "web1.alice":{{"hostPubkey":"{KEY}","kind":"home","host":"web1","secrets":{{"a":{{"file":"./secrets/a.age"}}}}}},
+              "db1":{{"hostPubkey":"{KEY}","secrets":{{"a":{{"file":"./secrets/a.age"}}}}}}}}}}"#
+        );
+        std::fs::write(root.join("profile.json"), profile).unwrap();
+        let s = Setup {
+            profile: Profile::load(&root.join("profile.json"), &root).unwrap(),
+            ..s
+        };
+        // web1's system: its own file and its user alice's, as home-manager
+        // as a NixOS module puts them there.
+        let own = s.path(1, "web1-a.age");
+        std::fs::copy(root.join("secrets/rekeyed/web1/a.age"), &own).unwrap();
+        let home = s.path(2, "web1.alice-a.age");
+        std::fs::copy(root.join("secrets/rekeyed/web1.alice/a.age"), &home).unwrap();
+        let r = s.audit("web1", true, &[own.clone(), home.clone()]);
+        assert!(r.clean && r.findings.is_empty(), "{:#?}", r.findings);
+        // On db1 alice's file is another target's.
+        let r = s.audit("db1", true, std::slice::from_ref(&home));
+        assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+        assert!(matches!(
+            &r.findings[0].files[0].holds[0],
+            Holding::RekeyedFile { host, .. } if host == "web1.alice"
+        ));
+        // The home itself is no host: auditing it does not make web1's own.
+        let r = s.audit("web1.alice", true, &[own]);
+        assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    }
+
+    #[test]
     fn missing_and_empty_known_files_are_noted_not_fatal() {
         let s = Setup::new();
         let root = s.profile.root.clone();
