@@ -23,6 +23,7 @@ use crate::common::fsutil::{self, sha256_hex, MAX_FILE};
 use crate::contract::cache::{self, CacheEntry, HostCache, CACHE_FILE};
 use crate::contract::layout::output_name;
 use crate::contract::names::{HostName, SecretName};
+use crate::operator::identity::fast_recipient::FastRecipient;
 use crate::operator::identity::MasterIdentities;
 
 /// A new output written to a temp file in its host directory, not yet in
@@ -176,10 +177,36 @@ pub fn execute(
             None => None,
         };
 
+        // One FastRecipient per host with something to write, shared by
+        // every worker: the host's constants are derived once, each wrap
+        // is one variable-base multiplication (identity/fast_recipient.rs).
+        // Hosts with nothing to write cost nothing (a no-op builds none).
+        let fast: BTreeMap<HostName, FastRecipient> = in_pool(pool.as_ref(), || {
+            host_ok
+                .iter()
+                .filter(|(_, ok)| ok.is_ok())
+                .filter_map(|(h, _)| recipients.get(h).map(|r| (h, r)))
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|(h, r)| (h.clone(), FastRecipient::new(r)))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .filter_map(|(h, r)| match r {
+            Ok(r) => Some((h, r)),
+            // Not reachable for a HostRecipient (it refused weak keys
+            // already); the host fails as a whole if it ever is.
+            Err(e) => {
+                host_ok.insert(h.clone(), Err(HostError::Key(e)));
+                None
+            }
+        })
+        .collect();
+
         let results: Vec<(Pair, Result<Staged, PairError>)> = in_pool(pool.as_ref(), || {
             todo.into_par_iter()
                 .map(|p| {
-                    let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
+                    let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &fast);
                     progress();
                     (p, r)
                 })
@@ -401,7 +428,7 @@ fn stage_one(
     rekeyed_abs: &Path,
     plaintexts: &HashMap<PathBuf, Result<(Plaintext, String), PairError>>,
     host_ok: &BTreeMap<HostName, Result<(), HostError>>,
-    recipients: &BTreeMap<HostName, crate::operator::identity::HostRecipient>,
+    recipients: &BTreeMap<HostName, FastRecipient>,
 ) -> Result<Staged, PairError> {
     if !matches!(host_ok.get(&p.host), Some(Ok(()))) {
         return Err(PairError::HostBlocked {
@@ -417,7 +444,7 @@ fn stage_one(
             host: p.host.clone(),
         });
     };
-    let ct = crypto::encrypt(plaintext, &[recipient.recipient()], false)?;
+    let ct = crypto::encrypt(plaintext, &[recipient as &dyn age::Recipient], false)?;
     // Never write what nixseal (or the NixOS module's reader) would refuse
     // to read back.
     if ct.len() as u64 > MAX_FILE {
