@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::record::{self, Record, RecordDir};
 use super::{
     kind_of, ExecuteOptions, HostError, HostFailure, Outcome, Pair, PairError, PairFailure,
     PairState, Plan, RekeyError, Removal,
@@ -57,6 +58,7 @@ pub fn execute(
         mut caches,
         recipients,
         host_errors,
+        records,
         ..
     } = plan;
     outcome.host_failures = host_errors;
@@ -253,6 +255,7 @@ pub fn execute(
     }
 
     remove_all(&removals, &caches, &mut outcome);
+    store_records(records, &rekeyed_dir, &caches);
 
     // Caches that describe exactly what each host's directory holds.
     for (host, old) in caches {
@@ -293,6 +296,36 @@ pub fn execute(
     }
     outcome.rekeyed.sort();
     Ok(outcome)
+}
+
+/// Writes back the stat records (record.rs) of the sources and of every
+/// host that was not blocked: what the plan verified of the outputs it
+/// found current (written ones are recorded by the next run that hashes
+/// them: just written, their stamps are racy). Only what changed is
+/// rewritten, so a no-op writes nothing.
+fn store_records(
+    records: super::Records,
+    rekeyed_dir: &Path,
+    caches: &BTreeMap<HostName, HostCache>,
+) {
+    let dir = records.dir.or_else(|| RecordDir::of(rekeyed_dir, true));
+    let Some(dir) = dir.as_ref() else { return };
+    let (old, verified) = records.sources;
+    Record::store(Some(dir), record::SOURCES_FILE, &old, verified);
+    records
+        .hosts
+        .into_iter()
+        .filter(|(h, _)| caches.contains_key(h))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .for_each(|(h, r)| {
+            Record::store(
+                Some(dir),
+                &record::host_file(h.as_str()),
+                &r.old,
+                r.verified,
+            )
+        });
 }
 
 /// What putting one host's staged outputs in place did.

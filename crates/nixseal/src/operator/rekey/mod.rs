@@ -17,6 +17,7 @@ mod execute;
 mod layout;
 pub mod lock;
 mod plan;
+mod record;
 
 pub use execute::execute;
 pub use layout::{check_layout, check_layout_with};
@@ -341,6 +342,25 @@ pub struct Plan {
     layout: RekeyedLayout,
     caches: BTreeMap<HostName, HostCache>,
     recipients: BTreeMap<HostName, crate::operator::identity::HostRecipient>,
+    records: Records,
+}
+
+/// The stat records a plan read (record.rs), and what it verified: renc
+/// writes them back after executing, so the next no-op reads less.
+#[derive(Debug, Default)]
+struct Records {
+    dir: Option<record::RecordDir>,
+    /// The master files' record, and each source verified (by path).
+    sources: (record::Record, BTreeMap<String, (record::Stat, String)>),
+    hosts: BTreeMap<HostName, HostRecord>,
+}
+
+/// One host's stat record and the outputs this plan found current, by
+/// secret name, each with its stat and sha256.
+#[derive(Debug, Default)]
+struct HostRecord {
+    old: record::Record,
+    verified: BTreeMap<String, (record::Stat, String)>,
 }
 
 impl Plan {
