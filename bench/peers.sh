@@ -46,16 +46,16 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 t_start=$(date +%s)
 
-die2() { printf 'bench/peers.sh: %s\n' "$@" >&2; exit 2; }
+die2() { printf 'bench/peers.sh: %s\n' "$1" >&2; shift; (($#)) && printf '  %s\n' "$@" >&2; exit 2; }
 
 # `bench/peers.sh --deploy-phase` is this script re-run by itself inside a
 # private mount namespace (below); everything it needs comes in the environment.
 inner=0; [[ ${1:-} == --deploy-phase ]] && inner=1
 if ((inner == 0)); then
 if [[ -z ${VAULTIX:-} && -z ${VAULTIX_SRC:-} ]]; then
-  die2 "needs vaultix. Either:" \
+  die2 "needs vaultix (nothing was measured). Either give a binary:" \
     "  VAULTIX=/path/to/vaultix bash bench/peers.sh" \
-    "or build it from a checkout (crates from crates.io; needs libclang, e.g. apt-get install libclang-dev):" \
+    "or a checkout to build (crates from crates.io; needs libclang: apt-get install libclang-dev):" \
     "  git clone https://github.com/milieuim/vaultix /path/vaultix" \
     "  VAULTIX_SRC=/path/vaultix bash bench/peers.sh   (VAULTIX_O3=1 also builds it with opt-level 3)"
 fi
