@@ -34,6 +34,10 @@ fn untracked_with(git: &OsStr, root: &Path, paths: &[PathBuf]) -> Option<Vec<Pat
         .iter()
         .map(|p| normalize(p.strip_prefix(root).unwrap_or(p)))
         .collect();
+    untracked_rel(git, root, rel)
+}
+
+fn untracked_rel(git: &OsStr, root: &Path, rel: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     let mut cmd = Command::new(git);
     cmd.arg("--literal-pathspecs")
         .arg("-C")
@@ -67,10 +71,13 @@ fn untracked_with(git: &OsStr, root: &Path, paths: &[PathBuf]) -> Option<Vec<Pat
 /// thousand host directories become the rekeyed directory). `None` (list
 /// all of `root`) when that reaches the top.
 fn pathspecs(rel: &[PathBuf]) -> Option<Vec<&Path>> {
-    let mut dirs: BTreeSet<&Path> = BTreeSet::new();
+    // Distinct directories first (hashing bytes is cheap; a sorted set of
+    // paths compares components, which is not, for 100,000 files).
+    let mut distinct: HashSet<&Path> = HashSet::new();
     for p in rel {
-        dirs.insert(p.parent().filter(|d| !d.as_os_str().is_empty())?);
+        distinct.insert(p.parent().filter(|d| !d.as_os_str().is_empty())?);
     }
+    let mut dirs: BTreeSet<&Path> = distinct.into_iter().collect();
     loop {
         // Shortest first: a directory is dropped when one it is in was kept.
         let mut by_depth: Vec<&Path> = dirs.iter().copied().collect();
@@ -97,6 +104,11 @@ fn pathspecs(rel: &[PathBuf]) -> Option<Vec<&Path>> {
 
 /// Drops `.` components so `./a/b` and `a/b` compare equal.
 fn normalize(p: &Path) -> PathBuf {
+    let b = p.as_os_str().as_bytes();
+    let has_dot = b == b"." || b.starts_with(b"./") || b.ends_with(b"/.") || b.ends_with(b"/");
+    if !has_dot && !b.windows(3).any(|w| w == b"/./") && !b.windows(2).any(|w| w == b"//") {
+        return p.to_owned();
+    }
     p.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()

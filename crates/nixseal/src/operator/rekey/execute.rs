@@ -315,7 +315,7 @@ fn store_records(
     records
         .hosts
         .into_iter()
-        .filter(|(h, _)| caches.contains_key(h))
+        .filter(|(h, r)| !r.unchanged && caches.contains_key(h))
         .collect::<Vec<_>>()
         .into_par_iter()
         .for_each(|(h, r)| {

@@ -359,6 +359,9 @@ struct Records {
 /// secret name, each with its stat and sha256.
 #[derive(Debug, Default)]
 struct HostRecord {
+    /// Every entry of `old` vouched for its file as it is, and every
+    /// current output was vouched for: nothing to rewrite.
+    unchanged: bool,
     old: record::Record,
     verified: BTreeMap<String, (record::Stat, String)>,
 }

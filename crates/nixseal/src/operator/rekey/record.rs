@@ -87,6 +87,11 @@ impl Record {
         }
     }
 
+    /// How many files it vouches for.
+    pub fn vouches_for(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Reads the record `file`. Empty on any problem.
     pub fn load(dir: Option<&RecordDir>, file: &str) -> Self {
         dir.and_then(|d| Self::parse(&read_own(&d.dir.join(file))?, &d.scope))
@@ -288,7 +293,7 @@ pub fn hash_file(path: &Path, limit: u64) -> std::io::Result<(Stat, String)> {
             ),
         ));
     }
-    let bytes = fsutil::read_stream(&mut f, limit)?;
+    let bytes = fsutil::read_bounded(&mut f, m.len(), limit)?;
     Ok((Stat::of(&m), sha256_hex(&bytes)))
 }
 
