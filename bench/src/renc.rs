@@ -26,6 +26,24 @@ fn main() {
             let secs = bare(Path::new(&args[2]), serial, write);
             println!("{secs:.6}");
         }
+        Some("change") => {
+            // renc-bench change DIR: a new master ciphertext (new plaintext)
+            // for secret s0000, so one secret's outputs are stale.
+            let dir = Path::new(&args[2]);
+            let text = std::fs::read_to_string(dir.join("master.txt")).unwrap();
+            let identity: age::x25519::Identity = text.trim().parse().unwrap();
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let pt = format!("{nonce:064}");
+            let ct =
+                nixseal::crypto::encrypt(pt.as_bytes(), &[&identity.to_public()], false).unwrap();
+            let path = dir.join("secrets/s0000.age");
+            let tmp = dir.join("secrets/.s0000.age.new");
+            std::fs::write(&tmp, ct).unwrap();
+            std::fs::rename(tmp, path).unwrap();
+        }
         Some("time") => {
             // renc-bench time DIR PREP -- CMD...: runs PREP (a shell command,
             // e.g. removing the outputs) untimed, then CMD timed, in DIR;
@@ -50,7 +68,7 @@ fn main() {
             println!("{secs:.6}");
         }
         _ => {
-            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench time DIR PREP -- CMD...");
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench change DIR | renc-bench time DIR PREP -- CMD...");
             std::process::exit(2);
         }
     }

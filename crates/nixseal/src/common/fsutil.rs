@@ -55,7 +55,7 @@ fn read_opened(path: &Path, limit: u64, nofollow: bool) -> std::io::Result<Zeroi
 
 /// Reads exactly `size` bytes (the size fstat gave) and checks that nothing
 /// follows; refuses `size > limit` before allocating.
-fn read_bounded(
+pub(crate) fn read_bounded(
     file: &mut std::fs::File,
     size: u64,
     limit: u64,

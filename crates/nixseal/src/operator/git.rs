@@ -1,47 +1,116 @@
 //! Is it tracked by git? Flakes see tracked files only, so an untracked rekeyed
 //! file is invisible to `nixos-rebuild` even though it exists on disk.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-/// Of `paths` (files under `root`), those git does not track. `None` when
-/// `root` is not inside a git work tree or git is not installed: no warning
-/// can be given then.
+/// More distinct directories than this and `ls-files` lists everything
+/// under `root` instead: git matches every index entry against every
+/// pathspec, so a pathspec per file (or per host directory) is quadratic.
+const MAX_PATHSPECS: usize = 16;
+
+/// Of `paths` (files under `root`), those git does not track, relative to
+/// `root`. `None` when `root` is not inside a git work tree or git is not
+/// installed: no warning can be given then.
+///
+/// One git process whatever the fleet's size: `git ls-files -z` limited to
+/// the few directories the paths are in (the rekeyed directory, the
+/// secrets directories), its output matched here against a hash set, so
+/// the cost grows with the number of files, not files × patterns.
+/// Pathspecs are literal (a `*` or `[` in a name is not a glob) and names
+/// are compared as bytes (spaces, newlines, non-UTF-8 are all exact).
 pub fn untracked(root: &Path, paths: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    untracked_with(OsStr::new("git"), root, paths)
+}
+
+fn untracked_with(git: &OsStr, root: &Path, paths: &[PathBuf]) -> Option<Vec<PathBuf>> {
     if paths.is_empty() {
         return Some(Vec::new());
     }
-    // One git process: outside a work tree `ls-files` fails, and then no
-    // warning can be given.
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(root).args(["ls-files", "-z", "--"]);
     let rel: Vec<PathBuf> = paths
         .iter()
-        .map(|p| p.strip_prefix(root).unwrap_or(p).to_path_buf())
+        .map(|p| normalize(p.strip_prefix(root).unwrap_or(p)))
         .collect();
-    cmd.args(&rel);
-    let out = cmd.output().ok()?;
+    untracked_rel(git, root, rel)
+}
+
+fn untracked_rel(git: &OsStr, root: &Path, rel: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
+    let mut cmd = Command::new(git);
+    cmd.arg("--literal-pathspecs")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-z", "--"]);
+    if let Some(dirs) = pathspecs(&rel) {
+        cmd.args(dirs);
+    }
+    // Outside a work tree `ls-files` fails, and then no warning can be given.
+    let out = cmd.stderr(std::process::Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;
     }
-    let tracked: BTreeSet<PathBuf> = out
+    // ls-files prints paths relative to the directory it runs in (`root`),
+    // as raw bytes with -z; any `./` is dropped before comparing.
+    let tracked: HashSet<&[u8]> = out
         .stdout
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
-        .map(|s| normalize(Path::new(&*String::from_utf8_lossy(s))))
         .collect();
     Some(
         rel.into_iter()
-            .filter(|p| !tracked.contains(&normalize(p)))
+            .filter(|p| !tracked.contains(p.as_os_str().as_bytes()))
             .collect(),
     )
 }
 
+/// A few directories holding every path in `rel`, none inside another:
+/// the paths' own directories, or, while there are more than
+/// [`MAX_PATHSPECS`], the deepest of them replaced by their parents (a
+/// thousand host directories become the rekeyed directory). `None` (list
+/// all of `root`) when that reaches the top.
+fn pathspecs(rel: &[PathBuf]) -> Option<Vec<&Path>> {
+    // Distinct directories first (hashing bytes is cheap; a sorted set of
+    // paths compares components, which is not, for 100,000 files).
+    let mut distinct: HashSet<&Path> = HashSet::new();
+    for p in rel {
+        distinct.insert(p.parent().filter(|d| !d.as_os_str().is_empty())?);
+    }
+    let mut dirs: BTreeSet<&Path> = distinct.into_iter().collect();
+    loop {
+        // Shortest first: a directory is dropped when one it is in was kept.
+        let mut by_depth: Vec<&Path> = dirs.iter().copied().collect();
+        by_depth.sort_by_key(|d| d.components().count());
+        let mut kept: Vec<&Path> = Vec::new();
+        for d in by_depth {
+            if !kept.iter().any(|k| d.starts_with(k)) {
+                kept.push(d);
+            }
+        }
+        if kept.len() <= MAX_PATHSPECS {
+            return Some(kept);
+        }
+        let deepest = kept.iter().map(|d| d.components().count()).max()?;
+        dirs = kept
+            .into_iter()
+            .map(|d| match d.components().count() == deepest {
+                true => d.parent().filter(|p| !p.as_os_str().is_empty()),
+                false => Some(d),
+            })
+            .collect::<Option<_>>()?;
+    }
+}
+
 /// Drops `.` components so `./a/b` and `a/b` compare equal.
 fn normalize(p: &Path) -> PathBuf {
+    let b = p.as_os_str().as_bytes();
+    let has_dot = b == b"." || b.starts_with(b"./") || b.ends_with(b"/.") || b.ends_with(b"/");
+    if !has_dot && !b.windows(3).any(|w| w == b"/./") && !b.windows(2).any(|w| w == b"//") {
+        return p.to_owned();
+    }
     p.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .filter(|c| !matches!(c, Component::CurDir))
         .collect()
 }
 
@@ -50,7 +119,6 @@ fn normalize(p: &Path) -> PathBuf {
 /// holds. `None` when `dir` is not inside a git work tree or git is not
 /// installed. Two git processes.
 pub fn tracked_files(dir: &Path) -> Option<(PathBuf, BTreeSet<Vec<u8>>)> {
-    use std::os::unix::ffi::OsStrExt;
     let top = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -64,7 +132,7 @@ pub fn tracked_files(dir: &Path) -> Option<(PathBuf, BTreeSet<Vec<u8>>)> {
     while top.last() == Some(&b'\n') {
         top.pop();
     }
-    let top = PathBuf::from(std::ffi::OsStr::from_bytes(&top));
+    let top = PathBuf::from(OsStr::from_bytes(&top));
     let out = Command::new("git")
         .arg("-C")
         .arg(&top)
@@ -81,4 +149,180 @@ pub fn tracked_files(dir: &Path) -> Option<(PathBuf, BTreeSet<Vec<u8>>)> {
         .map(<[u8]>::to_vec)
         .collect();
     Some((top, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&OsStr]) {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .status()
+            .expect("git is installed");
+        assert!(st.success(), "git {args:?}");
+    }
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    /// A repository at `top` holding `flake` (a directory below it, or the top).
+    fn repo(top: &Path) {
+        git(top, &[os("init"), os("-q")]);
+    }
+
+    fn write(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+
+    /// Names with spaces, newlines, glob characters and bytes that are not
+    /// UTF-8 are matched exactly: a tracked one is never reported, an
+    /// untracked one always is, whatever its neighbours are called. (The
+    /// old per-file pathspec took `a*` as a glob matching the tracked
+    /// `ab`, and read non-UTF-8 names lossily.)
+    #[test]
+    fn odd_names_are_matched_exactly() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path();
+        repo(top);
+        let names: Vec<PathBuf> = [
+            &b"secrets/with space.age"[..],
+            b"secrets/new\nline.age",
+            b"secrets/ab",
+            b"secrets/[ab]",
+            b"secrets/\xff\xfe.age",
+            b"rekeyed/h1/s.age",
+            b"rekeyed/h1/.nixseal-rekey.json",
+            b"rekeyed/h2/s.age",
+        ]
+        .iter()
+        .map(|b| PathBuf::from(OsStr::from_bytes(b)))
+        .collect();
+        for n in &names {
+            write(&top.join(n));
+        }
+        let tracked = [0, 1, 2, 4, 5];
+        for i in tracked {
+            git(top, &[os("add"), os("--"), names[i].as_os_str()]);
+        }
+        // Untracked, and each one a glob (or a prefix) of a tracked name.
+        let extra: Vec<PathBuf> = ["secrets/a*", "secrets/a?", "secrets/a"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        for n in &extra {
+            write(&top.join(n));
+        }
+        let all: Vec<PathBuf> = names.iter().chain(&extra).map(|n| top.join(n)).collect();
+        let got = untracked(top, &all).expect("inside git");
+        let want: Vec<PathBuf> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !tracked.contains(i))
+            .map(|(_, n)| n.clone())
+            .chain(extra.iter().cloned())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    /// The flake in a subdirectory of the repository: paths are given and
+    /// reported relative to the flake, and files elsewhere in the
+    /// repository with the same relative names do not count.
+    #[test]
+    fn repository_root_above_the_flake() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path();
+        repo(top);
+        let flake = top.join("infra");
+        for n in [
+            "infra/secrets/a.age",
+            "infra/secrets/b.age",
+            "secrets/b.age",
+        ] {
+            write(&top.join(n));
+        }
+        git(
+            top,
+            &[os("add"), os("infra/secrets/a.age"), os("secrets/b.age")],
+        );
+        let paths = [flake.join("secrets/a.age"), flake.join("secrets/b.age")];
+        assert_eq!(
+            untracked(&flake, &paths),
+            Some(vec![PathBuf::from("secrets/b.age")])
+        );
+        // `./` components give the same answer.
+        let dotted = [flake.join("./secrets/a.age"), flake.join("secrets/./b.age")];
+        assert_eq!(
+            untracked(&flake, &dotted),
+            Some(vec![PathBuf::from("secrets/b.age")])
+        );
+    }
+
+    /// Outside a work tree, and without git, there is no answer (no
+    /// warning), not an error and not "everything is untracked".
+    #[test]
+    fn not_a_repository_or_no_git() {
+        let t = tempfile::tempdir().unwrap();
+        write(&t.path().join("secrets/a.age"));
+        let paths = [t.path().join("secrets/a.age")];
+        // GIT_CEILING_DIRECTORIES keeps git from finding a repository above /tmp.
+        let out = Command::new("git")
+            .env("GIT_CEILING_DIRECTORIES", t.path().parent().unwrap())
+            .arg("-C")
+            .arg(t.path())
+            .args(["rev-parse", "--git-dir"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the temp dir is not in a repository");
+        assert_eq!(untracked(t.path(), &paths), None);
+        repo(t.path());
+        assert_eq!(
+            untracked(t.path(), &paths),
+            Some(vec![PathBuf::from("secrets/a.age")])
+        );
+        let missing = t.path().join("no-such-git");
+        assert_eq!(untracked_with(missing.as_os_str(), t.path(), &paths), None);
+        assert_eq!(untracked(t.path(), &[]), Some(vec![]));
+    }
+
+    /// However many files and host directories, one git process with a
+    /// handful of pathspecs: the directories holding the files, none
+    /// inside another, or none at all (everything under the root).
+    #[test]
+    fn pathspecs_are_few_directories() {
+        let mut rel = Vec::new();
+        for h in 0..1000 {
+            for s in 0..3 {
+                rel.push(PathBuf::from(format!("secrets/rekeyed/h{h}/s{s}.age")));
+            }
+            rel.push(PathBuf::from(format!(
+                "secrets/rekeyed/h{h}/.nixseal-rekey.json"
+            )));
+        }
+        rel.push(PathBuf::from("secrets/master/db.age"));
+        rel.push(PathBuf::from("other/x.age"));
+        let got = pathspecs(&rel).unwrap();
+        assert_eq!(
+            got,
+            ["other", "secrets/master", "secrets/rekeyed"].map(Path::new)
+        );
+        // A few host directories stay as they are.
+        let few = ["r/h1/a", "r/h1/b", "r/h2/a", "s/x"].map(PathBuf::from);
+        assert_eq!(
+            pathspecs(&few).unwrap(),
+            ["s", "r/h1", "r/h2"].map(Path::new)
+        );
+        // Many unrelated directories: everything under the root instead.
+        let spread: Vec<PathBuf> = (0..100).map(|i| PathBuf::from(format!("d{i}/x"))).collect();
+        assert_eq!(pathspecs(&spread), None);
+        // A file at the top: everything under the root.
+        assert_eq!(pathspecs(&[PathBuf::from("x.age")]), None);
+        // A directory inside another kept one is dropped.
+        let nested = ["a/b/c/x", "a/y", "a/b/z"].map(PathBuf::from);
+        assert_eq!(pathspecs(&nested).unwrap(), vec![Path::new("a")]);
+    }
 }

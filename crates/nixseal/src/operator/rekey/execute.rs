@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::record::{self, Record, RecordDir};
 use super::{
     kind_of, ExecuteOptions, HostError, HostFailure, Outcome, Pair, PairError, PairFailure,
     PairState, Plan, RekeyError, Removal,
@@ -23,6 +24,7 @@ use crate::common::fsutil::{self, sha256_hex, MAX_FILE};
 use crate::contract::cache::{self, CacheEntry, HostCache, CACHE_FILE};
 use crate::contract::layout::output_name;
 use crate::contract::names::{HostName, SecretName};
+use crate::operator::identity::fast_recipient::FastRecipient;
 use crate::operator::identity::MasterIdentities;
 
 /// A new output written to a temp file in its host directory, not yet in
@@ -57,6 +59,7 @@ pub fn execute(
         recipients,
         host_errors,
         partial,
+        records,
         ..
     } = plan;
     outcome.host_failures = host_errors;
@@ -177,10 +180,36 @@ pub fn execute(
             None => None,
         };
 
+        // One FastRecipient per host with something to write, shared by
+        // every worker: the host's constants are derived once, each wrap
+        // is one variable-base multiplication (identity/fast_recipient.rs).
+        // Hosts with nothing to write cost nothing (a no-op builds none).
+        let fast: BTreeMap<HostName, FastRecipient> = in_pool(pool.as_ref(), || {
+            host_ok
+                .iter()
+                .filter(|(_, ok)| ok.is_ok())
+                .filter_map(|(h, _)| recipients.get(h).map(|r| (h, r)))
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|(h, r)| (h.clone(), FastRecipient::new(r)))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .filter_map(|(h, r)| match r {
+            Ok(r) => Some((h, r)),
+            // Not reachable for a HostRecipient (it refused weak keys
+            // already); the host fails as a whole if it ever is.
+            Err(e) => {
+                host_ok.insert(h.clone(), Err(HostError::Key(e)));
+                None
+            }
+        })
+        .collect();
+
         let results: Vec<(Pair, Result<Staged, PairError>)> = in_pool(pool.as_ref(), || {
             todo.into_par_iter()
                 .map(|p| {
-                    let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &recipients);
+                    let r = stage_one(&p, &rekeyed_abs, &plaintexts, &host_ok, &fast);
                     progress();
                     (p, r)
                 })
@@ -227,6 +256,7 @@ pub fn execute(
     }
 
     remove_all(&removals, &caches, &mut outcome);
+    store_records(records, &rekeyed_dir, &caches);
 
     // Caches that describe exactly what each host's directory holds.
     for (host, old) in caches {
@@ -277,6 +307,36 @@ pub fn execute(
     }
     outcome.rekeyed.sort();
     Ok(outcome)
+}
+
+/// Writes back the stat records (record.rs) of the sources and of every
+/// host that was not blocked: what the plan verified of the outputs it
+/// found current (written ones are recorded by the next run that hashes
+/// them: just written, their stamps are racy). Only what changed is
+/// rewritten, so a no-op writes nothing.
+fn store_records(
+    records: super::Records,
+    rekeyed_dir: &Path,
+    caches: &BTreeMap<HostName, HostCache>,
+) {
+    let dir = records.dir.or_else(|| RecordDir::of(rekeyed_dir, true));
+    let Some(dir) = dir.as_ref() else { return };
+    let (old, verified) = records.sources;
+    Record::store(Some(dir), record::SOURCES_FILE, &old, verified);
+    records
+        .hosts
+        .into_iter()
+        .filter(|(h, r)| !r.unchanged && caches.contains_key(h))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .for_each(|(h, r)| {
+            Record::store(
+                Some(dir),
+                &record::host_file(h.as_str()),
+                &r.old,
+                r.verified,
+            )
+        });
 }
 
 /// What putting one host's staged outputs in place did.
@@ -412,7 +472,7 @@ fn stage_one(
     rekeyed_abs: &Path,
     plaintexts: &HashMap<PathBuf, Result<(Plaintext, String), PairError>>,
     host_ok: &BTreeMap<HostName, Result<(), HostError>>,
-    recipients: &BTreeMap<HostName, crate::operator::identity::HostRecipient>,
+    recipients: &BTreeMap<HostName, FastRecipient>,
 ) -> Result<Staged, PairError> {
     if !matches!(host_ok.get(&p.host), Some(Ok(()))) {
         return Err(PairError::HostBlocked {
@@ -428,7 +488,7 @@ fn stage_one(
             host: p.host.clone(),
         });
     };
-    let ct = crypto::encrypt(plaintext, &[recipient.recipient()], false)?;
+    let ct = crypto::encrypt(plaintext, &[recipient as &dyn age::Recipient], false)?;
     // Never write what nixseal (or the NixOS module's reader) would refuse
     // to read back.
     if ct.len() as u64 > MAX_FILE {

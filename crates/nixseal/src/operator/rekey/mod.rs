@@ -17,6 +17,7 @@ mod execute;
 mod layout;
 pub mod lock;
 mod plan;
+mod record;
 mod scope;
 
 pub use execute::execute;
@@ -346,6 +347,28 @@ pub struct Plan {
     /// Scoped to some secrets: a host's cache keeps the entries of the
     /// secrets the plan does not cover.
     partial: bool,
+    records: Records,
+}
+
+/// The stat records a plan read (record.rs), and what it verified: renc
+/// writes them back after executing, so the next no-op reads less.
+#[derive(Debug, Default)]
+struct Records {
+    dir: Option<record::RecordDir>,
+    /// The master files' record, and each source verified (by path).
+    sources: (record::Record, BTreeMap<String, (record::Stat, String)>),
+    hosts: BTreeMap<HostName, HostRecord>,
+}
+
+/// One host's stat record and the outputs this plan found current, by
+/// secret name, each with its stat and sha256.
+#[derive(Debug, Default)]
+struct HostRecord {
+    /// Every entry of `old` vouched for its file as it is, and every
+    /// current output was vouched for: nothing to rewrite.
+    unchanged: bool,
+    old: record::Record,
+    verified: BTreeMap<String, (record::Stat, String)>,
 }
 
 impl Plan {

@@ -1,15 +1,17 @@
 //! Planning: what is current, stale or left over — read from the profile, the
 //! sources, the caches and the outputs, never from an identity.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::record::{self, Record, RecordDir, Stat};
 use super::{
     check_layout, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan, RekeyError,
     Removal, Scope, Staleness, Warning,
 };
+use super::{HostRecord, Records};
 use crate::common::fsutil::{kind_name, sha256_hex, MAX_FILE, TEMP_PREFIX};
 use crate::contract::cache::{CacheEntry, CacheRead, HostCache, CACHE_FILE};
 use crate::contract::layout::{self, RekeyedLayout};
@@ -30,13 +32,21 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
     let layout = profile.layout();
     let rekeyed_dir = layout.dir();
     let rd_exists = check_layout(profile)?;
+    // What earlier runs verified (see record.rs): nothing without a rekeyed
+    // directory yet, or without a cache directory of this user's own.
+    let record_dir = rd_exists
+        .then(|| RecordDir::of(rekeyed_dir, false))
+        .flatten();
+    let source_record = Record::load(record_dir.as_ref(), record::SOURCES_FILE);
 
     // Hash each distinct source once, however many hosts use it. Only a
     // regular file of bounded size is read: a FIFO, a device or a huge
     // sparse file is that secret's error, not a hang.
     let mut source_hashes = HashMap::new();
     let mut source_errors: HashMap<PathBuf, std::sync::Arc<std::io::Error>> = HashMap::new();
-    let sources: BTreeSet<&PathBuf> = profile
+    // Distinct first (a hash set: 100,000 pairs may share 100 sources),
+    // then in order.
+    let sources: HashSet<&PathBuf> = profile
         .hosts
         .values()
         .flat_map(|h| {
@@ -46,22 +56,41 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
                 .map(|s| &s.source)
         })
         .collect();
-    let hashed: Vec<(PathBuf, std::io::Result<String>)> = sources
+    let sources: BTreeSet<&PathBuf> = sources.into_iter().collect();
+    // A source whose stat is the one recorded with its hash is not read.
+    let hashed: Vec<(PathBuf, std::io::Result<(Stat, String)>)> = sources
         .into_par_iter()
         .map(|p| {
-            let r = crate::common::fsutil::read_regular(p, MAX_FILE).map(|b| sha256_hex(&b));
+            let key = source_key(&profile.root, p);
+            let trusted = std::fs::metadata(p).ok().and_then(|m| {
+                let stat = Stat::of(&m);
+                let sha = source_record.trusted(key?, &stat)?;
+                Some((stat, sha.to_owned()))
+            });
+            let r = match trusted {
+                Some(t) => Ok(t),
+                None => record::hash_file(p, MAX_FILE),
+            };
             (p.clone(), r)
         })
         .collect();
+    let mut source_verified = BTreeMap::new();
     for (p, r) in hashed {
         match r {
-            Ok(h) => {
+            Ok((stat, h)) => {
+                if let Some(key) = source_key(&profile.root, &p) {
+                    source_verified.insert(key.to_owned(), (stat, h.clone()));
+                }
                 source_hashes.insert(p, h);
             }
             Err(e) => {
                 source_errors.insert(p, std::sync::Arc::new(e));
             }
         }
+    }
+    // A scoped run read only its own sources: the others keep their entries.
+    if !scope.is_all() {
+        source_record.carry_into(&mut source_verified, |_| true);
     }
 
     let mut pairs = Vec::new();
@@ -79,12 +108,17 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
         .collect();
     let planned: Vec<HostPlan> = hosts
         .par_iter()
-        .map(|host| plan_host(host, scope, &layout, &source_hashes, &source_errors))
+        .map(|host| {
+            let record = Record::load(record_dir.as_ref(), &record::host_file(host.name.as_str()));
+            plan_host(host, scope, &layout, &source_hashes, &source_errors, record)
+        })
         .collect();
+    let mut records = BTreeMap::new();
     for (host, hp) in hosts.iter().zip(planned) {
         if let Ok(r) = &host.recipient {
             recipients.insert(host.name.clone(), r.clone());
         }
+        records.insert(host.name.clone(), hp.record);
         pairs.extend(hp.pairs);
         removals.extend(hp.removals);
         warnings.extend(hp.warnings);
@@ -145,7 +179,17 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
         caches,
         recipients,
         partial: !scope.whole_hosts(),
+        records: Records {
+            dir: record_dir,
+            sources: (source_record, source_verified),
+            hosts: records,
+        },
     })
+}
+
+/// A source's name in the record: its path relative to the flake root.
+fn source_key<'a>(root: &Path, source: &'a Path) -> Option<&'a str> {
+    source.strip_prefix(root).unwrap_or(source).to_str()
 }
 
 /// What planning found for one host.
@@ -154,6 +198,8 @@ struct HostPlan {
     removals: Vec<Removal>,
     warnings: Vec<Warning>,
     cache: HostCache,
+    /// The host's stat record and what this plan verified of its outputs.
+    record: HostRecord,
     /// Set when the host is blocked: its pairs are all `HostBlocked`.
     error: Option<HostError>,
 }
@@ -164,6 +210,7 @@ fn plan_host(
     layout: &RekeyedLayout,
     source_hashes: &HashMap<PathBuf, String>,
     source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
+    record: Record,
 ) -> HostPlan {
     let dir = layout.host_dir(host.name.as_str());
     let output =
@@ -188,6 +235,7 @@ fn plan_host(
         removals: Vec::new(),
         warnings: Vec::new(),
         cache: HostCache::default(),
+        record: HostRecord::default(),
         error: Some(error),
     };
     let mut warnings = Vec::new();
@@ -239,6 +287,10 @@ fn plan_host(
         },
         false => None,
     };
+    let mut verified = BTreeMap::new();
+    // Outputs the record vouched for as they are: when that is every entry
+    // of the record, it needs no rewriting.
+    let mut trusted = 0usize;
     let pairs = selected()
         .map(|s| {
             let output = output(&s.name);
@@ -248,12 +300,21 @@ fn plan_host(
                     source: e.clone(),
                 })
             } else {
-                pair_state(
+                let (state, seen) = pair_state(
                     &output,
                     cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
                     &source_hashes[&s.source],
                     recipient,
-                )
+                    |stat| {
+                        let t = record.trusted(s.name.as_str(), stat);
+                        trusted += usize::from(t.is_some());
+                        t
+                    },
+                );
+                if let (PairState::Current, Some(seen)) = (&state, seen) {
+                    verified.insert(s.name.to_string(), seen);
+                }
+                state
             };
             Pair {
                 host: host.name.clone(),
@@ -283,25 +344,76 @@ fn plan_host(
     } else {
         Vec::new()
     };
+    let unchanged = trusted == verified.len() && trusted == record.vouches_for();
+    // The outputs a scoped run did not look at keep their entries.
+    if !scope.whole_hosts() {
+        record.carry_into(&mut verified, |name| {
+            !scope.has_pair(host.name.as_str(), name)
+        });
+    }
     HostPlan {
         pairs,
         removals,
         warnings,
         cache: cache.unwrap_or_default(),
+        record: HostRecord {
+            unchanged,
+            old: record,
+            verified,
+        },
         error: None,
     }
 }
 
-fn pair_state(
+/// The state of one output, and — when it is current — its stat and
+/// sha256 for the stat record. An output whose `lstat` is the one
+/// `trusted` has a hash for is not opened; any other is read and hashed.
+fn pair_state<'r>(
     output: &Path,
     entry: Option<&CacheEntry>,
     source_sha256: &str,
     recipient: &str,
-) -> PairState {
+    mut trusted: impl FnMut(&Stat) -> Option<&'r str>,
+) -> (PairState, Option<(Stat, String)>) {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let blocked = |e| (PairState::Blocked(e), None);
+    let stale = |why| (PairState::Stale(why), None);
+    let not_plain = || {
+        blocked(PairError::NotPlain {
+            path: output.to_owned(),
+        })
+    };
+    // The no-op path: one lstat, and no read when the record vouches for
+    // exactly this file (same device, inode, size, mtime and ctime).
+    let stat = match std::fs::symlink_metadata(output) {
+        Ok(m) if m.is_file() => Stat::of(&m),
+        Ok(_) => return not_plain(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stale(Staleness::Missing),
+        Err(source) => {
+            return blocked(PairError::ReadOutput {
+                path: output.to_owned(),
+                source,
+            })
+        }
+    };
+    let Some(entry) = entry else {
+        return stale(Staleness::NotInCache);
+    };
+    if entry.recipient != recipient {
+        return stale(Staleness::HostKeyChanged);
+    }
+    if entry.source_sha256 != source_sha256 {
+        return stale(Staleness::SourceChanged);
+    }
+    if let Some(sha) = trusted(&stat) {
+        return match sha == entry.output_sha256 {
+            true => (PairState::Current, Some((stat, sha.to_owned()))),
+            false => stale(Staleness::OutputModified),
+        };
+    }
     // One open that refuses symlinks (and never blocks on a FIFO), fstat, one
-    // read, close: the no-op path does this for every output.
+    // read, close.
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
@@ -309,59 +421,46 @@ fn pair_state(
         .open(output)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return PairState::Stale(Staleness::Missing)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stale(Staleness::Missing),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return PairState::Blocked(PairError::NotPlain {
-                path: output.to_owned(),
-            })
+            return not_plain()
         }
         Err(source) => {
-            return PairState::Blocked(PairError::ReadOutput {
+            return blocked(PairError::ReadOutput {
                 path: output.to_owned(),
                 source,
             })
         }
     };
-    let len = match file.metadata() {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => {
-            return PairState::Blocked(PairError::NotPlain {
-                path: output.to_owned(),
-            })
-        }
+    let stat = match file.metadata() {
+        Ok(m) if m.is_file() => Stat::of(&m),
+        Ok(_) => return not_plain(),
         Err(source) => {
-            return PairState::Blocked(PairError::ReadOutput {
+            return blocked(PairError::ReadOutput {
                 path: output.to_owned(),
                 source,
             })
         }
     };
-    let Some(entry) = entry else {
-        return PairState::Stale(Staleness::NotInCache);
-    };
-    if entry.recipient != recipient {
-        return PairState::Stale(Staleness::HostKeyChanged);
-    }
-    if entry.source_sha256 != source_sha256 {
-        return PairState::Stale(Staleness::SourceChanged);
-    }
+    let len = stat.size();
     // nixseal never writes an output larger than it reads: a bigger one
     // (a sparse 100 GB file, say) was not written by it. Nothing allocated.
     if len > MAX_FILE {
-        return PairState::Stale(Staleness::OutputModified);
+        return stale(Staleness::OutputModified);
     }
     // fstat gave the size: one read, no second read to see EOF.
     let mut bytes = vec![0u8; len as usize];
     match file.read_exact(&mut bytes) {
-        Ok(_) if sha256_hex(&bytes) == entry.output_sha256 => PairState::Current,
-        Ok(_) => PairState::Stale(Staleness::OutputModified),
-        // Shrunk since fstat: modified behind our back.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            PairState::Stale(Staleness::OutputModified)
+        Ok(_) => {
+            let sha = sha256_hex(&bytes);
+            match sha == entry.output_sha256 {
+                true => (PairState::Current, Some((stat, sha))),
+                false => stale(Staleness::OutputModified),
+            }
         }
-        Err(source) => PairState::Blocked(PairError::ReadOutput {
+        // Shrunk since fstat: modified behind our back.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => stale(Staleness::OutputModified),
+        Err(source) => blocked(PairError::ReadOutput {
             path: output.to_owned(),
             source,
         }),
@@ -394,8 +493,10 @@ fn nixseal_files(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<PathBuf>) {
             foreign.push(e.path());
         }
     }
-    ours.sort();
-    foreign.sort();
+    // One directory: byte order of the whole path is the order of the names
+    // (and far cheaper than comparing components).
+    ours.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+    foreign.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     (ours, foreign)
 }
 

@@ -1,0 +1,392 @@
+//! The stat record (crates/nixseal/src/operator/rekey/record.rs): a no-op
+//! renc trusts an output or master file without reading it only when its
+//! device, inode, size, mtime and ctime are the ones recorded with its hash.
+//! Each test runs the real binary with its own XDG_CACHE_HOME and proves
+//! both halves: the record is used (a no-op opens no output, and a record
+//! whose hash is doctored is believed), and a file changed behind nixseal's
+//! back is still caught (same size with the mtime put back, replaced, a
+//! fresh copy at the same path), while a record that is not a good one of
+//! this user's is ignored.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// Runs nixseal in the fleet with `cache` as XDG_CACHE_HOME.
+fn run(f: &Fleet, cache: &Path, args: &[&str]) -> Output {
+    Command::new(nixseal_bin())
+        .current_dir(&f.root)
+        .env("XDG_CACHE_HOME", cache)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn renc(f: &Fleet, cache: &Path) -> Output {
+    run(f, cache, &["renc", "--profile", "profile.json"])
+}
+
+/// A fleet rekeyed, then (after the racy window: files changed in the last
+/// two seconds are not recorded) a no-op that hashes everything and writes
+/// the records. Returns the fleet, its cache home and the record directory.
+fn recorded() -> (Fleet, tempfile::TempDir, PathBuf) {
+    let f = Fleet::new();
+    let cache = tempfile::tempdir().unwrap();
+    assert_code(&renc(&f, cache.path()), 0);
+    std::thread::sleep(Duration::from_millis(2200));
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+    let base = cache.path().join("nixseal/renc-stat");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one record directory per rekeyed directory");
+    let dir = dirs.into_iter().next().unwrap();
+    for name in ["host-web1", "host-db1", "sources"] {
+        assert!(dir.join(name).is_file(), "{name} recorded");
+    }
+    (f, cache, dir)
+}
+
+/// The record of `host` with the recorded sha256 of `secret` replaced by
+/// another well-formed one.
+fn doctored(dir: &Path, host: &str, secret: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("host-{host}"))).unwrap();
+    let mut hit = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(7, ' ').collect();
+            if f.len() == 7 && f[6] == secret {
+                hit = true;
+                let other = if f[5].starts_with('0') { "1" } else { "0" };
+                format!("{} {} {secret}", f[..5].join(" "), other.repeat(64))
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(hit, "{secret} is in the record of {host}:\n{text}");
+    out.join("\n") + "\n"
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Overwrites one byte of `path` in place (same size, same inode) and puts
+/// its mtime back, as `touch -d` would.
+fn edit_in_place_keeping_mtime(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let before = std::fs::metadata(path).unwrap();
+    let mtime = before.modified().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(last as u64)).unwrap();
+    file.write_all(&bytes[last..]).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let after = std::fs::metadata(path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (after.len(), after.modified().unwrap(), after.ino()),
+        (before.len(), mtime, before.ino()),
+        "same size, mtime and inode"
+    );
+}
+
+/// The no-op after the records exist opens no rekeyed file and no master
+/// file (strace), and the record is what it believes: with the recorded
+/// hash of one output doctored, that output — untouched on disk — is taken
+/// for modified and rewritten.
+#[test]
+fn noop_opens_no_output_and_believes_the_record() {
+    let (f, cache, dir) = recorded();
+    let log = cache.path().join("strace.log");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(nixseal_bin())
+        .args(["renc", "--profile", "profile.json"])
+        .current_dir(&f.root)
+        .env("XDG_CACHE_HOME", cache.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace is installed (apt-get install strace)");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let opened_age: Vec<&str> = trace.lines().filter(|l| l.contains(".age\"")).collect();
+    assert!(
+        opened_age.is_empty(),
+        "a no-op opened rekeyed or master files:\n{}",
+        opened_age.join("\n")
+    );
+    // Sanity of the probe: without a record every output is opened.
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(nixseal_bin())
+        .args(["renc", "--profile", "profile.json"])
+        .current_dir(&f.root)
+        .env("XDG_CACHE_HOME", cache.path().join("elsewhere"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let trace = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        trace.contains("secrets/rekeyed/web1/db.age\""),
+        "the probe sees opens:\n{trace}"
+    );
+
+    let before = std::fs::read(f.output("web1", "db")).unwrap();
+    write_private(&dir.join("host-web1"), &doctored(&dir, "web1", "db"));
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    assert_ne!(std::fs::read(f.output("web1", "db")).unwrap(), before);
+    assert_eq!(
+        age_decrypt(&f.output("web1", "db"), &f.path("keys/web1")),
+        f.secrets["db"]
+    );
+}
+
+/// Same size, same inode, mtime put back: the ctime moved, so the output
+/// is hashed, found modified and rewritten; `check` says so first.
+#[test]
+fn same_size_edit_with_mtime_put_back_is_caught() {
+    let (f, cache, _dir) = recorded();
+    edit_in_place_keeping_mtime(&f.output("web1", "tls"));
+    let o = run(&f, cache.path(), &["check", "--profile", "profile.json"]);
+    assert_code(&o, 1);
+    assert_stdout_has(&o, "modified");
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    assert_eq!(
+        age_decrypt(&f.output("web1", "tls"), &f.path("keys/web1")),
+        f.secrets["tls"]
+    );
+}
+
+/// A master file edited the same way is hashed again and its outputs
+/// rewritten (a changed source is never taken for the recorded one).
+#[test]
+fn master_file_edited_with_mtime_put_back_is_caught() {
+    let (mut f, cache, _dir) = recorded();
+    let src = f.path("secrets/db.age");
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    let old_len = std::fs::metadata(&src).unwrap().len();
+    // A new ciphertext of the same length (same plaintext length, same recipient).
+    f.set_secret("db", b"hunter3\n", false);
+    assert_eq!(std::fs::metadata(&src).unwrap().len(), old_len);
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "2 rekeyed, 2 unchanged");
+    assert_eq!(
+        age_decrypt(&f.output("db1", "db"), &f.path("keys/db1")),
+        b"hunter3\n"
+    );
+}
+
+/// A file replaced by another of the same size and mtime (a new inode) is
+/// hashed again.
+#[test]
+fn replaced_output_is_caught() {
+    let (f, cache, _dir) = recorded();
+    let out = f.output("web1", "api");
+    let meta = std::fs::metadata(&out).unwrap();
+    let mut bytes = std::fs::read(&out).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let tmp = out.with_extension("swap");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    std::fs::rename(&tmp, &out).unwrap();
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    assert_eq!(age_decrypt(&out, &f.path("keys/web1")), f.secrets["api"]);
+}
+
+/// A fresh copy of the rekeyed files at the same path (a new checkout, a
+/// restore with `cp -a`: sizes and mtimes kept, one file altered) is
+/// hashed again: new inodes and ctimes.
+#[test]
+fn fresh_copy_at_the_same_path_is_caught() {
+    let (f, cache, _dir) = recorded();
+    let rekeyed = f.path("secrets/rekeyed");
+    let old = f.path("rekeyed.old");
+    std::fs::rename(&rekeyed, &old).unwrap();
+    edit_in_place_keeping_mtime(&old.join("db1/db.age"));
+    run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
+    std::fs::remove_dir_all(&old).unwrap();
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    assert_eq!(
+        age_decrypt(&f.output("db1", "db"), &f.path("keys/db1")),
+        f.secrets["db"]
+    );
+}
+
+/// A doctored record is believed only when it is a regular file of this
+/// user's, not writable by others: as a symlink, another user's, open to
+/// all, corrupt or huge it is ignored (the no-op hashes and rewrites
+/// nothing) and replaced by a good one.
+#[test]
+fn records_that_are_not_our_own_are_ignored() {
+    let (f, cache, dir) = recorded();
+    let record = dir.join("host-web1");
+    let bad = doctored(&dir, "web1", "db");
+    let elsewhere = cache.path().join("doctored");
+    type Spoil = Box<dyn Fn()>;
+    let cases: Vec<(&str, Spoil)> = vec![
+        ("a symlink to a doctored record", {
+            let (record, elsewhere, bad) = (record.clone(), elsewhere.clone(), bad.clone());
+            Box::new(move || {
+                write_private(&elsewhere, &bad);
+                std::fs::remove_file(&record).unwrap();
+                std::os::unix::fs::symlink(&elsewhere, &record).unwrap();
+            })
+        }),
+        ("another user's", {
+            let (record, bad) = (record.clone(), bad.clone());
+            Box::new(move || {
+                write_private(&record, &bad);
+                run_ok(Command::new("chown").arg("65534").arg(&record));
+            })
+        }),
+        ("writable by all", {
+            let (record, bad) = (record.clone(), bad.clone());
+            Box::new(move || {
+                use std::os::unix::fs::PermissionsExt;
+                write_private(&record, &bad);
+                std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o666)).unwrap();
+            })
+        }),
+        ("corrupt (a line cut short)", {
+            let (record, bad) = (record.clone(), bad.clone());
+            Box::new(move || write_private(&record, &bad[..bad.len() - 70]))
+        }),
+        ("huge", {
+            let (record, bad) = (record.clone(), bad.clone());
+            Box::new(move || {
+                write_private(&record, &bad);
+                let f = std::fs::File::options().write(true).open(&record).unwrap();
+                f.set_len(64 << 20).unwrap();
+            })
+        }),
+    ];
+    for (what, spoil) in cases {
+        spoil();
+        let o = renc(&f, cache.path());
+        assert_code(&o, 0);
+        assert!(
+            stdout(&o).contains("0 rekeyed, 4 unchanged"),
+            "{what}: the record was trusted\n{}",
+            stdout(&o)
+        );
+        // Replaced by a good one, which is believed again.
+        let meta = std::fs::symlink_metadata(&record).unwrap();
+        assert!(meta.is_file(), "{what}: a regular file again");
+        write_private(&record, &doctored(&dir, "web1", "db"));
+        let o = renc(&f, cache.path());
+        assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+        // The rewritten output is fresh (racy): the next runs hash it, then record it.
+        std::thread::sleep(Duration::from_millis(2200));
+        let o = renc(&f, cache.path());
+        assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+        assert!(
+            std::fs::read_to_string(&record)
+                .unwrap()
+                .lines()
+                .any(|l| l.ends_with(" db")),
+            "{what}: db recorded again"
+        );
+    }
+}
+
+/// Without any cache directory (no HOME, no XDG_CACHE_HOME) renc works as
+/// before: everything is hashed.
+#[test]
+fn no_cache_directory_means_no_record() {
+    let f = Fleet::new();
+    for _ in 0..2 {
+        let o = Command::new(nixseal_bin())
+            .current_dir(&f.root)
+            .env_remove("HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .args(["renc", "--profile", "profile.json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+    }
+    let o = f.check();
+    assert_code(&o, 0);
+}
+
+/// A scoped run (`--host`/`--secret`) looks at some outputs and sources
+/// only: the record entries of the others are kept, so the next whole
+/// no-op still trusts them instead of hashing everything again.
+#[test]
+fn a_scoped_run_keeps_the_entries_it_did_not_look_at() {
+    let (f, cache, dir) = recorded();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let before: Vec<String> = ["host-web1", "host-db1", "sources"]
+        .iter()
+        .map(|n| read(n))
+        .collect();
+    assert!(
+        before[0].lines().any(|l| l.ends_with(" tls")),
+        "{}",
+        before[0]
+    );
+    let o = run(
+        &f,
+        cache.path(),
+        &[
+            "renc",
+            "--profile",
+            "profile.json",
+            "--host",
+            "web1",
+            "--secret",
+            "db",
+        ],
+    );
+    assert_code(&o, 0);
+    let after: Vec<String> = ["host-web1", "host-db1", "sources"]
+        .iter()
+        .map(|n| read(n))
+        .collect();
+    assert_eq!(
+        before, after,
+        "a scoped no-op leaves every record as it was"
+    );
+}
