@@ -186,11 +186,34 @@ let
     }) templates;
   };
 
+  # Checked when built by the nixseal that deploys it, as the NixOS module
+  # does (`nixseal manifest check` judges a user-session manifest by the
+  # rules of `deploy --user-session`): what evaluation lets through but
+  # deploy would refuse fails the build, not the login. Skipped when the
+  # build machine cannot run the package (cross builds), or when turned off.
+  canCheck =
+    let
+      inherit (pkgs) stdenv;
+    in
+    cfg.settings.checkManifest
+    && (!(stdenv ? buildPlatform) || stdenv.buildPlatform.canExecute stdenv.hostPlatform);
   manifestFile =
     if problems != [ ] then
       throw ("\n" + concatStringsSep "\n" problems)
     else
-      pkgs.writeText "nixseal-manifest-${if target == null then "home" else target}.json" (builtins.toJSON manifest);
+      pkgs.runCommand "nixseal-manifest-${if target == null then "home" else target}.json"
+        {
+          manifest = builtins.toJSON manifest;
+          passAsFile = [ "manifest" ];
+        }
+        (
+          ''
+            cp "$manifestPath" "$out"
+          ''
+          + lib.optionalString canCheck ''
+            ${exe} manifest check "$out"
+          ''
+        );
 
   deployCommand = "${exe} deploy --manifest ${manifestFile} --user-session";
 
@@ -425,6 +448,19 @@ in
           the records that must survive a logout: which custom paths it
           placed, so it removes only its own when a secret leaves, and which
           unit restarts are still owed. No secret data.
+        '';
+      };
+      checkManifest = mkOption {
+        type = types.bool;
+        default = true;
+        example = false;
+        description = ''
+          Check the user-session manifest with `nixseal manifest check` when
+          it is built, as the NixOS module checks a host's: a manifest that
+          `nixseal deploy --user-session` would refuse (a system directory as
+          a path, a name or path nixseal reserves, …) fails the build instead
+          of the login. Cross builds skip the check by themselves; turn it off
+          only where {option}`package` is not a runnable nixseal.
         '';
       };
       package = mkOption {

@@ -1704,6 +1704,31 @@ t_home_manifest() {
 }
 t "user-session manifest: exact schema and values (session user, owner and group \"\", %r paths, absolute key paths from home.homeDirectory, xdg.stateHome)" t_home_manifest
 
+# Issue 13.3 for homes: the user-session manifest is checked at build time
+# by the nixseal that deploys it, as a host's is: a path evaluation lets
+# through (absolute) but deploy --user-session refuses (a system
+# directory) fails the build of the home's manifest and says why.
+t_home_manifest_checked_at_build() {
+  [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
+  local d=$W/fleet-home-checked out
+  rm -rf "$d" && cp -r "$H" "$d" && rm -rf "$d"/result* "$d"/.git
+  cd "$d"
+  git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm checked
+  # The fixture's own manifests pass the check.
+  nix build "$(home_attr desk.alice).nixseal.build.manifest" -o "$d/ok"
+  sed -i 's|      path = "${config.home.homeDirectory}/.netrc";|      path = "/etc";|' homes/alice.nix
+  grep -q 'path = "/etc";' homes/alice.nix || fail "the fixture edit did not apply"
+  git add -A
+  out=$(fails nix build "$(home_attr desk.alice).nixseal.build.manifest" -o "$d/bad")
+  contains "$out" '"/etc" is a system directory' "failed with exit code 2"
+  # Turned off, the same manifest builds (the option works both ways).
+  sed -i 's|    rekeyedDir = ../secrets/rekeyed;|    rekeyedDir = ../secrets/rekeyed;\n    checkManifest = false;|' homes/alice.nix
+  grep -q 'checkManifest = false;' homes/alice.nix || fail "the fixture edit did not apply"
+  git add -A
+  nix build "$(home_attr desk.alice).nixseal.build.manifest" -o "$d/unchecked"
+}
+t "home manifest checked at build time by nixseal manifest check (a system directory fails the build)" t_home_manifest_checked_at_build
+
 t_home_units() {
   [ -f "$H/secrets/rekeyed/laptop.bob/mail-password.age" ] || t_home_renc
   cd "$H"

@@ -27,7 +27,11 @@ let
   };
   home = [
     ../../../modules/home-manager.nix
-    { nixseal.settings.package = package; }
+    {
+      nixseal.settings.package = package;
+      # The placeholder cannot run (as in eval-host.nix).
+      nixseal.settings.checkManifest = false;
+    }
   ]
   ++ modules;
 in
