@@ -30,8 +30,9 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
       bin=$BASE; [[ $v == new ]] && bin=$NEW
       # bash's own `time`: milliseconds (wall, user, sys) of the one process.
       out=$(cd "$f" && { TIMEFORMAT='%3R %3U %3S'; time "$bin" renc --profile profile.json >"$work/out" 2>"$work/err"; } 2>&1)
-      grep -q ' 0 rekeyed, [0-9]* unchanged, 0 removed, 0 failed' "$work/out" && [[ ! -s $work/err ]] ||
-        { echo "not a clean no-op:" >&2; head -3 "$work/out" "$work/err" >&2; exit 1; }
+      if ! grep -q ' 0 rekeyed, [0-9]* unchanged, 0 removed, 0 failed' "$work/out" || [[ -s $work/err ]]; then
+        echo "not a clean no-op:" >&2; head -3 "$work/out" "$work/err" >&2; exit 1
+      fi
       read -r e u s <<<"$out"
       echo "$e" >>"$work/$size-$v-wall"
       echo "$u + $s" | bc -l >>"$work/$size-$v-cpu"
