@@ -390,3 +390,23 @@ fn a_scoped_run_keeps_the_entries_it_did_not_look_at() {
         "a scoped no-op leaves every record as it was"
     );
 }
+
+/// With the record in place (the no-op's `lstat` by name in the host
+/// directory), an output replaced by a symlink to an identical copy is
+/// refused, not followed: a `stat` that followed it would find the copy's
+/// bytes equal to the cache's hash and call the output current.
+#[test]
+fn output_replaced_by_a_symlink_is_refused() {
+    let (f, cache, _dir) = recorded();
+    let out = f.output("web1", "api");
+    let copy = f.path("copy.age");
+    std::fs::copy(&out, &copy).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    std::os::unix::fs::symlink(&copy, &out).unwrap();
+    let o = renc(&f, cache.path());
+    assert_code(&o, 1);
+    assert_stderr_has(&o, "is a symlink or special file");
+    assert!(out.is_symlink(), "the symlink was left alone");
+    // The others are still trusted and current.
+    assert_stdout_has(&o, "0 rekeyed, 3 unchanged");
+}

@@ -1,7 +1,7 @@
 //! Is it tracked by git? Flakes see tracked files only, so an untracked rekeyed
 //! file is invisible to `nixos-rebuild` even though it exists on disk.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -32,7 +32,7 @@ fn untracked_with(git: &OsStr, root: &Path, paths: &[PathBuf]) -> Option<Vec<Pat
     }
     let rel: Vec<PathBuf> = paths
         .iter()
-        .map(|p| normalize(p.strip_prefix(root).unwrap_or(p)))
+        .map(|p| normalize(strip_root(root, p)))
         .collect();
     untracked_rel(git, root, rel)
 }
@@ -73,11 +73,15 @@ fn untracked_rel(git: &OsStr, root: &Path, rel: Vec<PathBuf>) -> Option<Vec<Path
 fn pathspecs(rel: &[PathBuf]) -> Option<Vec<&Path>> {
     // Distinct directories first (hashing bytes is cheap; a sorted set of
     // paths compares components, which is not, for 100,000 files).
-    let mut distinct: HashSet<&Path> = HashSet::new();
+    // (Keyed by bytes: hashing a `Path` walks its components. `rel` is
+    // normalised, so equal directories have equal bytes; the sorted set
+    // below merges any that do not.)
+    let mut distinct: HashMap<&[u8], &Path> = HashMap::new();
     for p in rel {
-        distinct.insert(p.parent().filter(|d| !d.as_os_str().is_empty())?);
+        let d = p.parent().filter(|d| !d.as_os_str().is_empty())?;
+        distinct.insert(d.as_os_str().as_bytes(), d);
     }
-    let mut dirs: BTreeSet<&Path> = distinct.into_iter().collect();
+    let mut dirs: BTreeSet<&Path> = distinct.into_values().collect();
     loop {
         // Shortest first: a directory is dropped when one it is in was kept.
         let mut by_depth: Vec<&Path> = dirs.iter().copied().collect();
@@ -100,6 +104,26 @@ fn pathspecs(rel: &[PathBuf]) -> Option<Vec<&Path>> {
             })
             .collect::<Option<_>>()?;
     }
+}
+
+/// `p` relative to `root` (`p` itself when it is not under `root`), as
+/// `Path::strip_prefix` has it; a plain byte prefix `root/` first, which
+/// is that answer without walking both paths' components per file.
+fn strip_root<'a>(root: &Path, p: &'a Path) -> &'a Path {
+    let (r, b) = (root.as_os_str().as_bytes(), p.as_os_str().as_bytes());
+    let plain = |s: &[u8]| {
+        !s.is_empty()
+            && !s.ends_with(b"/")
+            && !s.windows(2).any(|w| w == b"//")
+            && !s.split(|c| *c == b'/').any(|c| c == b"." || c == b"..")
+    };
+    if plain(r) && b.len() > r.len() + 1 && b.starts_with(r) && b[r.len()] == b'/' {
+        let rest = &b[r.len() + 1..];
+        if !rest.starts_with(b"/") && plain(rest) {
+            return Path::new(OsStr::from_bytes(rest));
+        }
+    }
+    p.strip_prefix(root).unwrap_or(p)
 }
 
 /// Drops `.` components so `./a/b` and `a/b` compare equal.
@@ -287,6 +311,40 @@ mod tests {
         let missing = t.path().join("no-such-git");
         assert_eq!(untracked_with(missing.as_os_str(), t.path(), &paths), None);
         assert_eq!(untracked(t.path(), &[]), Some(vec![]));
+    }
+
+    /// The byte fast path of `strip_root` answers as `strip_prefix` does.
+    #[test]
+    fn strip_root_is_strip_prefix() {
+        let roots = ["/a/b", "/a/b/", "a", ".", "/", "/a/./b", "/a//b", ""];
+        let paths = [
+            "/a/b/c",
+            "/a/b/c/d.age",
+            "/a/bc/d",
+            "/a/b",
+            "/a/b/",
+            "/a/b//c",
+            "/a/b/./c",
+            "/a/b/../c",
+            "a/c",
+            "a",
+            "./a/c",
+            "c",
+            "/c",
+            "/a/./b/c",
+            "/a//b/c",
+        ];
+        for r in roots {
+            for p in paths {
+                let (r, p) = (Path::new(r), Path::new(p));
+                // Byte for byte: the result is matched as bytes later.
+                assert_eq!(
+                    strip_root(r, p).as_os_str(),
+                    p.strip_prefix(r).unwrap_or(p).as_os_str(),
+                    "{r:?} {p:?}"
+                );
+            }
+        }
     }
 
     /// However many files and host directories, one git process with a

@@ -3,7 +3,7 @@
 //! whose relative paths are resolved against the flake root and whose host
 //! keys are parsed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -282,18 +282,20 @@ impl Profile {
     fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
         // Flake-relative paths, normalised without touching the file system;
         // one that climbs out of the root is refused.
-        let rel = |field: String, value: &str| -> Result<PathBuf, ProfileError> {
+        // `field` is only formatted for an error (a profile names 100,000
+        // secret files).
+        let rel = |field: &dyn Fn() -> String, value: &str| -> Result<PathBuf, ProfileError> {
             if value.is_empty() || Path::new(value).is_absolute() {
                 return Err(ProfileError::BadPath {
                     path: path.to_owned(),
-                    field,
+                    field: field(),
                     value: value.to_owned(),
                 });
             }
             let Some(inside) = normalize(value) else {
                 return Err(ProfileError::OutsideRoot {
                     path: path.to_owned(),
-                    field,
+                    field: field(),
                     value: value.to_owned(),
                 });
             };
@@ -356,7 +358,7 @@ impl Profile {
             }
             identity_recipients.insert(resolved, list.clone());
         }
-        let rekeyed_dir = rel("rekeyedDir".into(), &raw.rekeyed_dir)?;
+        let rekeyed_dir = rel(&|| "rekeyedDir".into(), &raw.rekeyed_dir)?;
         if normalize(&raw.rekeyed_dir).is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(ProfileError::RekeyedDirIsRoot {
                 path: path.to_owned(),
@@ -405,6 +407,7 @@ impl Profile {
                 });
             }
         }
+        let mut resolved: HashMap<String, PathBuf> = HashMap::new();
         for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
             let name = HostName::new(host.clone()).map_err(name_err)?;
             let on_host = h
@@ -413,8 +416,17 @@ impl Profile {
                 .transpose()?;
             let mut secrets = BTreeMap::new();
             for (secret, s) in h.secrets {
-                let sname = SecretName::new(secret.clone()).map_err(name_err)?;
-                let source = rel(format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                let sname = SecretName::new(secret).map_err(name_err)?;
+                let secret = sname.as_str();
+                // Hosts share master files: each distinct `file` is resolved once.
+                let source = match resolved.get(s.file.as_str()) {
+                    Some(p) => PathBuf::clone(p),
+                    None => {
+                        let p = rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                        resolved.insert(s.file.clone(), p.clone());
+                        p
+                    }
+                };
                 let generator = match s.generator {
                     Some(g) if !Path::new(&g).is_absolute() => {
                         return Err(ProfileError::BadGenerator {

@@ -1,7 +1,8 @@
 //! Planning: what is current, stale or left over — read from the profile, the
 //! sources, the caches and the outputs, never from an identity.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -42,23 +43,25 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
     // Hash each distinct source once, however many hosts use it. Only a
     // regular file of bounded size is read: a FIFO, a device or a huge
     // sparse file is that secret's error, not a hang.
-    let mut source_hashes = HashMap::new();
-    let mut source_errors: HashMap<PathBuf, std::sync::Arc<std::io::Error>> = HashMap::new();
+    // Keyed by the path's bytes (hashing a `Path` walks its components:
+    // two look-ups per pair).
+    let mut source_hashes: HashMap<&OsStr, String> = HashMap::new();
+    let mut source_errors: HashMap<&OsStr, std::sync::Arc<std::io::Error>> = HashMap::new();
     // Distinct first (a hash set: 100,000 pairs may share 100 sources),
     // then in order.
-    let sources: HashSet<&PathBuf> = profile
+    let sources: HashMap<&OsStr, &PathBuf> = profile
         .hosts
         .values()
         .flat_map(|h| {
             h.secrets
                 .values()
                 .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                .map(|s| &s.source)
+                .map(|s| (s.source.as_os_str(), &s.source))
         })
         .collect();
-    let sources: BTreeSet<&PathBuf> = sources.into_iter().collect();
+    let sources: BTreeSet<&PathBuf> = sources.into_values().collect();
     // A source whose stat is the one recorded with its hash is not read.
-    let hashed: Vec<(PathBuf, std::io::Result<(Stat, String)>)> = sources
+    let hashed: Vec<(&PathBuf, std::io::Result<(Stat, String)>)> = sources
         .into_par_iter()
         .map(|p| {
             let key = source_key(&profile.root, p);
@@ -71,20 +74,20 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
                 Some(t) => Ok(t),
                 None => record::hash_file(p, MAX_FILE),
             };
-            (p.clone(), r)
+            (p, r)
         })
         .collect();
     let mut source_verified = BTreeMap::new();
     for (p, r) in hashed {
         match r {
             Ok((stat, h)) => {
-                if let Some(key) = source_key(&profile.root, &p) {
+                if let Some(key) = source_key(&profile.root, p) {
                     source_verified.insert(key.to_owned(), (stat, h.clone()));
                 }
-                source_hashes.insert(p, h);
+                source_hashes.insert(p.as_os_str(), h);
             }
             Err(e) => {
-                source_errors.insert(p, std::sync::Arc::new(e));
+                source_errors.insert(p.as_os_str(), std::sync::Arc::new(e));
             }
         }
     }
@@ -208,8 +211,8 @@ fn plan_host(
     host: &crate::operator::profile::HostEntry,
     scope: &Scope,
     layout: &RekeyedLayout,
-    source_hashes: &HashMap<PathBuf, String>,
-    source_errors: &HashMap<PathBuf, std::sync::Arc<std::io::Error>>,
+    source_hashes: &HashMap<&OsStr, String>,
+    source_errors: &HashMap<&OsStr, std::sync::Arc<std::io::Error>>,
     record: Record,
 ) -> HostPlan {
     let dir = layout.host_dir(host.name.as_str());
@@ -287,14 +290,25 @@ fn plan_host(
         },
         false => None,
     };
+    // One handle on the host directory (never through a symlink): each
+    // output is lstat'ed by its name in it, one path component for the
+    // kernel to walk instead of the whole path. Without it (it could not
+    // be opened), by the whole path.
+    let dir_fd = dir_kind.and_then(|_| {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::open(&dir, flags, Mode::empty()).ok()
+    });
     let mut verified = BTreeMap::new();
     // Outputs the record vouched for as they are: when that is every entry
     // of the record, it needs no rewriting.
-    let mut trusted = 0usize;
+    // (Their entries are taken from the record only when it must be
+    // rewritten: a no-op copies none.)
+    let mut trusted: Vec<&str> = Vec::new();
     let pairs = selected()
         .map(|s| {
             let output = output(&s.name);
-            let state = if let Some(e) = source_errors.get(&s.source) {
+            let state = if let Some(e) = source_errors.get(s.source.as_os_str()) {
                 PairState::Blocked(PairError::SourceUnreadable {
                     path: s.source.clone(),
                     source: e.clone(),
@@ -302,17 +316,18 @@ fn plan_host(
             } else {
                 let (state, seen) = pair_state(
                     &output,
+                    dir_fd.as_ref(),
                     cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
-                    &source_hashes[&s.source],
+                    &source_hashes[s.source.as_os_str()],
                     recipient,
-                    |stat| {
-                        let t = record.trusted(s.name.as_str(), stat);
-                        trusted += usize::from(t.is_some());
-                        t
-                    },
+                    |stat| record.trusted(s.name.as_str(), stat),
                 );
-                if let (PairState::Current, Some(seen)) = (&state, seen) {
-                    verified.insert(s.name.to_string(), seen);
+                match (&state, seen) {
+                    (PairState::Current, Some(Seen::Trusted)) => trusted.push(s.name.as_str()),
+                    (PairState::Current, Some(Seen::Hashed(seen))) => {
+                        verified.insert(s.name.to_string(), seen);
+                    }
+                    _ => {}
                 }
                 state
             };
@@ -344,7 +359,14 @@ fn plan_host(
     } else {
         Vec::new()
     };
-    let unchanged = trusted == verified.len() && trusted == record.vouches_for();
+    let unchanged = verified.is_empty() && trusted.len() == record.vouches_for();
+    if !unchanged {
+        for name in trusted {
+            if let Some(e) = record.entry(name) {
+                verified.insert(name.to_owned(), e);
+            }
+        }
+    }
     // The outputs a scoped run did not look at keep their entries.
     if !scope.whole_hosts() {
         record.carry_into(&mut verified, |name| {
@@ -370,11 +392,12 @@ fn plan_host(
 /// `trusted` has a hash for is not opened; any other is read and hashed.
 fn pair_state<'r>(
     output: &Path,
+    dir_fd: Option<&rustix::fd::OwnedFd>,
     entry: Option<&CacheEntry>,
     source_sha256: &str,
     recipient: &str,
     mut trusted: impl FnMut(&Stat) -> Option<&'r str>,
-) -> (PairState, Option<(Stat, String)>) {
+) -> (PairState, Option<Seen>) {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let blocked = |e| (PairState::Blocked(e), None);
@@ -386,9 +409,9 @@ fn pair_state<'r>(
     };
     // The no-op path: one lstat, and no read when the record vouches for
     // exactly this file (same device, inode, size, mtime and ctime).
-    let stat = match std::fs::symlink_metadata(output) {
-        Ok(m) if m.is_file() => Stat::of(&m),
-        Ok(_) => return not_plain(),
+    let stat = match lstat(output, dir_fd) {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_plain(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stale(Staleness::Missing),
         Err(source) => {
             return blocked(PairError::ReadOutput {
@@ -408,7 +431,7 @@ fn pair_state<'r>(
     }
     if let Some(sha) = trusted(&stat) {
         return match sha == entry.output_sha256 {
-            true => (PairState::Current, Some((stat, sha.to_owned()))),
+            true => (PairState::Current, Some(Seen::Trusted)),
             false => stale(Staleness::OutputModified),
         };
     }
@@ -454,7 +477,7 @@ fn pair_state<'r>(
         Ok(_) => {
             let sha = sha256_hex(&bytes);
             match sha == entry.output_sha256 {
-                true => (PairState::Current, Some((stat, sha))),
+                true => (PairState::Current, Some(Seen::Hashed((stat, sha)))),
                 false => stale(Staleness::OutputModified),
             }
         }
@@ -464,6 +487,31 @@ fn pair_state<'r>(
             path: output.to_owned(),
             source,
         }),
+    }
+}
+
+/// How a current output was found current.
+enum Seen {
+    /// By the stat record (its entry is unchanged).
+    Trusted,
+    /// By reading and hashing it: its stat and sha256 for the record.
+    Hashed((Stat, String)),
+}
+
+/// The `lstat` of `output` (`None`: not a regular file), by its name in
+/// `dir_fd` (its directory) when there is one.
+fn lstat(output: &Path, dir_fd: Option<&rustix::fd::OwnedFd>) -> std::io::Result<Option<Stat>> {
+    match (dir_fd, output.file_name()) {
+        (Some(fd), Some(name)) => {
+            let st = rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+            Ok((rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::RegularFile)
+                .then(|| Stat::of_raw(&st)))
+        }
+        _ => {
+            let m = std::fs::symlink_metadata(output)?;
+            Ok(m.is_file().then(|| Stat::of(&m)))
+        }
     }
 }
 

@@ -60,6 +60,20 @@ impl Stat {
         self.size
     }
 
+    /// The fields of a raw `stat` (as [`Stat::of`] has them from `Metadata`).
+    // The field types of `struct stat` differ between targets.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn of_raw(st: &rustix::fs::Stat) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+
     /// The fields of `m`.
     pub fn of(m: &std::fs::Metadata) -> Self {
         Self {
@@ -72,19 +86,28 @@ impl Stat {
     }
 }
 
+/// A sha256 in hex (checked to be hex when read: no allocation per entry).
+type Hex = [u8; 64];
+
 /// What one record vouches for: name → (stat, sha256 hex of the content).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Record {
-    entries: HashMap<String, (Stat, String)>,
+    entries: HashMap<String, (Stat, Hex)>,
 }
 
 impl Record {
     /// The recorded sha256 of `name`, if its stat is exactly `stat`.
     pub fn trusted(&self, name: &str, stat: &Stat) -> Option<&str> {
         match self.entries.get(name) {
-            Some((s, sha)) if s == stat => Some(sha),
+            Some((s, sha)) if s == stat => std::str::from_utf8(sha).ok(),
             _ => None,
         }
+    }
+
+    /// The entry of `name` as it is recorded.
+    pub fn entry(&self, name: &str) -> Option<(Stat, String)> {
+        let (s, sha) = self.entries.get(name)?;
+        Some((*s, std::str::from_utf8(sha).ok()?.to_owned()))
     }
 
     /// How many files it vouches for.
@@ -102,7 +125,9 @@ impl Record {
     ) {
         for (name, e) in &self.entries {
             if outside(name) && !into.contains_key(name) {
-                into.insert(name.clone(), e.clone());
+                if let Ok(sha) = std::str::from_utf8(&e.1) {
+                    into.insert(name.clone(), (e.0, sha.to_owned()));
+                }
             }
         }
     }
@@ -126,9 +151,10 @@ impl Record {
             let (dev, ino, size, mtime_ns, ctime_ns) = (num()?, num()?, num()?, num()?, num()?);
             let sha = f.next()?;
             let name = f.next()?;
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return None;
             }
+            let sha: Hex = sha.as_bytes().try_into().ok()?;
             let stat = Stat {
                 dev: u64::try_from(dev).ok()?,
                 ino: u64::try_from(ino).ok()?,
@@ -137,10 +163,7 @@ impl Record {
                 ctime_ns,
             };
             // A name twice: not a record nixseal wrote.
-            if entries
-                .insert(name.to_owned(), (stat, sha.to_owned()))
-                .is_some()
-            {
+            if entries.insert(name.to_owned(), (stat, sha)).is_some() {
                 return None;
             }
         }
@@ -167,9 +190,11 @@ impl Record {
             })
             .collect();
         if entries.len() == old.entries.len()
-            && entries
-                .iter()
-                .all(|(n, e)| old.entries.get(n).is_some_and(|o| o == e))
+            && entries.iter().all(|(n, e)| {
+                old.entries
+                    .get(n)
+                    .is_some_and(|o| o.0 == e.0 && o.1 == e.1.as_bytes())
+            })
         {
             return;
         }
@@ -337,6 +362,20 @@ mod tests {
         let file = t.path().join("rekeyed/a.age");
         std::fs::write(&file, b"x").unwrap();
         (t, dir, file)
+    }
+
+    /// The stat of a file by `statat` is the stat of it by `Metadata`: a
+    /// record made by one is trusted by the other, and a change to any
+    /// field is seen by both.
+    #[test]
+    fn raw_stat_is_metadata_stat() {
+        let (_t, _dir, file) = setup();
+        let raw = rustix::fs::lstat(&file).unwrap();
+        assert_eq!(Stat::of_raw(&raw), stat(&file));
+        std::fs::write(&file, b"yz").unwrap();
+        let raw2 = rustix::fs::lstat(&file).unwrap();
+        assert_eq!(Stat::of_raw(&raw2), stat(&file));
+        assert_ne!(Stat::of_raw(&raw2), Stat::of_raw(&raw));
     }
 
     /// Stored and loaded back, an entry is trusted for exactly its stat:
