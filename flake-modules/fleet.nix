@@ -346,6 +346,14 @@ let
       exec nixseal ${sub} --profile ${profileFile} "$@"
     '';
 
+  # The text of a deploy script that cannot deploy: it prints why.
+  printProblems = problems: ''
+    cat >&2 <<'EOF'
+    ${concatStringsSep "\n" problems}
+    EOF
+    exit 1
+  '';
+
   # One deploy script per host, as `legacyPackages.<system>.nixseal-deploy.<host>`.
   # Each holds only its host's manifest and rekeyed files, and evaluating it
   # evaluates only that host. A host whose rekeys are missing or stale gets a
@@ -363,12 +371,7 @@ let
       runtimeInputs = [ package ];
       text =
         if problems != [ ] then
-          ''
-            cat >&2 <<'EOF'
-            ${concatStringsSep "\n" problems}
-            EOF
-            exit 1
-          ''
+          printProblems problems
         else
           # As at boot: the neededForUsers secrets first, then the others.
           lib.optionalString usersEarly ''
@@ -392,12 +395,7 @@ let
       runtimeInputs = [ package ];
       text =
         if problems != [ ] then
-          ''
-            cat >&2 <<'EOF'
-            ${concatStringsSep "\n" problems}
-            EOF
-            exit 1
-          ''
+          printProblems problems
         else
           ''
             exec nixseal deploy --manifest ${h.cfg.nixseal.build.manifest} --user-session "$@"

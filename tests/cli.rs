@@ -429,41 +429,11 @@ fn several_identities_any_may_decrypt_and_identity_flag_overrides_profile() {
     f.assert_outputs_decrypt();
 }
 
-fn plugin_dir() -> std::path::PathBuf {
-    let d = nixseal_bin().parent().unwrap().to_path_buf();
-    assert!(
-        d.join("age-plugin-nixseal-test").exists(),
-        "age-plugin-nixseal-test not built next to nixseal: run `cargo test --workspace`"
-    );
-    d
-}
-
 #[test]
 fn plugin_master_identity_through_age_plugin_protocol() {
     let f = Fleet::new();
-    let dir = plugin_dir();
-    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
-    let text = String::from_utf8(gen.stdout).unwrap();
-    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.split("recipient: ").nth(1))
-        .expect("recipient line")
-        .trim()
-        .to_owned();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-    for (name, pt) in &f.secrets {
-        let mut child = Command::new("age")
-            .env("PATH", &path)
-            .args(["-r", &recipient, "-o"])
-            .arg(f.path(&format!("secrets/{name}.age")))
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(pt).unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    let (recipient, path) = plugin_identity(&f);
+    encrypt_masters_to(&f, &recipient, &path);
     let log = f.path("unwraps.log");
     let renc_with_plugin = |path: &str| {
         Command::new(nixseal_bin())
@@ -502,17 +472,7 @@ fn plugin_master_identity_through_age_plugin_protocol() {
 fn plugin_public_questions_echo_the_answer() {
     let f = Fleet::new();
     assert_code(&f.renc(), 0);
-    let dir = plugin_dir();
-    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
-    let text = String::from_utf8(gen.stdout).unwrap();
-    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.split("recipient: ").nth(1))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let (recipient, path) = plugin_identity(&f);
     let mut child = Command::new("age")
         .env("PATH", &path)
         .args(["-r", &recipient, "-o"])

@@ -835,34 +835,9 @@ fn generated_files_are_recorded_and_an_edit_under_a_wrong_declaration_is_not() {
 #[test]
 fn a_plugin_master_identity_is_asked_once_per_file_and_never_on_a_no_op() {
     let f = Fleet::new();
-    let dir = nixseal_bin().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("age-plugin-nixseal-test").exists(),
-        "age-plugin-nixseal-test not built next to nixseal: run `cargo test --workspace`"
-    );
-    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
-    let text = String::from_utf8(gen.stdout).unwrap();
-    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
-    let plugin = text
-        .lines()
-        .find_map(|l| l.split("recipient: ").nth(1))
-        .expect("recipient line")
-        .trim()
-        .to_owned();
-    let with_plugin = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let (plugin, with_plugin) = plugin_identity(&f);
     // The master files are encrypted (by Go age) to the plugin only.
-    for (name, pt) in &f.secrets {
-        let mut child = Command::new("age")
-            .env("PATH", &with_plugin)
-            .args(["-r", &plugin, "-o"])
-            .arg(f.path(&format!("secrets/{name}.age")))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(pt).unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    encrypt_masters_to(&f, &plugin, &with_plugin);
     let admin2 = age_keygen(&f.path("keys/admin2.txt"));
     set_identities(
         &f,

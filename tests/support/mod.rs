@@ -426,3 +426,48 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
     }
     dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
 }
+
+/// The directory holding the test plugin (crates/age-plugin-nixseal-test),
+/// built next to nixseal by `cargo test --workspace`.
+pub fn plugin_dir() -> PathBuf {
+    let d = nixseal_bin().parent().unwrap().to_path_buf();
+    assert!(
+        d.join("age-plugin-nixseal-test").exists(),
+        "age-plugin-nixseal-test not built next to nixseal: run `cargo test --workspace`"
+    );
+    d
+}
+
+/// A new identity of the test plugin, written to `keys/plugin.txt` of `f`;
+/// returns its recipient and a PATH on which age and nixseal find the plugin.
+pub fn plugin_identity(f: &Fleet) -> (String, String) {
+    let dir = plugin_dir();
+    let gen = run_ok(Command::new(dir.join("age-plugin-nixseal-test")).arg("--generate"));
+    let text = String::from_utf8(gen.stdout).unwrap();
+    std::fs::write(f.path("keys/plugin.txt"), &text).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.split("recipient: ").nth(1))
+        .expect("recipient line")
+        .trim()
+        .to_owned();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    (recipient, path)
+}
+
+/// Encrypts every master secret of `f` with Go `age` to `recipient` alone,
+/// with `path` as PATH (so a plugin recipient finds its plugin).
+pub fn encrypt_masters_to(f: &Fleet, recipient: &str, path: &str) {
+    use std::io::Write;
+    for (name, pt) in &f.secrets {
+        let mut child = Command::new("age")
+            .env("PATH", path)
+            .args(["-r", recipient, "-o"])
+            .arg(f.path(&format!("secrets/{name}.age")))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(pt).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
