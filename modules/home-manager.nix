@@ -186,34 +186,18 @@ let
     }) templates;
   };
 
-  # Checked when built by the nixseal that deploys it, as the NixOS module
-  # does (`nixseal manifest check` judges a user-session manifest by the
-  # rules of `deploy --user-session`): what evaluation lets through but
-  # deploy would refuse fails the build, not the login. Skipped when the
-  # build machine cannot run the package (cross builds), or when turned off.
-  canCheck =
-    let
-      inherit (pkgs) stdenv;
-    in
-    cfg.settings.checkManifest
-    && (!(stdenv ? buildPlatform) || stdenv.buildPlatform.canExecute stdenv.hostPlatform);
+  # Checked when built by the nixseal that deploys it, as a host's
+  # (lib/manifest-file.nix; `nixseal manifest check` judges a user-session
+  # manifest by the rules of `deploy --user-session`).
   manifestFile =
     if problems != [ ] then
       throw ("\n" + concatStringsSep "\n" problems)
     else
-      pkgs.runCommand "nixseal-manifest-${if target == null then "home" else target}.json"
-        {
-          manifest = builtins.toJSON manifest;
-          passAsFile = [ "manifest" ];
-        }
-        (
-          ''
-            cp "$manifestPath" "$out"
-          ''
-          + lib.optionalString canCheck ''
-            ${exe} manifest check "$out"
-          ''
-        );
+      import ./lib/manifest-file.nix { inherit lib pkgs; } {
+        name = "nixseal-manifest-${if target == null then "home" else target}.json";
+        inherit manifest exe;
+        check = cfg.settings.checkManifest;
+      };
 
   deployCommand = "${exe} deploy --manifest ${manifestFile} --user-session";
 

@@ -253,35 +253,16 @@ let
     templates = map (t: { inherit (t) name content owner group mode path; }) templates;
   };
 
-  # The manifest is checked when it is built, by the same nixseal that
-  # deploys it (`nixseal manifest check`: every rule deploy applies before
-  # touching the host, except that owners and groups exist), as sops-nix
-  # checks its manifest: what the checks above let through but deploy would
-  # refuse fails the build, not the boot. Skipped when the build machine
-  # cannot run the host's nixseal (cross builds), or when turned off.
-  canCheck =
-    let
-      inherit (pkgs) stdenv;
-    in
-    cfg.settings.checkManifest
-    && (!(stdenv ? buildPlatform) || stdenv.buildPlatform.canExecute stdenv.hostPlatform);
+  # Checked when built by the nixseal that deploys it (lib/manifest-file.nix).
   manifestFile =
     if problems != [ ] then
       throw ("\n" + concatStringsSep "\n" problems)
     else
-      pkgs.runCommand "nixseal-manifest-${host}.json"
-        {
-          manifest = builtins.toJSON manifest;
-          passAsFile = [ "manifest" ];
-        }
-        (
-          ''
-            cp "$manifestPath" "$out"
-          ''
-          + lib.optionalString canCheck ''
-            ${exe} manifest check "$out"
-          ''
-        );
+      import ./lib/manifest-file.nix { inherit lib pkgs; } {
+        name = "nixseal-manifest-${host}.json";
+        inherit manifest exe;
+        check = cfg.settings.checkManifest;
+      };
 
   sysusers = config.systemd.sysusers.enable or false;
   userborn = config.services.userborn.enable or false;
