@@ -541,21 +541,6 @@ fn untracked_outputs_and_sources_are_warned_about_with_the_git_add_to_run() {
 
 // ---- edit ----
 
-fn edit_stdin(f: &Fleet, file: &str, content: &[u8], extra: &[&str]) -> std::process::Output {
-    let mut child = Command::new(nixseal_bin())
-        .current_dir(f.dir.path())
-        .args(["edit", file, "--profile", "profile.json"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(content).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn edit_from_stdin_creates_updates_and_skips_unchanged() {
     let mut f = Fleet::new();

@@ -468,17 +468,7 @@ fn unknown_recipients_a_wrong_declaration_and_edits_are_handled() {
     // Rotated, then edited: edit records what it wrote, so nothing is to do.
     set_identities(&f, &[("./keys/master.txt", &f.master)], &[]);
     assert_code(&masters(&f, &[]), 0);
-    let mut child = Command::new(nixseal_bin())
-        .current_dir(&f.root)
-        .args(["edit", "secrets/db.age", "--profile", "profile.json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"edited").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = edit_stdin(&f, "secrets/db.age", b"edited", &[]);
     assert_code(&o, 0);
     let o = masters(&f, &["--dry-run"]);
     assert_stdout_has(&o, "dry run: 0 to rewrite, 3 current");
@@ -815,17 +805,7 @@ fn generated_files_are_recorded_and_an_edit_under_a_wrong_declaration_is_not() {
     // (to the identity file's own key), but the record does not vouch for it.
     let other = age_keygen(&f.path("keys/other.txt"));
     set_identities(&f, &[("./keys/master.txt", &other)], &[]);
-    let mut child = Command::new(nixseal_bin())
-        .current_dir(&f.root)
-        .args(["edit", "secrets/db.age", "--profile", "profile.json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"edited").unwrap();
-    assert_code(&child.wait_with_output().unwrap(), 0);
+    assert_code(&edit_stdin(&f, "secrets/db.age", b"edited", &[]), 0);
     set_identities(&f, &[("./keys/master.txt", &f.master)], &[]);
     let o = masters(&f, &["--dry-run"]);
     assert_stdout_has(&o, "rewrite secrets/db.age (not in the record");

@@ -35,22 +35,6 @@ fn run(f: &Fleet, args: &[&str]) -> Output {
     run_timeout(&mut cmd(f, args), 60)
 }
 
-/// `nixseal edit FILE --profile profile.json EXTRA…` with `input` on stdin.
-fn edit_stdin(f: &Fleet, file: &str, input: &[u8], extra: &[&str]) -> Output {
-    let mut child = Command::new(nixseal_bin())
-        .current_dir(&f.root)
-        .args(["edit", file, "--profile", "profile.json"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
-}
-
 /// `nixseal edit` on a pseudo-terminal (so it runs $EDITOR) via script(1).
 fn edit_with_editor(f: &Fleet, file: &str, editor_body: &str, env: &[(&str, &Path)]) -> Output {
     let editor = script(&f.path("editor.sh"), editor_body);

@@ -471,3 +471,24 @@ pub fn encrypt_masters_to(f: &Fleet, recipient: &str, path: &str) {
         assert!(child.wait().unwrap().success());
     }
 }
+
+/// `nixseal edit FILE --profile profile.json EXTRA…` in `f` with `input` on
+/// stdin. A pipe nixseal closed before reading it (it refused early) is not
+/// an error here: the caller judges the output.
+pub fn edit_stdin(f: &Fleet, file: &str, input: &[u8], extra: &[&str]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(nixseal_bin())
+        .current_dir(&f.root)
+        .args(["edit", file, "--profile", "profile.json"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    match child.stdin.take().unwrap().write_all(input) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
+    child.wait_with_output().unwrap()
+}
