@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 [[ -x target/release/renc-bench ]] || cargo build --release -q -p nixseal-bench
 B=$PWD/target/release/renc-bench
 work=$(mktemp -d -p "${BENCH_DIR:-/dev/shm}" noop-ab.XXXXXX); trap 'rm -rf "$work"' EXIT
-export XDG_CACHE_HOME=$work/xdg
+# Each binary keeps its stat record in a cache of its own (two record
+# formats would otherwise overwrite each other every round).
+xdg() { echo "$work/xdg-$1"; }
 git_() { git -c user.name=bench -c user.email=bench@invalid -c commit.gpgsign=false "$@"; }
 med() { sort -g | awk '{v[NR]=$1} END{print NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 echo "bench/noop-ab.sh: $(nproc) cores, $(stat -f -c %T "$work"), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -23,13 +25,19 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
     "$BASE" renc --profile profile.json >/dev/null 2>&1 && git_ add -A && git_ commit -q -m rekeyed)
   # Let the stamps settle, then one untimed run of each records them.
   sleep 2.1
-  (cd "$f" && "$BASE" renc --profile profile.json >/dev/null && "$NEW" renc --profile profile.json >/dev/null)
+  (cd "$f" && XDG_CACHE_HOME=$(xdg base) "$BASE" renc --profile profile.json >/dev/null &&
+    XDG_CACHE_HOME=$(xdg new) "$NEW" renc --profile profile.json >/dev/null)
+  # (A second settled run: a record may vouch for a whole host only once
+  # its directory's stamps have settled too.)
+  sleep 2.1
+  (cd "$f" && XDG_CACHE_HOME=$(xdg base) "$BASE" renc --profile profile.json >/dev/null &&
+    XDG_CACHE_HOME=$(xdg new) "$NEW" renc --profile profile.json >/dev/null)
   [[ -z $(cd "$f" && git status --porcelain) ]] || { echo "fleet not clean" >&2; exit 1; }
   for ((i = 0; i < ${RENC_ROUNDS:-15}; i++)); do
     for v in base new; do
       bin=$BASE; [[ $v == new ]] && bin=$NEW
       # bash's own `time`: milliseconds (wall, user, sys) of the one process.
-      out=$(cd "$f" && { TIMEFORMAT='%3R %3U %3S'; time "$bin" renc --profile profile.json >"$work/out" 2>"$work/err"; } 2>&1)
+      out=$(cd "$f" && export XDG_CACHE_HOME=$(xdg $v) && { TIMEFORMAT='%3R %3U %3S'; time "$bin" renc --profile profile.json >"$work/out" 2>"$work/err"; } 2>&1)
       if ! grep -q ' 0 rekeyed, [0-9]* unchanged, 0 removed, 0 failed' "$work/out" || [[ -s $work/err ]]; then
         echo "not a clean no-op:" >&2; head -3 "$work/out" "$work/err" >&2; exit 1
       fi

@@ -52,22 +52,33 @@ fn recorded() -> (Fleet, tempfile::TempDir, PathBuf) {
     for name in ["host-web1", "host-db1", "sources"] {
         assert!(dir.join(name).is_file(), "{name} recorded");
     }
+    for host in ["web1", "db1"] {
+        assert!(stamp_of(&dir, host).is_some(), "{host} stamped as a whole");
+    }
     (f, cache, dir)
 }
 
 /// The record of `host` with the recorded sha256 of `secret` replaced by
-/// another well-formed one.
+/// another well-formed one, and without its host stamp (which vouches for
+/// the host as a whole, so that the entries are what the no-op reads).
 fn doctored(dir: &Path, host: &str, secret: &str) -> String {
     let text = std::fs::read_to_string(dir.join(format!("host-{host}"))).unwrap();
     let mut hit = false;
     let out: Vec<String> = text
         .lines()
+        .filter(|l| !l.starts_with("host "))
         .map(|l| {
-            let f: Vec<&str> = l.splitn(7, ' ').collect();
-            if f.len() == 7 && f[6] == secret {
+            // dev ino size mtime ctime output-sha source-sha name
+            let f: Vec<&str> = l.splitn(8, ' ').collect();
+            if f.len() == 8 && f[7] == secret {
                 hit = true;
                 let other = if f[5].starts_with('0') { "1" } else { "0" };
-                format!("{} {} {secret}", f[..5].join(" "), other.repeat(64))
+                format!(
+                    "{} {} {} {secret}",
+                    f[..5].join(" "),
+                    other.repeat(64),
+                    f[6]
+                )
             } else {
                 l.to_owned()
             }
@@ -75,6 +86,15 @@ fn doctored(dir: &Path, host: &str, secret: &str) -> String {
         .collect();
     assert!(hit, "{secret} is in the record of {host}:\n{text}");
     out.join("\n") + "\n"
+}
+
+/// The host stamp line of `host`'s record (a no-op that settled writes one).
+fn stamp_of(dir: &Path, host: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(format!("host-{host}")))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("host "))
+        .map(str::to_owned)
 }
 
 fn write_private(path: &Path, text: &str) {
@@ -162,6 +182,136 @@ fn noop_opens_no_output_and_believes_the_record() {
         age_decrypt(&f.output("web1", "db"), &f.path("keys/web1")),
         f.secrets["db"]
     );
+}
+
+/// The stamp vouches for a host as a whole only while its cache, its
+/// directory, its key and its master files are as they were: the cache
+/// edited in place with its mtime put back (the ctime moves), a file
+/// added to the directory, a new host key, a new master file — each is
+/// seen, and the host is planned file by file.
+#[test]
+fn a_host_stamp_is_not_believed_once_anything_it_covers_changed() {
+    // The cache: one entry's output hash changed (same size), mtime put
+    // back. Trusted by mtime and size, the no-op would keep an output the
+    // cache no longer vouches for; the ctime shows the edit.
+    {
+        let (f, cache, _dir) = recorded();
+        let path = f.path("secrets/rekeyed/web1/.nixseal-rekey.json");
+        let meta = std::fs::metadata(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let sha = doc["outputs"]["api"]["outputSha256"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let other = if sha.starts_with('0') { "1" } else { "0" };
+        let edited = text.replacen(&sha, &format!("{other}{}", &sha[1..]), 1);
+        assert_eq!(edited.len(), text.len());
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            file.write_all(edited.as_bytes()).unwrap();
+            file.set_modified(meta.modified().unwrap()).unwrap();
+        }
+        use std::os::unix::fs::MetadataExt;
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.len(), after.mtime(), after.mtime_nsec(), after.ino()),
+            (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+        );
+        let o = renc(&f, cache.path());
+        assert_code(&o, 0);
+        assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+        f.assert_caches_true();
+    }
+    // The directory: a left-over output of a secret the host no longer has.
+    {
+        let (f, cache, _dir) = recorded();
+        let gone = f.path("secrets/rekeyed/web1/gone.age");
+        std::fs::copy(f.output("web1", "db"), &gone).unwrap();
+        let o = renc(&f, cache.path());
+        assert_code(&o, 0);
+        assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 1 removed");
+        assert!(!gone.exists());
+    }
+    // The host key.
+    {
+        let (mut f, cache, _dir) = recorded();
+        f.add_host("web1");
+        f.write_profile();
+        let o = renc(&f, cache.path());
+        assert_code(&o, 0);
+        assert_stdout_has(&o, "3 rekeyed, 1 unchanged");
+        f.assert_outputs_decrypt();
+    }
+    // A master file, replaced by a new one (as `edit` does).
+    {
+        let (mut f, cache, _dir) = recorded();
+        f.set_secret("api", b"new-token", true);
+        let o = renc(&f, cache.path());
+        assert_code(&o, 0);
+        assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+        assert_eq!(
+            age_decrypt(&f.output("web1", "api"), &f.path("keys/web1")),
+            b"new-token"
+        );
+    }
+}
+
+/// Inside git, the no-op that follows a settled one runs no git at all
+/// (its answer is remembered with the index's stat), and the moment the
+/// index changes — an output no longer tracked — git is asked again and
+/// the warning is back.
+#[test]
+fn a_noop_runs_no_git_until_the_index_changes() {
+    let (f, cache, _dir) = recorded();
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+                .arg(&f.root)
+                .args(args),
+        )
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "fleet"]);
+    // The index settles; this no-op asks git and remembers its answer.
+    std::thread::sleep(Duration::from_millis(2200));
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert!(!stderr(&o).contains("not tracked"), "{}", stderr(&o));
+    let traced = |log: &Path| {
+        let o = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=execve", "-o"])
+            .arg(log)
+            .arg(nixseal_bin())
+            .args(["renc", "--profile", "profile.json"])
+            .current_dir(&f.root)
+            .env("XDG_CACHE_HOME", cache.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("strace is installed");
+        let git_runs = std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("execve(") && l.contains("git"))
+            .count();
+        (o, git_runs)
+    };
+    let log = cache.path().join("exec.log");
+    let (o, git_runs) = traced(&log);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+    assert_eq!(git_runs, 0, "{}", std::fs::read_to_string(&log).unwrap());
+    // The index changes: git is asked, and says so.
+    git(&["rm", "-q", "--cached", "secrets/rekeyed/db1/db.age"]);
+    let (o, git_runs) = traced(&log);
+    assert_code(&o, 0);
+    assert!(git_runs >= 1, "git was asked again");
+    assert_stderr_has(&o, "secrets/rekeyed/db1/db.age");
+    assert_stderr_has(&o, "not tracked by git");
 }
 
 /// Same size, same inode, mtime put back: the ctime moved, so the output
@@ -387,7 +537,7 @@ fn a_scoped_run_keeps_the_entries_it_did_not_look_at() {
         .collect();
     assert_eq!(
         before, after,
-        "a scoped no-op leaves every record as it was"
+        "a scoped no-op leaves every record (and host stamp) as it was"
     );
 }
 

@@ -67,11 +67,64 @@ fn main() {
             assert!(st.success(), "{cmd:?} failed");
             println!("{secs:.6}");
         }
+        Some("phases") => phases(
+            Path::new(&args[2]),
+            args.get(3).map_or(5, |n| n.parse().expect("N")),
+        ),
         _ => {
-            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench change DIR | renc-bench time DIR PREP -- CMD...");
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench change DIR | renc-bench time DIR PREP -- CMD... | renc-bench phases DIR [N]");
             std::process::exit(2);
         }
     }
+}
+
+/// renc-bench phases DIR [N]: where a no-op's time goes, in this process
+/// (no process start): the best of N runs of each library step on the
+/// fleet in DIR (its profile.json), in milliseconds.
+fn phases(dir: &Path, n: usize) {
+    use nixseal::profile::Profile;
+    let best = |f: &mut dyn FnMut()| {
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let path = dir.join("profile.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let json =
+        best(&mut || drop(serde_json::from_slice::<nixseal::profile::RawProfile>(&bytes).unwrap()));
+    let value = best(&mut || drop(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()));
+    let load = best(&mut || drop(Profile::load(&path, dir).unwrap()));
+    let raw: nixseal::profile::RawProfile = serde_json::from_slice(&bytes).unwrap();
+    let keys: Vec<&str> = raw
+        .hosts
+        .values()
+        .filter_map(|h| h.host_pubkey.as_deref())
+        .collect();
+    let key_checks = best(&mut || {
+        for k in &keys {
+            drop(nixseal::identity::HostRecipient::parse(k).unwrap());
+        }
+    });
+    let profile = Profile::load(&path, dir).unwrap();
+    let plan = best(&mut || drop(nixseal::rekey::plan(&profile).unwrap()));
+    let all = nixseal::rekey::Scope::all();
+    let check = best(&mut || drop(nixseal::renc::check(&profile, &all).unwrap()));
+    let opts = nixseal::renc::RencOptions {
+        decrypt_with: &[],
+        interaction: std::sync::Arc::new(nixseal::identity::NoInteraction),
+        dry_run: false,
+        scope: &all,
+    };
+    let renc =
+        best(&mut || drop(nixseal::renc::renc(&profile, &opts, &nixseal::renc::NoEvents).unwrap()));
+    println!(
+        "profile JSON {json:.1} ms (as a Value {value:.1} ms), profile load {load:.1} ms ({} host keys checked in {key_checks:.1} ms on one thread), plan {plan:.1} ms, check (plan + git) {check:.1} ms, renc (library) {renc:.1} ms",
+        keys.len()
+    );
 }
 
 fn gen(hosts: usize, secrets: usize, dir: &Path) {

@@ -140,6 +140,9 @@ pub struct Fleet {
     pub extra_recipients: Vec<String>,
     /// secret -> generator (absolute path), written into the profile.
     pub generators: BTreeMap<String, PathBuf>,
+    /// XDG_CACHE_HOME of the runs made through [`Fleet::run`]: renc's stat
+    /// records stay with the fleet (and go with it), not in ~/.cache.
+    pub cache: tempfile::TempDir,
 }
 
 impl Fleet {
@@ -170,6 +173,7 @@ impl Fleet {
             identities: vec!["./keys/master.txt".into()],
             extra_recipients: vec![],
             generators: BTreeMap::new(),
+            cache: tempfile::tempdir().unwrap(),
         };
         f.add_host("web1");
         f.add_host("db1");
@@ -239,7 +243,13 @@ impl Fleet {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        nixseal(&self.root, args)
+        Command::new(nixseal_bin())
+            .current_dir(&self.root)
+            .env("XDG_CACHE_HOME", self.cache.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nixseal")
     }
 
     pub fn renc(&self) -> Output {

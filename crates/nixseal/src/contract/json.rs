@@ -26,12 +26,23 @@ where
             f.write_str("an object whose keys are all different")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let duplicate = |key: &str| {
+                serde::de::Error::custom(format_args!(
+                    "duplicate key {key:?} (each name may appear once; remove or rename one)"
+                ))
+            };
+            // Nix writes keys sorted: while they come in order, a repeated
+            // key is the previous one, and the map is built in one pass
+            // at the end. Out of order, each key is looked up.
+            let mut sorted: Vec<(String, V)> = Vec::new();
             let mut out = BTreeMap::new();
             while let Some(key) = map.next_key::<String>()? {
-                if out.contains_key(&key) {
-                    return Err(serde::de::Error::custom(format_args!(
-                        "duplicate key {key:?} (each name may appear once; remove or rename one)"
-                    )));
+                let in_order = out.is_empty()
+                    && sorted
+                        .last()
+                        .is_none_or(|(last, _): &(String, V)| *last < key);
+                if !in_order && (sorted.iter().any(|(k, _)| *k == key) || out.contains_key(&key)) {
+                    return Err(duplicate(&key));
                 }
                 // A problem inside the value names its key (the host, the
                 // secret): "in \"web1\": unknown field `x`".
@@ -39,7 +50,15 @@ where
                     let e = e.to_string();
                     serde::de::Error::custom(format_args!("in {key:?}: {}", strip_position(&e)))
                 })?;
-                out.insert(key, value);
+                if in_order {
+                    sorted.push((key, value));
+                } else {
+                    out.extend(sorted.drain(..));
+                    out.insert(key, value);
+                }
+            }
+            if out.is_empty() {
+                return Ok(sorted.into_iter().collect());
             }
             Ok(out)
         }
@@ -98,6 +117,20 @@ mod tests {
             .to_string();
         assert!(e.starts_with("in \"b\": invalid type: string \"x\""), "{e}");
         assert_eq!(e.matches(" at line ").count(), 1, "{e}");
+        // Out of order (Nix sorts; a hand-written profile may not), a
+        // repeated key is still found, before or after the first one out
+        // of order.
+        for doc in [
+            r#"{"m":{"b":1,"a":2,"b":3}}"#,
+            r#"{"m":{"a":1,"c":2,"b":3,"a":4}}"#,
+            r#"{"m":{"a":1,"c":2,"b":3,"c":4}}"#,
+            r#"{"m":{"c":1,"b":2,"d":3,"b":4}}"#,
+        ] {
+            let e = serde_json::from_str::<Doc>(doc).unwrap_err().to_string();
+            assert!(e.contains("duplicate key"), "{doc}: {e}");
+        }
+        let ok: Doc = serde_json::from_str(r#"{"m":{"c":1,"a":2,"b":3,"d":4}}"#).unwrap();
+        assert_eq!(ok.m.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
         // A missing map is empty (serde default), as before.
         assert!(serde_json::from_str::<Doc>("{}").unwrap().m.is_empty());
     }

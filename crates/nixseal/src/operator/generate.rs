@@ -131,7 +131,7 @@ pub fn pending(profile: &Profile) -> Vec<Pending> {
                 .entry(&s.source)
                 .or_insert_with(|| Pending {
                     file: s.file.clone(),
-                    source: s.source.clone(),
+                    source: s.source.to_path_buf(),
                     generator: generator.clone(),
                     used_by: Vec::new(),
                 })

@@ -138,6 +138,54 @@ fn normalize(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// The index file git reads for a work tree holding `dir` (the first
+/// `.git` directory, or `.git` file of a linked work tree or submodule, at
+/// or above `dir`), for keying a remembered answer of git to the index's
+/// stat. `None` whenever git could be reading another one or matching
+/// differently — one of [`REPO_VARS`] in the environment, a `.git` that is
+/// neither, or no `.git` at all — then git is asked.
+pub fn index_file(dir: &Path) -> Option<PathBuf> {
+    if std::env::vars_os().any(|(k, _)| {
+        let k = k.as_bytes();
+        REPO_VARS.contains(&k) || k.starts_with(b"GIT_CONFIG") || k.ends_with(b"_PATHSPECS")
+    }) {
+        return None;
+    }
+    let dir = std::fs::canonicalize(dir).ok()?;
+    for d in dir.ancestors() {
+        let dot = d.join(".git");
+        let Ok(m) = std::fs::symlink_metadata(&dot) else {
+            continue;
+        };
+        if m.is_dir() {
+            return Some(dot.join("index"));
+        }
+        if !m.is_file() || m.len() > 4096 {
+            return None;
+        }
+        // `gitdir: <path>` (relative to the directory of the `.git` file).
+        let text = std::fs::read_to_string(&dot).ok()?;
+        let git_dir = text.strip_prefix("gitdir: ")?.trim_end_matches('\n');
+        if git_dir.is_empty() || git_dir.contains('\n') {
+            return None;
+        }
+        return Some(d.join(git_dir).join("index"));
+    }
+    None
+}
+
+/// Environment variables that change which repository, work tree or index
+/// git reads (with every `GIT_CONFIG*` and `GIT_*_PATHSPECS`).
+pub const REPO_VARS: &[&[u8]] = &[
+    b"GIT_DIR",
+    b"GIT_WORK_TREE",
+    b"GIT_INDEX_FILE",
+    b"GIT_COMMON_DIR",
+    b"GIT_CEILING_DIRECTORIES",
+    b"GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    b"GIT_NAMESPACE",
+];
+
 /// The git work tree `dir` is in and every path git tracks there (relative to
 /// the work tree's top, as bytes), which is what a git flake's `source`
 /// holds. `None` when `dir` is not inside a git work tree or git is not

@@ -326,7 +326,7 @@ pub fn plan(profile: &Profile) -> Result<MastersPlan, MastersError> {
         for s in h.secrets.values() {
             let e = paths
                 .entry(record_key(&s.file))
-                .or_insert((s.source.clone(), false));
+                .or_insert((s.source.to_path_buf(), false));
             e.1 |= s.generator.is_some();
         }
     }

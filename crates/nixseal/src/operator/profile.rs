@@ -146,7 +146,7 @@ pub struct SecretEntry {
     /// The source as written in the profile (flake-relative).
     pub file: String,
     /// The source resolved against the flake root.
-    pub source: PathBuf,
+    pub source: std::sync::Arc<Path>,
     /// Run by `renc` to create `source` when it does not exist.
     pub generator: Option<PathBuf>,
 }
@@ -258,24 +258,23 @@ impl Profile {
             path: path.to_owned(),
             source,
         };
-        // The version first, on its own (so a newer profile says "version"
-        // rather than "unknown field"), without building a JSON tree of the
-        // whole fleet.
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: Option<serde_json::Value>,
-        }
-        let v: VersionOnly = serde_json::from_slice(bytes).map_err(json_err)?;
-        match &v.version {
-            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROFILE_VERSION) => {}
-            other => {
-                return Err(ProfileError::Version {
-                    path: path.to_owned(),
-                    found: other.as_ref().map_or("missing".into(), |v| v.to_string()),
-                })
+        // A profile of another version says "version" rather than
+        // "unknown field": on an error (only then: it is a second pass
+        // over the whole fleet) the version is read on its own.
+        let raw: RawProfile = match serde_json::from_slice(bytes) {
+            Ok(raw) => raw,
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct VersionOnly {
+                    version: Option<serde_json::Value>,
+                }
+                if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
+                    version_is_ours(v.version.as_ref(), path)?;
+                }
+                return Err(json_err(e));
             }
-        }
-        let raw: RawProfile = serde_json::from_slice(bytes).map_err(json_err)?;
+        };
+        version_is_ours(Some(&serde_json::Value::from(raw.version)), path)?;
         Self::from_raw(raw, path, root)
     }
 
@@ -407,22 +406,24 @@ impl Profile {
                 });
             }
         }
-        let mut resolved: HashMap<String, PathBuf> = HashMap::new();
+        let mut resolved: HashMap<String, std::sync::Arc<Path>> = HashMap::new();
         for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
             let name = HostName::new(host.clone()).map_err(name_err)?;
             let on_host = h
                 .host
                 .map(|o| HostName::new(o).map_err(name_err))
                 .transpose()?;
-            let mut secrets = BTreeMap::new();
+            // In name order (the raw map's): the map is built in one pass.
+            let mut secrets = Vec::with_capacity(h.secrets.len());
             for (secret, s) in h.secrets {
                 let sname = SecretName::new(secret).map_err(name_err)?;
                 let secret = sname.as_str();
                 // Hosts share master files: each distinct `file` is resolved once.
                 let source = match resolved.get(s.file.as_str()) {
-                    Some(p) => PathBuf::clone(p),
+                    Some(p) => p.clone(),
                     None => {
-                        let p = rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                        let p: std::sync::Arc<Path> =
+                            rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?.into();
                         resolved.insert(s.file.clone(), p.clone());
                         p
                     }
@@ -439,7 +440,7 @@ impl Profile {
                 };
                 if let Some(g) = &generator {
                     let here = format!("{host}/{secret}");
-                    match generators.get(&source) {
+                    match generators.get(&*source) {
                         Some((other, at)) if other != g => {
                             return Err(ProfileError::GeneratorConflict {
                                 path: path.to_owned(),
@@ -450,11 +451,11 @@ impl Profile {
                         }
                         Some(_) => {}
                         None => {
-                            generators.insert(source.clone(), (g.clone(), here));
+                            generators.insert(source.to_path_buf(), (g.clone(), here));
                         }
                     }
                 }
-                secrets.insert(
+                secrets.push((
                     sname.clone(),
                     SecretEntry {
                         name: sname,
@@ -462,8 +463,9 @@ impl Profile {
                         source,
                         generator,
                     },
-                );
+                ));
             }
+            let secrets: BTreeMap<SecretName, SecretEntry> = secrets.into_iter().collect();
             hosts.insert(
                 name.clone(),
                 HostEntry {
@@ -485,6 +487,17 @@ impl Profile {
             rekeyed_dir_rel: raw.rekeyed_dir,
             hosts,
         })
+    }
+}
+
+/// `Ok` when `version` is the profile version this build reads.
+fn version_is_ours(version: Option<&serde_json::Value>, path: &Path) -> Result<(), ProfileError> {
+    match version {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROFILE_VERSION) => Ok(()),
+        other => Err(ProfileError::Version {
+            path: path.to_owned(),
+            found: other.map_or("missing".into(), |v| v.to_string()),
+        }),
     }
 }
 
@@ -555,7 +568,7 @@ mod tests {
         let h = p.hosts.values().next().unwrap();
         assert_eq!(h.name.as_str(), "web1");
         let s = h.secrets.values().next().unwrap();
-        assert_eq!(s.source, Path::new("/flake/secrets/db.age"));
+        assert_eq!(&*s.source, Path::new("/flake/secrets/db.age"));
         assert_eq!(p.rekeyed_dir, Path::new("/flake/r"));
     }
 
@@ -764,7 +777,10 @@ mod tests {
         };
         let p = parse(&doc("./a/../r/./x", "./s/../t.age")).unwrap();
         assert_eq!(p.rekeyed_dir, Path::new("/flake/r/x"));
-        assert_eq!(p.hosts["h"].secrets["s"].source, Path::new("/flake/t.age"));
+        assert_eq!(
+            &*p.hosts["h"].secrets["s"].source,
+            Path::new("/flake/t.age")
+        );
         for rd in [".", "./", "a/..", ""] {
             let e = parse(&doc(rd, "s.age")).unwrap_err().to_string();
             assert!(

@@ -304,7 +304,7 @@ fn scoped_pending(profile: &Profile, scope: &Scope) -> Vec<Pending> {
         pending.retain(|g| {
             profile.hosts.values().any(|h| {
                 h.secrets.values().any(|s| {
-                    s.source == g.source && scope.has_pair(h.name.as_str(), s.name.as_str())
+                    *s.source == *g.source && scope.has_pair(h.name.as_str(), s.name.as_str())
                 })
             })
         });
@@ -318,7 +318,7 @@ fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
     matches!(
         p.state,
         PairState::Blocked(PairError::SourceUnreadable { .. })
-    ) && pending.iter().any(|g| g.source == p.source)
+    ) && pending.iter().any(|g| *g.source == *p.source)
 }
 
 /// Sources, outputs and caches git does not track (flakes see tracked files
@@ -329,7 +329,7 @@ fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
 fn untracked(profile: &Profile, scope: &Scope, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     let layout = profile.layout();
     let mut paths: Vec<PathBuf> = outputs;
-    let mut sources: Vec<&PathBuf> = Vec::new();
+    let mut sources: Vec<&Path> = Vec::new();
     for h in profile
         .hosts
         .values()
@@ -344,17 +344,60 @@ fn untracked(profile: &Profile, scope: &Scope, outputs: Vec<PathBuf>) -> Option<
             h.secrets
                 .values()
                 .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                .map(|s| &s.source),
+                .map(|s| &*s.source),
         );
     }
     // Each distinct source once; one that does not exist is not "untracked".
     // (Sorted as bytes, not path components: cheap for big fleets.)
     sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     sources.dedup();
-    paths.extend(sources.into_iter().filter(|s| s.is_file()).cloned());
+    paths.extend(
+        sources
+            .into_iter()
+            .filter(|s| s.is_file())
+            .map(Path::to_path_buf),
+    );
     paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     paths.dedup();
-    super::git::untracked(&profile.root, &paths)
+    remembered(profile, &paths, || {
+        super::git::untracked(&profile.root, &paths)
+    })
+}
+
+/// git's answer for `paths` (`ask`), or the one it gave last time for the
+/// same paths while its index file has not changed since (record.rs,
+/// [`GitAnswer`]): a no-op runs no git.
+fn remembered(
+    profile: &Profile,
+    paths: &[PathBuf],
+    ask: impl FnOnce() -> Option<Vec<PathBuf>>,
+) -> Option<Vec<PathBuf>> {
+    use super::rekey::record::{digest_paths, GitAnswer, RecordDir};
+    let Some((dir, index)) =
+        RecordDir::of(&profile.rekeyed_dir, false).zip(super::git::index_file(&profile.root))
+    else {
+        return ask();
+    };
+    let Some(stat) = GitAnswer::index_stat(&index) else {
+        return ask();
+    };
+    let query = digest_paths(paths.iter().map(PathBuf::as_path));
+    if let Some(answer) = GitAnswer::load(&dir, &index, &stat, &query) {
+        return Some(answer);
+    }
+    let untracked = ask()?;
+    // Remembered only if the index did not change while git read it.
+    if GitAnswer::index_stat(&index) == Some(stat) {
+        let answer = GitAnswer {
+            index,
+            stat,
+            query,
+            untracked,
+        };
+        answer.store(&dir);
+        return Some(answer.untracked);
+    }
+    Some(untracked)
 }
 
 /// One thing `nixseal check` reports.
@@ -432,10 +475,16 @@ pub fn check(profile: &Profile, scope: &Scope) -> Result<CheckReport, RekeyError
     let pending = scoped_pending(profile, scope);
     // What exists but git does not track is invisible to the flake: the
     // hosts would not evaluate, so check fails as evaluation would.
+    // A current output was just found to be a regular file; a missing one
+    // was not there; any other is looked at.
     let present: Vec<PathBuf> = plan
         .pairs
         .iter()
-        .filter(|p| p.output.is_file())
+        .filter(|p| match &p.state {
+            PairState::Current => true,
+            PairState::Stale(Staleness::Missing) => false,
+            _ => p.output.is_file(),
+        })
         .map(|p| p.output.clone())
         .collect();
     let untracked = untracked(profile, scope, present).unwrap_or_default();

@@ -274,7 +274,7 @@ fn group_uses(profile: &Profile) -> BTreeMap<PathBuf, (String, Vec<SecretUse>)> 
     for (host, h) in &profile.hosts {
         for (name, s) in &h.secrets {
             by_file
-                .entry(s.source.clone())
+                .entry(s.source.to_path_buf())
                 .or_insert_with(|| (s.file.clone(), Vec::new()))
                 .1
                 .push(SecretUse {

@@ -10,7 +10,7 @@
 //! every other host is still served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -122,7 +122,7 @@ pub fn execute(
         // Each master secret is decrypted once, in this thread (a plugin such
         // as a YubiKey may need a touch per decryption).
         let ids = identities.as_identities();
-        let mut plaintexts: HashMap<PathBuf, Result<(Plaintext, String), PairError>> =
+        let mut plaintexts: HashMap<std::sync::Arc<Path>, Result<(Plaintext, String), PairError>> =
             HashMap::new();
         for p in &todo {
             if plaintexts.contains_key(&p.source) {
@@ -130,13 +130,13 @@ pub fn execute(
             }
             let r = match fsutil::read_regular(&p.source, MAX_FILE) {
                 Err(e) => Err(PairError::SourceUnreadable {
-                    path: p.source.clone(),
+                    path: p.source.to_path_buf(),
                     source: std::sync::Arc::new(e),
                 }),
                 Ok(ct) => crypto::decrypt(&ct, &ids)
                     .map(|pt| (pt, sha256_hex(&ct)))
                     .map_err(|e| PairError::Decrypt {
-                        path: p.source.clone(),
+                        path: p.source.to_path_buf(),
                         reason: std::sync::Arc::new(e),
                     }),
             };
@@ -322,7 +322,7 @@ fn store_records(
     let dir = records.dir.or_else(|| RecordDir::of(rekeyed_dir, true));
     let Some(dir) = dir.as_ref() else { return };
     let (old, verified) = records.sources;
-    Record::store(Some(dir), record::SOURCES_FILE, &old, verified);
+    Record::store(Some(dir), record::SOURCES_FILE, &old, verified, None);
     records
         .hosts
         .into_iter()
@@ -335,6 +335,7 @@ fn store_records(
                 &record::host_file(h.as_str()),
                 &r.old,
                 r.verified,
+                r.stamp,
             )
         });
 }
@@ -470,7 +471,7 @@ fn remove_all(removals: &[Removal], caches: &BTreeMap<HostName, HostCache>, outc
 fn stage_one(
     p: &Pair,
     rekeyed_abs: &Path,
-    plaintexts: &HashMap<PathBuf, Result<(Plaintext, String), PairError>>,
+    plaintexts: &HashMap<std::sync::Arc<Path>, Result<(Plaintext, String), PairError>>,
     host_ok: &BTreeMap<HostName, Result<(), HostError>>,
     recipients: &BTreeMap<HostName, FastRecipient>,
 ) -> Result<Staged, PairError> {

@@ -17,7 +17,7 @@ mod execute;
 mod layout;
 pub mod lock;
 mod plan;
-mod record;
+pub(crate) mod record;
 mod scope;
 
 pub use execute::execute;
@@ -276,7 +276,7 @@ pub struct Pair {
     /// The secret.
     pub secret: SecretName,
     /// The master ciphertext.
-    pub source: PathBuf,
+    pub source: std::sync::Arc<Path>,
     /// The output file.
     pub output: PathBuf,
     /// Its state.
@@ -356,7 +356,7 @@ pub struct Plan {
 struct Records {
     dir: Option<record::RecordDir>,
     /// The master files' record, and each source verified (by path).
-    sources: (record::Record, BTreeMap<String, (record::Stat, String)>),
+    sources: (record::Record, BTreeMap<String, record::Verified>),
     hosts: BTreeMap<HostName, HostRecord>,
 }
 
@@ -364,11 +364,14 @@ struct Records {
 /// secret name, each with its stat and sha256.
 #[derive(Debug, Default)]
 struct HostRecord {
-    /// Every entry of `old` vouched for its file as it is, and every
-    /// current output was vouched for: nothing to rewrite.
+    /// The record needs no rewriting: it vouched for everything this plan
+    /// found current, and nothing else.
     unchanged: bool,
     old: record::Record,
-    verified: BTreeMap<String, (record::Stat, String)>,
+    verified: BTreeMap<String, record::Verified>,
+    /// What can be said of the host as a whole (all current, nothing to
+    /// remove), for the next run.
+    stamp: Option<record::HostStamp>,
 }
 
 impl Plan {

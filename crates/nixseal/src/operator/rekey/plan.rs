@@ -49,19 +49,19 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
     let mut source_errors: HashMap<&OsStr, std::sync::Arc<std::io::Error>> = HashMap::new();
     // Distinct first (a hash set: 100,000 pairs may share 100 sources),
     // then in order.
-    let sources: HashMap<&OsStr, &PathBuf> = profile
+    let sources: HashMap<&OsStr, &Path> = profile
         .hosts
         .values()
         .flat_map(|h| {
             h.secrets
                 .values()
                 .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                .map(|s| (s.source.as_os_str(), &s.source))
+                .map(|s| (s.source.as_os_str(), &*s.source))
         })
         .collect();
-    let sources: BTreeSet<&PathBuf> = sources.into_values().collect();
+    let sources: BTreeSet<&Path> = sources.into_values().collect();
     // A source whose stat is the one recorded with its hash is not read.
-    let hashed: Vec<(&PathBuf, std::io::Result<(Stat, String)>)> = sources
+    let hashed: Vec<(&Path, std::io::Result<(Stat, String)>)> = sources
         .into_par_iter()
         .map(|p| {
             let key = source_key(&profile.root, p);
@@ -81,8 +81,13 @@ pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError>
     for (p, r) in hashed {
         match r {
             Ok((stat, h)) => {
-                if let Some(key) = source_key(&profile.root, p) {
-                    source_verified.insert(key.to_owned(), (stat, h.clone()));
+                if let (Some(key), Some(sha)) = (source_key(&profile.root, p), record::hex(&h)) {
+                    let v = record::Verified {
+                        stat,
+                        sha,
+                        source: None,
+                    };
+                    source_verified.insert(key.to_owned(), v);
                 }
                 source_hashes.insert(p.as_os_str(), h);
             }
@@ -270,6 +275,49 @@ fn plan_host(
             what: kind_name(t),
         });
     }
+    // One handle on the host directory (never through a symlink): each
+    // output is lstat'ed by its name in it, one path component for the
+    // kernel to walk instead of the whole path. Without it (it could not
+    // be opened), by the whole path.
+    let dir_fd = dir_kind.and_then(|_| open_dir(&dir));
+    // The no-op path: the whole host vouched for by its record.
+    if scope.whole_hosts() && !recipient.is_empty() {
+        if let Some(fd) = &dir_fd {
+            if unchanged_host(host, fd, recipient, source_hashes, &record) {
+                return HostPlan {
+                    pairs: selected()
+                        .map(|s| Pair {
+                            host: host.name.clone(),
+                            secret: s.name.clone(),
+                            source: s.source.clone(),
+                            output: output(&s.name),
+                            state: PairState::Current,
+                        })
+                        .collect(),
+                    removals: Vec::new(),
+                    warnings,
+                    cache: HostCache::default(),
+                    record: HostRecord {
+                        unchanged: true,
+                        old: record,
+                        verified: BTreeMap::new(),
+                        stamp: None,
+                    },
+                    error: None,
+                };
+            }
+        }
+    }
+    // Taken before the directory is listed and the cache read (a change
+    // after them moves these stats, so a stamp never vouches for more
+    // than was seen).
+    let dir_stat = dir_fd.as_ref().and_then(|fd| {
+        let st = rustix::fs::fstat(fd).ok()?;
+        Some(Stat::of_raw(&st))
+    });
+    let cache_stat = dir_fd
+        .as_ref()
+        .and_then(|fd| regular_at(fd, CACHE_FILE).ok().flatten());
     let cache = match dir_kind.is_some() {
         true => match HostCache::read(&dir) {
             CacheRead::Valid(c) => Some(c),
@@ -290,47 +338,51 @@ fn plan_host(
         },
         false => None,
     };
-    // One handle on the host directory (never through a symlink): each
-    // output is lstat'ed by its name in it, one path component for the
-    // kernel to walk instead of the whole path. Without it (it could not
-    // be opened), by the whole path.
-    let dir_fd = dir_kind.and_then(|_| {
-        use rustix::fs::{Mode, OFlags};
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        rustix::fs::open(&dir, flags, Mode::empty()).ok()
-    });
     let mut verified = BTreeMap::new();
     // Outputs the record vouched for as they are: when that is every entry
     // of the record, it needs no rewriting.
     // (Their entries are taken from the record only when it must be
     // rewritten: a no-op copies none.)
-    let mut trusted: Vec<&str> = Vec::new();
+    let mut trusted: Vec<(&str, &str)> = Vec::new();
+    let mut all_current = true;
+    // Each current output's (name, stat, master hash), for the stamp.
+    let mut stamped: Vec<(&str, Stat, &str)> = Vec::new();
     let pairs = selected()
         .map(|s| {
             let output = output(&s.name);
             let state = if let Some(e) = source_errors.get(s.source.as_os_str()) {
                 PairState::Blocked(PairError::SourceUnreadable {
-                    path: s.source.clone(),
+                    path: s.source.to_path_buf(),
                     source: e.clone(),
                 })
             } else {
+                let source_sha = &source_hashes[s.source.as_os_str()];
                 let (state, seen) = pair_state(
                     &output,
                     dir_fd.as_ref(),
                     cache.as_ref().and_then(|c| c.outputs.get(s.name.as_str())),
-                    &source_hashes[s.source.as_os_str()],
+                    source_sha,
                     recipient,
                     |stat| record.trusted(s.name.as_str(), stat),
                 );
                 match (&state, seen) {
-                    (PairState::Current, Some(Seen::Trusted)) => trusted.push(s.name.as_str()),
-                    (PairState::Current, Some(Seen::Hashed(seen))) => {
-                        verified.insert(s.name.to_string(), seen);
+                    (PairState::Current, Some(Seen::Trusted(stat))) => {
+                        stamped.push((s.name.as_str(), stat, source_sha));
+                        trusted.push((s.name.as_str(), source_sha))
+                    }
+                    (PairState::Current, Some(Seen::Hashed((stat, sha)))) => {
+                        stamped.push((s.name.as_str(), stat, source_sha));
+                        if let Some(sha) = record::hex(&sha) {
+                            let source = record::hex(source_sha);
+                            let v = record::Verified { stat, sha, source };
+                            verified.insert(s.name.to_string(), v);
+                        }
                     }
                     _ => {}
                 }
                 state
             };
+            all_current &= matches!(state, PairState::Current);
             Pair {
                 host: host.name.clone(),
                 secret: s.name.clone(),
@@ -359,10 +411,31 @@ fn plan_host(
     } else {
         Vec::new()
     };
-    let unchanged = verified.is_empty() && trusted.len() == record.vouches_for();
+    // All current, nothing to remove, a cache that was read: the next run
+    // may vouch for the host as a whole (unchanged_host).
+    // A scoped run keeps the stamp it found: any change it made moves a
+    // stat the stamp names, and the digest is checked again when stored.
+    let stamp = match (dir_stat, cache_stat, &cache) {
+        _ if !scope.whole_hosts() => record.host_stamp().cloned(),
+        (Some(dir), Some(cache), Some(_))
+            if all_current && removals.is_empty() && !recipient.is_empty() =>
+        {
+            Some(record::HostStamp {
+                dir,
+                cache,
+                digest: record::digest(stamped.iter().map(|(n, s, h)| (*n, *s, h.as_bytes()))),
+                recipient: recipient.to_owned(),
+            })
+        }
+        _ => None,
+    };
+    let unchanged = verified.is_empty()
+        && trusted.len() == record.vouches_for()
+        && stamp.as_ref() == record.host_stamp();
     if !unchanged {
-        for name in trusted {
-            if let Some(e) = record.entry(name) {
+        for (name, source_sha) in trusted {
+            if let Some(mut e) = record.entry(name) {
+                e.source = record::hex(source_sha);
                 verified.insert(name.to_owned(), e);
             }
         }
@@ -382,9 +455,72 @@ fn plan_host(
             unchanged,
             old: record,
             verified,
+            stamp,
         },
         error: None,
     }
+}
+
+/// Whether `record` vouches for the whole host as it is (the no-op path):
+/// its directory and cache have the stats of its stamp (so the directory
+/// lists what it listed, nothing to remove, and the cache says what it
+/// said), the key is the one the cache names, and the host's secrets with
+/// their master files' hashes and their outputs' `lstat` give the stamp's
+/// digest (the same names, hashes and stats the record's entries hold).
+/// One `fstat` and one `statat` per file; no file is read. Any doubt is
+/// `false`: the host is planned file by file.
+fn unchanged_host(
+    host: &crate::operator::profile::HostEntry,
+    dir_fd: &rustix::fd::OwnedFd,
+    recipient: &str,
+    source_hashes: &HashMap<&OsStr, String>,
+    record: &Record,
+) -> bool {
+    let Some(stamp) = record.host_stamp() else {
+        return false;
+    };
+    if stamp.recipient != recipient {
+        return false;
+    }
+    let dir_ok = rustix::fs::fstat(dir_fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+            && Stat::of_raw(&st) == stamp.dir
+    });
+    if !dir_ok || regular_at(dir_fd, CACHE_FILE).ok().flatten() != Some(stamp.cache) {
+        return false;
+    }
+    let mut items = Vec::with_capacity(host.secrets.len());
+    let mut name = String::new();
+    for s in host.secrets.values() {
+        let Some(source) = source_hashes.get(s.source.as_os_str()) else {
+            return false;
+        };
+        name.clear();
+        name.push_str(s.name.as_str());
+        name.push_str(layout::OUTPUT_SUFFIX);
+        let Ok(Some(stat)) = regular_at(dir_fd, &name) else {
+            return false;
+        };
+        items.push((s.name.as_str(), stat, source.as_bytes()));
+    }
+    record::digest(items.into_iter()) == stamp.digest
+}
+
+/// The host directory, opened as a handle for `statat` (never through a
+/// symlink); `None` if it cannot be.
+fn open_dir(dir: &Path) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::open(dir, flags, Mode::empty()).ok()
+}
+
+/// The `lstat` of `name` in `dir_fd` (`None`: not a regular file).
+fn regular_at(dir_fd: &rustix::fd::OwnedFd, name: &str) -> std::io::Result<Option<Stat>> {
+    let st = rustix::fs::statat(dir_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+            .then(|| Stat::of_raw(&st)),
+    )
 }
 
 /// The state of one output, and — when it is current — its stat and
@@ -431,7 +567,7 @@ fn pair_state<'r>(
     }
     if let Some(sha) = trusted(&stat) {
         return match sha == entry.output_sha256 {
-            true => (PairState::Current, Some(Seen::Trusted)),
+            true => (PairState::Current, Some(Seen::Trusted(stat))),
             false => stale(Staleness::OutputModified),
         };
     }
@@ -492,8 +628,8 @@ fn pair_state<'r>(
 
 /// How a current output was found current.
 enum Seen {
-    /// By the stat record (its entry is unchanged).
-    Trusted,
+    /// By the stat record (its entry is unchanged), with the stat.
+    Trusted(Stat),
     /// By reading and hashing it: its stat and sha256 for the record.
     Hashed((Stat, String)),
 }
@@ -501,13 +637,8 @@ enum Seen {
 /// The `lstat` of `output` (`None`: not a regular file), by its name in
 /// `dir_fd` (its directory) when there is one.
 fn lstat(output: &Path, dir_fd: Option<&rustix::fd::OwnedFd>) -> std::io::Result<Option<Stat>> {
-    match (dir_fd, output.file_name()) {
-        (Some(fd), Some(name)) => {
-            let st = rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-            Ok((rustix::fs::FileType::from_raw_mode(st.st_mode)
-                == rustix::fs::FileType::RegularFile)
-                .then(|| Stat::of_raw(&st)))
-        }
+    match (dir_fd, output.file_name().and_then(|n| n.to_str())) {
+        (Some(fd), Some(name)) => regular_at(fd, name),
         _ => {
             let m = std::fs::symlink_metadata(output)?;
             Ok(m.is_file().then(|| Stat::of(&m)))

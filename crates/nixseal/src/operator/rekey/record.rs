@@ -28,7 +28,7 @@
 //! less than [`RACY_NS`] before the moment the record is made is not
 //! recorded (the next run hashes it, then records it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use crate::common::fsutil::{self, sha256_hex};
 
 /// First line of every record.
-const MAGIC: &str = "nixseal renc stat record v1";
+const MAGIC: &str = "nixseal renc stat record v2";
 
 /// The largest record read (larger ones are ignored).
 pub const MAX_RECORD: u64 = 16 << 20;
@@ -87,32 +87,130 @@ impl Stat {
 }
 
 /// A sha256 in hex (checked to be hex when read: no allocation per entry).
-type Hex = [u8; 64];
+pub type Hex = [u8; 64];
 
-/// What one record vouches for: name → (stat, sha256 hex of the content).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// A sha256 in hex as a [`Hex`] (`None` if it is not 64 hex digits).
+pub fn hex(sha: &str) -> Option<Hex> {
+    let h: Hex = sha.as_bytes().try_into().ok()?;
+    h.iter().all(u8::is_ascii_hexdigit).then_some(h)
+}
+
+fn hex_str(h: &Hex) -> &str {
+    // Only hex digits are ever stored (checked on parse and by `hex`).
+    std::str::from_utf8(h).unwrap_or("")
+}
+
+/// What a record says of one file: its stat, the sha256 of its content
+/// and, for a rekeyed output, the sha256 of the master file it was made
+/// from (the one its host's cache names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The file's stat when it was hashed.
+    pub stat: Stat,
+    /// sha256 (hex) of its content.
+    pub sha: Hex,
+    /// For an output: sha256 (hex) of its master file.
+    pub source: Option<Hex>,
+}
+
+/// One entry of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file's name (a secret name; a flake-relative path for sources).
+    pub name: Box<str>,
+    /// What was verified.
+    pub verified: Verified,
+}
+
+/// What a host record says of the host as a whole: when its directory and
+/// its cache still have exactly these stats, the directory lists the same
+/// entries (nothing nixseal would remove), the cache says what it said,
+/// and the host key is this one, then the host is current if its secrets,
+/// their master files' hashes and their outputs' stats give this digest
+/// ([`digest`]) — checked with one `statat` per output, without reading
+/// the cache or the record's entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStamp {
+    /// The host directory's stat, taken before it was listed.
+    pub dir: Stat,
+    /// The cache file's stat, taken before it was read.
+    pub cache: Stat,
+    /// [`digest`] of the record's entries.
+    pub digest: Hex,
+    /// The host key every entry of the cache named (`ssh-ed25519 <base64>`).
+    pub recipient: String,
+}
+
+/// sha256 (hex) over each output's secret name, `lstat` fields and master
+/// file hash, in name order: what a [`HostStamp`] vouches for.
+pub fn digest<'a>(items: impl Iterator<Item = (&'a str, Stat, &'a [u8])>) -> Hex {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (name, s, source) in items {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(s.dev.to_le_bytes());
+        h.update(s.ino.to_le_bytes());
+        h.update(s.size.to_le_bytes());
+        h.update(s.mtime_ns.to_le_bytes());
+        h.update(s.ctime_ns.to_le_bytes());
+        h.update(source);
+    }
+    hex_of(&h.finalize())
+}
+
+/// What one record vouches for. The entries, sorted by name, are parsed
+/// when first asked for: a host its stamp vouches for needs none.
+#[derive(Debug, Default)]
 pub struct Record {
-    entries: HashMap<String, (Stat, Hex)>,
+    host: Option<HostStamp>,
+    body: String,
+    entries: std::sync::OnceLock<Vec<Entry>>,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host && self.entries() == other.entries()
+    }
 }
 
 impl Record {
+    fn find(&self, name: &str) -> Option<&Verified> {
+        let entries = self.entries();
+        entries
+            .binary_search_by(|e| (*e.name).cmp(name))
+            .ok()
+            .map(|i| &entries[i].verified)
+    }
+
     /// The recorded sha256 of `name`, if its stat is exactly `stat`.
     pub fn trusted(&self, name: &str, stat: &Stat) -> Option<&str> {
-        match self.entries.get(name) {
-            Some((s, sha)) if s == stat => std::str::from_utf8(sha).ok(),
+        match self.find(name) {
+            Some(v) if v.stat == *stat => Some(hex_str(&v.sha)),
             _ => None,
         }
     }
 
     /// The entry of `name` as it is recorded.
-    pub fn entry(&self, name: &str) -> Option<(Stat, String)> {
-        let (s, sha) = self.entries.get(name)?;
-        Some((*s, std::str::from_utf8(sha).ok()?.to_owned()))
+    pub fn entry(&self, name: &str) -> Option<Verified> {
+        self.find(name).copied()
+    }
+
+    /// Every entry, by name (none when they do not parse: a record nixseal
+    /// did not write vouches for nothing).
+    pub fn entries(&self) -> &[Entry] {
+        self.entries
+            .get_or_init(|| parse_entries(&self.body).unwrap_or_default())
+    }
+
+    /// What it says of its host as a whole, if anything.
+    pub fn host_stamp(&self) -> Option<&HostStamp> {
+        self.host.as_ref()
     }
 
     /// How many files it vouches for.
     pub fn vouches_for(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Copies into `into` the entries whose name `outside` accepts and that
@@ -120,95 +218,266 @@ impl Record {
     /// (each entry is still believed only for the exact stat it records).
     pub fn carry_into(
         &self,
-        into: &mut BTreeMap<String, (Stat, String)>,
+        into: &mut BTreeMap<String, Verified>,
         outside: impl Fn(&str) -> bool,
     ) {
-        for (name, e) in &self.entries {
-            if outside(name) && !into.contains_key(name) {
-                if let Ok(sha) = std::str::from_utf8(&e.1) {
-                    into.insert(name.clone(), (e.0, sha.to_owned()));
-                }
+        for e in self.entries() {
+            if outside(&e.name) && !into.contains_key(&*e.name) {
+                into.insert(e.name.to_string(), e.verified);
             }
         }
     }
 
     /// Reads the record `file`. Empty on any problem.
     pub fn load(dir: Option<&RecordDir>, file: &str) -> Self {
-        dir.and_then(|d| Self::parse(&read_own(&d.dir.join(file))?, &d.scope))
+        dir.and_then(|d| Self::parse(read_own(&d.dir.join(file))?, &d.scope))
             .unwrap_or_default()
     }
 
-    fn parse(bytes: &[u8], scope: &Path) -> Option<Self> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut lines = text.split_terminator('\n');
-        if lines.next()? != MAGIC || lines.next()? != format!("scope {}", scope.to_str()?) {
+    fn parse(bytes: Vec<u8>, scope: &Path) -> Option<Self> {
+        let text = String::from_utf8(bytes).ok()?;
+        let (magic, rest) = text.split_once('\n')?;
+        let (scope_line, mut rest) = rest.split_once('\n')?;
+        if magic != MAGIC || scope_line.strip_prefix("scope ") != Some(scope.to_str()?) {
             return None;
         }
-        let mut entries = HashMap::new();
-        for line in lines {
-            let mut f = line.splitn(7, ' ');
-            let mut num = || f.next()?.parse::<i128>().ok();
-            let (dev, ino, size, mtime_ns, ctime_ns) = (num()?, num()?, num()?, num()?, num()?);
-            let sha = f.next()?;
-            let name = f.next()?;
-            if !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // `host DIR-STAT CACHE-STAT DIGEST RECIPIENT`, before the entries.
+        let mut host = None;
+        if let Some(h) = rest.strip_prefix("host ") {
+            let (line, after) = h.split_once('\n')?;
+            let mut f = line.splitn(12, ' ');
+            let dir = parse_stat(&mut f)?;
+            let cache = parse_stat(&mut f)?;
+            let digest = hex(f.next()?)?;
+            let recipient = f.next()?;
+            if !recipient.starts_with("ssh-ed25519 ") {
                 return None;
             }
-            let sha: Hex = sha.as_bytes().try_into().ok()?;
-            let stat = Stat {
-                dev: u64::try_from(dev).ok()?,
-                ino: u64::try_from(ino).ok()?,
-                size: u64::try_from(size).ok()?,
-                mtime_ns,
-                ctime_ns,
-            };
-            // A name twice: not a record nixseal wrote.
-            if entries.insert(name.to_owned(), (stat, sha)).is_some() {
-                return None;
-            }
+            host = Some(HostStamp {
+                dir,
+                cache,
+                digest,
+                recipient: recipient.to_owned(),
+            });
+            rest = after;
         }
-        Some(Self { entries })
+        Some(Self {
+            host,
+            body: rest.to_owned(),
+            entries: std::sync::OnceLock::new(),
+        })
     }
 
-    /// Writes `entries` as the record `file` (atomically), unless that is
-    /// what `old` already holds. Racy entries are left out.
+    /// Writes `entries` (and `host`) as the record `file` (atomically),
+    /// unless that is what `old` already holds. Racy entries (and a racy
+    /// host stamp) are left out; a stamp is written only when its digest
+    /// is that of the entries written.
     pub fn store(
         dir: Option<&RecordDir>,
         file: &str,
         old: &Record,
-        entries: BTreeMap<String, (Stat, String)>,
+        entries: BTreeMap<String, Verified>,
+        host: Option<HostStamp>,
     ) {
         let Some(dir) = dir else { return };
         let Some(scope) = dir.scope.to_str().filter(|s| !s.contains('\n')) else {
             return;
         };
         let now = now_ns();
-        let entries: BTreeMap<String, (Stat, String)> = entries
+        let settled = |s: &Stat| s.ctime_ns < now - RACY_NS;
+        let entries: Vec<Entry> = entries
             .into_iter()
-            .filter(|(name, (s, _))| {
-                !name.contains('\n') && !name.is_empty() && s.ctime_ns < now - RACY_NS
+            .filter(|(name, v)| !name.contains('\n') && !name.is_empty() && settled(&v.stat))
+            .map(|(name, verified)| Entry {
+                name: name.into(),
+                verified,
             })
             .collect();
-        if entries.len() == old.entries.len()
-            && entries.iter().all(|(n, e)| {
-                old.entries
-                    .get(n)
-                    .is_some_and(|o| o.0 == e.0 && o.1 == e.1.as_bytes())
-            })
-        {
+        let host = host.filter(|h| {
+            settled(&h.dir)
+                && settled(&h.cache)
+                && !h.recipient.contains('\n')
+                && entries.iter().all(|e| e.verified.source.is_some())
+                && h.digest
+                    == digest(entries.iter().map(|e| {
+                        let v = &e.verified;
+                        let source = v.source.as_ref().map_or(&[][..], |x| &x[..]);
+                        (&*e.name, v.stat, source)
+                    }))
+        });
+        let new = Record {
+            host,
+            body: String::new(),
+            entries: entries.into(),
+        };
+        if new == *old {
             return;
         }
-        let mut out = format!("{MAGIC}\nscope {scope}\n");
-        for (name, (s, sha)) in &entries {
-            use std::fmt::Write;
+        let mut out = String::with_capacity(64 + new.entries().len() * 200);
+        use std::fmt::Write;
+        let _ = writeln!(out, "{MAGIC}\nscope {scope}");
+        if let Some(h) = &new.host {
             let _ = writeln!(
                 out,
-                "{} {} {} {} {} {sha} {name}",
-                s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
+                "host {} {} {} {}",
+                stat_fields(&h.dir),
+                stat_fields(&h.cache),
+                hex_str(&h.digest),
+                h.recipient
+            );
+        }
+        for e in new.entries() {
+            let v = &e.verified;
+            let source = v.source.as_ref().map_or("-", hex_str);
+            let _ = writeln!(
+                out,
+                "{} {} {source} {}",
+                stat_fields(&v.stat),
+                hex_str(&v.sha),
+                e.name
             );
         }
         // A record that cannot be written costs the next run time, nothing else.
         let _ = fsutil::atomic_write(&dir.dir, file, out.as_bytes(), 0o600);
+    }
+}
+
+/// The entry lines of a record (`None`: not what nixseal writes).
+fn parse_entries(body: &str) -> Option<Vec<Entry>> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for line in body.split_terminator('\n') {
+        let mut f = line.splitn(8, ' ');
+        let stat = parse_stat(&mut f)?;
+        let sha = hex(f.next()?)?;
+        let source = match f.next()? {
+            "-" => None,
+            s => Some(hex(s)?),
+        };
+        let name = f.next()?;
+        // Strictly sorted: a name twice, or out of order, is not a record
+        // nixseal wrote.
+        if entries.last().is_some_and(|l| *l.name >= *name) {
+            return None;
+        }
+        entries.push(Entry {
+            name: name.into(),
+            verified: Verified { stat, sha, source },
+        });
+    }
+    Some(entries)
+}
+
+fn stat_fields(s: &Stat) -> String {
+    format!(
+        "{} {} {} {} {}",
+        s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
+    )
+}
+
+/// Five space-separated stat fields (dev ino size mtime ctime).
+fn parse_stat<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<Stat> {
+    let mut u = || f.next()?.parse::<u64>().ok();
+    let (dev, ino, size) = (u()?, u()?, u()?);
+    let mut ns = || f.next()?.parse::<i64>().ok().map(i128::from);
+    Some(Stat {
+        dev,
+        ino,
+        size,
+        mtime_ns: ns()?,
+        ctime_ns: ns()?,
+    })
+}
+
+/// The record file of git's last answer ([`GitAnswer`]).
+const GIT_FILE: &str = "git";
+
+/// What git answered last time: which of the files asked about (their
+/// list's [`digest_paths`]) it does not track, while its index file had
+/// this path and stat. Asked the same while the index is the same file
+/// with the same stat — git replaces the index (lock file, rename) each
+/// time it changes it — git answers the same, so renc need not run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitAnswer {
+    /// The index file.
+    pub index: PathBuf,
+    /// Its stat (following symlinks, as git opens it).
+    pub stat: Stat,
+    /// [`digest_paths`] of what was asked.
+    pub query: Hex,
+    /// The files git does not track, relative to the flake root.
+    pub untracked: Vec<PathBuf>,
+}
+
+/// sha256 (hex) of a list of paths, in order.
+pub fn digest_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> Hex {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in paths {
+        h.update(p.as_os_str().as_encoded_bytes());
+        h.update([0]);
+    }
+    hex_of(&h.finalize())
+}
+
+fn hex_of(bytes: &[u8]) -> Hex {
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().take(32).enumerate() {
+        out[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
+        out[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+    }
+    out
+}
+
+impl GitAnswer {
+    /// The stat of `index` now (`None`: it cannot be read, or it changed
+    /// too recently to key anything to).
+    pub fn index_stat(index: &Path) -> Option<Stat> {
+        let s = Stat::of(&std::fs::metadata(index).ok()?);
+        (s.ctime_ns < now_ns() - RACY_NS).then_some(s)
+    }
+
+    /// The remembered answer, if it is for exactly this question.
+    pub fn load(dir: &RecordDir, index: &Path, stat: &Stat, query: &Hex) -> Option<Vec<PathBuf>> {
+        let bytes = read_own(&dir.dir.join(GIT_FILE))?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut lines = text.split_terminator('\n');
+        if lines.next()? != MAGIC
+            || lines.next()?.strip_prefix("scope ") != Some(dir.scope.to_str()?)
+            || lines.next()?.strip_prefix("index ") != Some(index.to_str()?)
+            || parse_stat(&mut lines.next()?.strip_prefix("stat ")?.split(' '))? != *stat
+            || hex(lines.next()?.strip_prefix("query ")?)? != *query
+        {
+            return None;
+        }
+        lines
+            .map(|l| l.strip_prefix("untracked ").map(PathBuf::from))
+            .collect()
+    }
+
+    /// Remembers `self` (nothing when a path cannot be written as a line).
+    pub fn store(&self, dir: &RecordDir) {
+        let (Some(scope), Some(index)) = (dir.scope.to_str(), self.index.to_str()) else {
+            return;
+        };
+        let mut out = format!(
+            "{MAGIC}\nscope {scope}\nindex {index}\nstat {}\nquery {}\n",
+            stat_fields(&self.stat),
+            hex_str(&self.query)
+        );
+        for p in &self.untracked {
+            match p.to_str() {
+                Some(p) if !p.contains('\n') => {
+                    out.push_str("untracked ");
+                    out.push_str(p);
+                    out.push('\n');
+                }
+                _ => return,
+            }
+        }
+        if [scope, index].iter().any(|s| s.contains('\n')) {
+            return;
+        }
+        let _ = fsutil::atomic_write(&dir.dir, GIT_FILE, out.as_bytes(), 0o600);
     }
 }
 
@@ -348,10 +617,18 @@ mod tests {
 
     /// A file made more than RACY_NS ago (its ctime cannot be set back, so
     /// the test records with a clock moved forward instead).
-    fn entries(path: &Path) -> BTreeMap<String, (Stat, String)> {
+    fn entries(path: &Path) -> BTreeMap<String, Verified> {
         let mut s = stat(path);
         s.ctime_ns -= 2 * RACY_NS;
-        BTreeMap::from([("a".to_owned(), (s, "ab".repeat(32)))])
+        BTreeMap::from([("a".to_owned(), verified(s))])
+    }
+
+    fn verified(stat: Stat) -> Verified {
+        Verified {
+            stat,
+            sha: hex(&"ab".repeat(32)).unwrap(),
+            source: hex(&"cd".repeat(32)),
+        }
     }
 
     fn setup() -> (tempfile::TempDir, RecordDir, PathBuf) {
@@ -384,8 +661,8 @@ mod tests {
     fn trusted_only_when_every_field_matches() {
         let (t, dir, file) = setup();
         let e = entries(&file);
-        let (s, _) = e["a"];
-        Record::store(Some(&dir), "host-h", &Record::default(), e);
+        let s = e["a"].stat;
+        Record::store(Some(&dir), "host-h", &Record::default(), e, None);
         let r = Record::load(Some(&dir), "host-h");
         assert_eq!(r.trusted("a", &s), Some("ab".repeat(32).as_str()));
         assert_eq!(r.trusted("b", &s), None);
@@ -414,8 +691,8 @@ mod tests {
     fn racy_entries_are_left_out() {
         let (_t, dir, file) = setup();
         let s = stat(&file);
-        let e = BTreeMap::from([("a".to_owned(), (s, "ab".repeat(32)))]);
-        Record::store(Some(&dir), "host-h", &Record::default(), e);
+        let e = BTreeMap::from([("a".to_owned(), verified(s))]);
+        Record::store(Some(&dir), "host-h", &Record::default(), e, None);
         let r = Record::load(Some(&dir), "host-h");
         assert_eq!(r.trusted("a", &s), None);
     }
@@ -426,8 +703,8 @@ mod tests {
     fn bad_records_are_ignored() {
         let (_t, dir, file) = setup();
         let e = entries(&file);
-        let (s, _) = e["a"];
-        Record::store(Some(&dir), "good", &Record::default(), e);
+        let s = e["a"].stat;
+        Record::store(Some(&dir), "good", &Record::default(), e, None);
         let good = std::fs::read(dir.dir.join("good")).unwrap();
         let load = |name: &str| Record::load(Some(&dir), name);
         assert!(load("good").trusted("a", &s).is_some());
@@ -443,10 +720,15 @@ mod tests {
             "badsha",
             text.replace(&"ab".repeat(32), &"zz".repeat(32)).as_bytes(),
         );
-        write("version", text.replace("v1", "v2").as_bytes());
+        write("version", text.replace(" v2", " v1").as_bytes());
         let line = text.lines().last().unwrap();
         write("twice", format!("{text}{line}\n").as_bytes());
-        for name in ["cut", "badsha", "version", "twice", "absent"] {
+        // Out of order.
+        let mut sorted = text.clone();
+        sorted.push_str(&line.replace(" a", " 0"));
+        sorted.push('\n');
+        write("unsorted", sorted.as_bytes());
+        for name in ["cut", "badsha", "version", "twice", "unsorted", "absent"] {
             assert_eq!(load(name), Record::default(), "{name}");
         }
         // A symlink to a good record.
@@ -478,6 +760,88 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load("foreign"), Record::default());
+    }
+
+    /// A host stamp is written only with the entries its digest is of, and
+    /// when every stat in it has settled; it is read back as written.
+    #[test]
+    fn a_host_stamp_is_kept_only_with_its_entries() {
+        let (_t, dir, file) = setup();
+        let e = entries(&file);
+        let v = e["a"];
+        let mut old = stat(&file);
+        old.ctime_ns -= 2 * RACY_NS;
+        let src = &v.source.unwrap()[..];
+        let stamp = HostStamp {
+            dir: old,
+            cache: old,
+            digest: digest([("a", v.stat, src)].into_iter()),
+            recipient: "ssh-ed25519 AAAA".into(),
+        };
+        Record::store(
+            Some(&dir),
+            "h",
+            &Record::default(),
+            e.clone(),
+            Some(stamp.clone()),
+        );
+        let r = Record::load(Some(&dir), "h");
+        assert_eq!(r.host_stamp(), Some(&stamp));
+        assert_eq!(r.entry("a"), Some(v));
+        // A digest of other entries: no stamp.
+        let wrong = HostStamp {
+            digest: digest([("b", v.stat, src)].into_iter()),
+            ..stamp.clone()
+        };
+        Record::store(Some(&dir), "h2", &Record::default(), e.clone(), Some(wrong));
+        assert_eq!(Record::load(Some(&dir), "h2").host_stamp(), None);
+        // A directory changed just now: no stamp (the entries stay).
+        let racy = HostStamp {
+            dir: stat(&file),
+            ..stamp.clone()
+        };
+        Record::store(Some(&dir), "h3", &Record::default(), e, Some(racy));
+        let r = Record::load(Some(&dir), "h3");
+        assert_eq!((r.host_stamp(), r.vouches_for()), (None, 1));
+        // The digest sees every field and the order.
+        let mut moved = v.stat;
+        moved.ctime_ns += 1;
+        assert_ne!(digest([("a", moved, src)].into_iter()), stamp.digest);
+        assert_ne!(
+            digest([("a", v.stat, src), ("b", v.stat, src)].into_iter()),
+            digest([("b", v.stat, src), ("a", v.stat, src)].into_iter())
+        );
+    }
+
+    /// git's answer is given back only for the same question while the
+    /// index has the same path and stat.
+    #[test]
+    fn a_git_answer_is_only_for_the_same_index_and_question() {
+        let (t, dir, file) = setup();
+        let index = t.path().join("index");
+        std::fs::write(&index, b"DIRC").unwrap();
+        let mut s = stat(&index);
+        s.ctime_ns -= 2 * RACY_NS;
+        let q = digest_paths([file.as_path()].into_iter());
+        let answer = GitAnswer {
+            index: index.clone(),
+            stat: s,
+            query: q,
+            untracked: vec![PathBuf::from("rekeyed/a.age")],
+        };
+        answer.store(&dir);
+        assert_eq!(
+            GitAnswer::load(&dir, &index, &s, &q),
+            Some(vec![PathBuf::from("rekeyed/a.age")])
+        );
+        let other_q = digest_paths([file.as_path(), index.as_path()].into_iter());
+        assert_eq!(GitAnswer::load(&dir, &index, &s, &other_q), None);
+        let mut moved = s;
+        moved.mtime_ns += 1;
+        assert_eq!(GitAnswer::load(&dir, &index, &moved, &q), None);
+        assert_eq!(GitAnswer::load(&dir, &file, &s, &q), None);
+        // An index changed just now keys nothing.
+        assert_eq!(GitAnswer::index_stat(&index), None);
     }
 
     /// A record directory that is a symlink, another user's or open to
