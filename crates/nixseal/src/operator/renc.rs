@@ -174,7 +174,7 @@ impl RencReport {
 #[derive(Debug)]
 pub enum RencOutcome {
     /// `dry_run`: what would be done.
-    DryRun(DryRun),
+    DryRun(Box<DryRun>),
     /// What was done.
     Done(RencReport),
 }
@@ -199,10 +199,10 @@ pub fn renc(
     let pending = scoped_pending(profile, opts.scope);
     if opts.dry_run {
         let plan = rekey::plan_scoped(profile, opts.scope)?;
-        return Ok(RencOutcome::DryRun(DryRun {
+        return Ok(RencOutcome::DryRun(Box::new(DryRun {
             generate: pending,
             plan,
-        }));
+        })));
     }
     let mut identities = None;
     let mut generated = Vec::new();
