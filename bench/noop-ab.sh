@@ -2,7 +2,10 @@
 # A/B of the settled no-op renc (figures, not a test): two nixseal binaries
 # on the same generated fleet (inside git, outputs committed, stat record
 # settled), runs interleaved base/new, best / median wall ms and median
-# user+sys CPU ms of each, and the ratio new/base.
+# user+sys CPU ms of each, and the ratio new/base. Also, interleaved with
+# them, the floor: one lstat of every output on the same cores and nothing
+# else (renc-bench floor), which no no-op that looks at each output can
+# beat, and the ratio new/floor.
 #
 #   BASE=/path/to/old/nixseal NEW=target/release/nixseal bash bench/noop-ab.sh
 #   RENC_SIZES="1000x100" RENC_ROUNDS=5 ...      (default 50x50 200x100, 15 rounds)
@@ -34,6 +37,7 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
     XDG_CACHE_HOME=$(xdg new) "$NEW" renc --profile profile.json >/dev/null)
   [[ -z $(cd "$f" && git status --porcelain) ]] || { echo "fleet not clean" >&2; exit 1; }
   for ((i = 0; i < ${RENC_ROUNDS:-15}; i++)); do
+    $B floor "$f" >>"$work/$size-floor"
     for v in base new; do
       bin=$BASE; [[ $v == new ]] && bin=$NEW
       # bash's own `time`: milliseconds (wall, user, sys) of the one process.
@@ -53,6 +57,11 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
       "$(med <"$work/$size-$v-wall" | awk '{print $1*1000}')" \
       "$(med <"$work/$size-$v-cpu" | awk '{print $1*1000}')"
   done
+  printf '  floor (an lstat of each output, in-process) best %7.1f ms, median %7.1f ms\n' \
+    "$(sort -g "$work/$size-floor" | head -1 | awk '{print $1*1000}')" \
+    "$(med <"$work/$size-floor" | awk '{print $1*1000}')"
+  awk -v nb="$(sort -g "$work/$size-new-wall" | head -1)" -v fb="$(sort -g "$work/$size-floor" | head -1)" \
+    'BEGIN{printf "  new/floor: %.2fx best\n", nb/fb}'
   awk -v bb="$(sort -g "$work/$size-base-wall" | head -1)" -v nb="$(sort -g "$work/$size-new-wall" | head -1)" \
     -v bm="$(med <"$work/$size-base-wall")" -v nm="$(med <"$work/$size-new-wall")" \
     -v bc="$(med <"$work/$size-base-cpu")" -v nc="$(med <"$work/$size-new-cpu")" \

@@ -539,6 +539,36 @@ fn untracked_outputs_and_sources_are_warned_about_with_the_git_add_to_run() {
     assert!(!stderr(&o).contains("not tracked"), "{}", stderr(&o));
 }
 
+/// A fleet whose files are all untracked gets a warning of bounded length:
+/// the first files by name, how many more, and one `git add` of the
+/// rekeyed directory rather than a command line per file.
+#[test]
+fn a_long_untracked_list_is_cut_and_the_git_add_names_the_directory() {
+    let mut f = Fleet::new();
+    for i in 0..10 {
+        let h = format!("h{i}");
+        f.add_host(&h);
+        f.uses.insert(h, vec!["db".into(), "api".into()]);
+    }
+    f.write_profile();
+    run_ok(
+        Command::new("git")
+            .current_dir(f.dir.path())
+            .args(["init", "-q"]),
+    );
+    let o = f.renc();
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    // 24 outputs, 12 caches, 3 sources.
+    assert!(err.contains("39 file(s) are not tracked by git"), "{err}");
+    assert!(err.contains("… and 19 more"), "{err}");
+    assert!(err.lines().count() < 30, "{err}");
+    assert!(
+        err.contains("run: git add secrets/api.age secrets/db.age secrets/rekeyed secrets/tls.age"),
+        "{err}"
+    );
+}
+
 // ---- edit ----
 
 #[test]

@@ -234,6 +234,11 @@ fn a_host_stamp_is_not_believed_once_anything_it_covers_changed() {
         assert_code(&o, 0);
         assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 1 removed");
         assert!(!gone.exists());
+        // The cache still vouches for every output (a host whose only
+        // change was a removal keeps its entries).
+        f.assert_caches_true();
+        let o = renc(&f, cache.path());
+        assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed");
     }
     // The host key.
     {

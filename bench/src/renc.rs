@@ -67,15 +67,55 @@ fn main() {
             assert!(st.success(), "{cmd:?} failed");
             println!("{secs:.6}");
         }
+        Some("floor") => println!("{:.6}", floor(Path::new(&args[2]))),
         Some("phases") => phases(
             Path::new(&args[2]),
             args.get(3).map_or(5, |n| n.parse().expect("N")),
         ),
         _ => {
-            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench change DIR | renc-bench time DIR PREP -- CMD... | renc-bench phases DIR [N]");
+            eprintln!("usage: renc-bench gen H S DIR | renc-bench bare DIR [--serial] [--write] | renc-bench change DIR | renc-bench time DIR PREP -- CMD... | renc-bench floor DIR | renc-bench phases DIR [N]");
             std::process::exit(2);
         }
     }
+}
+
+/// renc-bench floor DIR: the least a no-op that looks at every output can
+/// cost here: one `lstat` (statat, by name in its host directory, as renc
+/// does) of each file under DIR/rekeyed, host directories spread over the
+/// same rayon pool, nothing else. Seconds.
+fn floor(dir: &Path) -> f64 {
+    let rekeyed = dir.join("rekeyed");
+    let mut hosts: Vec<(PathBuf, Vec<PathBuf>)> = std::fs::read_dir(&rekeyed)
+        .unwrap()
+        .map(|e| {
+            let d = e.unwrap().path();
+            let names = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| PathBuf::from(e.unwrap().file_name()))
+                .collect();
+            (d, names)
+        })
+        .collect();
+    hosts.sort();
+    let t = Instant::now();
+    let n: usize = hosts
+        .par_iter()
+        .map(|(d, names)| {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::open(d, flags, Mode::empty()).unwrap();
+            names
+                .iter()
+                .filter(|n| {
+                    rustix::fs::statat(&fd, n.as_path(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok()
+                })
+                .count()
+        })
+        .sum();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(n > 0, "nothing under {}", rekeyed.display());
+    secs
 }
 
 /// renc-bench phases DIR [N]: where a no-op's time goes, in this process

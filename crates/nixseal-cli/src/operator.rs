@@ -211,7 +211,21 @@ fn warn_plan(warnings: &[rekey::Warning]) {
 
 /// The `git add` that makes `paths` (relative to the flake root) visible.
 fn git_add(profile: &Profile, paths: &[PathBuf]) -> String {
-    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    // Many files: the rekeyed directory as one (everything in it is
+    // nixseal's), the others as they are.
+    let mut list: Vec<String> = Vec::new();
+    let rekeyed = Path::new(&profile.rekeyed_dir_rel);
+    let rekeyed = rekeyed.strip_prefix(".").unwrap_or(rekeyed);
+    for p in paths {
+        if paths.len() > SHOWN_UNTRACKED && p.starts_with(rekeyed) {
+            let dir = rekeyed.display().to_string();
+            if !list.contains(&dir) {
+                list.push(dir);
+            }
+        } else {
+            list.push(p.display().to_string());
+        }
+    }
     let root = &profile.root;
     if root == Path::new(".") || root.as_os_str().is_empty() {
         format!("git add {}", list.join(" "))
@@ -220,13 +234,27 @@ fn git_add(profile: &Profile, paths: &[PathBuf]) -> String {
     }
 }
 
-/// Warns about sources, outputs and caches git does not track.
+/// How many untracked files a warning lists by name.
+const SHOWN_UNTRACKED: usize = 20;
+
+/// Warns about sources, outputs and caches git does not track (the first
+/// [`SHOWN_UNTRACKED`] by name).
 fn warn_untracked(profile: &Profile, untracked: &[PathBuf]) {
     if !untracked.is_empty() {
-        let list: Vec<String> = untracked.iter().map(|p| p.display().to_string()).collect();
+        let mut list: Vec<String> = untracked
+            .iter()
+            .take(SHOWN_UNTRACKED)
+            .map(|p| p.display().to_string())
+            .collect();
+        if untracked.len() > SHOWN_UNTRACKED {
+            list.push(format!(
+                "… and {} more (`git status` lists them)",
+                untracked.len() - SHOWN_UNTRACKED
+            ));
+        }
         ui::warn(format_args!(
             "{} file(s) are not tracked by git, and flakes see tracked files only:\n  {}\n  run: {}",
-            list.len(),
+            untracked.len(),
             list.join("\n  "),
             git_add(profile, untracked)
         ));

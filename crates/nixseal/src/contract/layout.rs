@@ -44,7 +44,15 @@ impl RekeyedLayout {
 
     /// `<rekeyedDir>/<host>/<secret>.age`.
     pub fn output(&self, host: &str, secret: &str) -> PathBuf {
-        self.host_dir(host).join(output_name(secret))
+        // One allocation (a plan makes one per pair).
+        let mut p = PathBuf::with_capacity(
+            self.dir.as_os_str().len() + host.len() + secret.len() + OUTPUT_SUFFIX.len() + 2,
+        );
+        p.push(&self.dir);
+        p.push(host);
+        p.push(secret);
+        p.as_mut_os_string().push(OUTPUT_SUFFIX);
+        p
     }
 
     /// `<rekeyedDir>/<host>/.nixseal-rekey.json`.

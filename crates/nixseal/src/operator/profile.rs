@@ -364,23 +364,7 @@ impl Profile {
                 value: raw.rekeyed_dir.clone(),
             });
         }
-        // Each master file has at most one generator, whichever hosts use it.
-        let mut generators: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
-        let mut hosts = BTreeMap::new();
-        // Checking a key's point (decompression, torsion) costs tens of
-        // microseconds: done for all hosts in parallel.
-        let keys: Vec<Result<HostRecipient, HostPubkeyError>> = {
-            use rayon::prelude::*;
-            raw.hosts
-                .values()
-                .collect::<Vec<_>>()
-                .par_iter()
-                .map(|h| match h.host_pubkey.as_deref() {
-                    None => Err(HostPubkeyError::Missing),
-                    Some(k) => HostRecipient::parse(k),
-                })
-                .collect()
-        };
+        use rayon::prelude::*;
         // `host` of a home must name an entry of kind host.
         for (entry, h) in &raw.hosts {
             let Some(on) = &h.host else { continue };
@@ -406,77 +390,92 @@ impl Profile {
                 });
             }
         }
-        let mut resolved: HashMap<String, std::sync::Arc<Path>> = HashMap::new();
-        for ((host, h), recipient) in raw.hosts.into_iter().zip(keys) {
-            let name = HostName::new(host.clone()).map_err(name_err)?;
-            let on_host = h
-                .host
-                .map(|o| HostName::new(o).map_err(name_err))
-                .transpose()?;
-            // In name order (the raw map's): the map is built in one pass.
-            let mut secrets = Vec::with_capacity(h.secrets.len());
-            for (secret, s) in h.secrets {
-                let sname = SecretName::new(secret).map_err(name_err)?;
-                let secret = sname.as_str();
-                // Hosts share master files: each distinct `file` is resolved once.
-                let source = match resolved.get(s.file.as_str()) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p: std::sync::Arc<Path> =
-                            rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?.into();
-                        resolved.insert(s.file.clone(), p.clone());
-                        p
-                    }
-                };
-                let generator = match s.generator {
-                    Some(g) if !Path::new(&g).is_absolute() => {
-                        return Err(ProfileError::BadGenerator {
+        // Each distinct `file` resolved once (hosts share master files):
+        // every secret that names it holds the same path.
+        let mut resolved: HashMap<&str, std::sync::Arc<Path>> = HashMap::new();
+        for (host, h) in &raw.hosts {
+            for (secret, s) in &h.secrets {
+                if !resolved.contains_key(s.file.as_str()) {
+                    let p = rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
+                    resolved.insert(&s.file, p.into());
+                }
+            }
+        }
+        // Each master file has at most one generator, whichever hosts use it.
+        let mut generators: BTreeMap<&Path, (&str, String)> = BTreeMap::new();
+        for (host, h) in &raw.hosts {
+            for (secret, s) in &h.secrets {
+                let Some(g) = &s.generator else { continue };
+                if !Path::new(g).is_absolute() {
+                    return Err(ProfileError::BadGenerator {
+                        path: path.to_owned(),
+                        field: format!("hosts.{host}.secrets.{secret}.generator"),
+                        value: g.clone(),
+                    });
+                }
+                let here = format!("{host}/{secret}");
+                match generators.get(&*resolved[s.file.as_str()]) {
+                    Some((other, at)) if *other != g.as_str() => {
+                        return Err(ProfileError::GeneratorConflict {
                             path: path.to_owned(),
-                            field: format!("hosts.{host}.secrets.{secret}.generator"),
-                            value: g,
+                            file: s.file.clone(),
+                            first: at.clone(),
+                            second: here,
                         })
                     }
-                    g => g.map(PathBuf::from),
-                };
-                if let Some(g) = &generator {
-                    let here = format!("{host}/{secret}");
-                    match generators.get(&*source) {
-                        Some((other, at)) if other != g => {
-                            return Err(ProfileError::GeneratorConflict {
-                                path: path.to_owned(),
-                                file: s.file,
-                                first: at.clone(),
-                                second: here,
-                            })
-                        }
-                        Some(_) => {}
-                        None => {
-                            generators.insert(source.to_path_buf(), (g.clone(), here));
-                        }
+                    Some(_) => {}
+                    None => {
+                        generators.insert(&resolved[s.file.as_str()], (g, here));
                     }
                 }
-                secrets.push((
-                    sname.clone(),
-                    SecretEntry {
-                        name: sname,
-                        file: s.file,
-                        source,
-                        generator,
-                    },
-                ));
             }
-            let secrets: BTreeMap<SecretName, SecretEntry> = secrets.into_iter().collect();
-            hosts.insert(
-                name.clone(),
-                HostEntry {
+        }
+        // Then each host on its own, in parallel: its names checked, its
+        // key's point checked (decompression, torsion: tens of
+        // microseconds), its secrets mapped in name order (one pass). The
+        // first error in host order is the one reported.
+        let hosts: Vec<HostEntry> = raw
+            .hosts
+            .par_iter()
+            // (Collected in order, then the first error taken.)
+            .map(|(host, h)| -> Result<HostEntry, ProfileError> {
+                let name = HostName::new(host.clone()).map_err(name_err)?;
+                let on_host = h
+                    .host
+                    .clone()
+                    .map(|o| HostName::new(o).map_err(name_err))
+                    .transpose()?;
+                let recipient = match h.host_pubkey.as_deref() {
+                    None => Err(HostPubkeyError::Missing),
+                    Some(k) => HostRecipient::parse(k),
+                };
+                let secrets = h
+                    .secrets
+                    .iter()
+                    .map(|(secret, s)| {
+                        let sname = SecretName::new(secret.clone()).map_err(name_err)?;
+                        let entry = SecretEntry {
+                            name: sname.clone(),
+                            file: s.file.clone(),
+                            source: resolved[s.file.as_str()].clone(),
+                            generator: s.generator.as_ref().map(PathBuf::from),
+                        };
+                        Ok((sname, entry))
+                    })
+                    .collect::<Result<BTreeMap<_, _>, ProfileError>>()?;
+                Ok(HostEntry {
                     name,
                     kind: h.kind.unwrap_or_default(),
                     host: on_host,
                     recipient,
                     secrets,
-                },
-            );
-        }
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let hosts: BTreeMap<HostName, HostEntry> =
+            hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
         Ok(Profile {
             path: path.to_owned(),
             root: root.to_owned(),

@@ -8,7 +8,10 @@
 //! problem. Both know which unreadable sources are only waiting for their
 //! generator.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+use crate::contract::names::{HostName, SecretName};
 use std::sync::Arc;
 
 use super::generate::{self, GenerateError, Pending};
@@ -195,7 +198,7 @@ pub fn renc(
     };
     // Everything that can be known up front is checked before the first
     // write, generators included.
-    rekey::check_layout_with(profile, opts.decrypt_with)?;
+    let rd_exists = rekey::check_layout_with(profile, opts.decrypt_with)?;
     let pending = scoped_pending(profile, opts.scope);
     if opts.dry_run {
         let plan = rekey::plan_scoped(profile, opts.scope)?;
@@ -236,7 +239,11 @@ pub fn renc(
         }
         identities = Some(ids);
     }
-    let plan = rekey::plan_scoped(profile, opts.scope)?;
+    // Checked again only if generators ran since.
+    let plan = match generated.is_empty() {
+        true => rekey::plan_checked(profile, opts.scope, rd_exists)?,
+        false => rekey::plan_scoped(profile, opts.scope)?,
+    };
     // No identity is read unless something must be decrypted or generated:
     // a no-op run never prompts for a passphrase or touches a YubiKey.
     if identities.is_none() && plan.needs_identity() {
@@ -252,12 +259,8 @@ pub fn renc(
             opts.interaction.clone(),
         )?);
     }
-    let mut present: Vec<PathBuf> = plan
-        .pairs
-        .iter()
-        .filter(|p| matches!(p.state, PairState::Current))
-        .map(|p| p.output.clone())
-        .collect();
+    // Outputs not known to exist after the run: neither current nor rekeyed.
+    let mut absent = Absent::of(&plan, |p| matches!(p.state, PairState::Current));
     let warnings = plan.warnings.clone();
     let total = plan.stale().count() as u64;
     events.rekey_started(total);
@@ -270,14 +273,10 @@ pub fn renc(
     );
     events.rekey_finished();
     let outcome = outcome.map_err(RencError::Execute)?;
-    let layout = profile.layout();
-    present.extend(
-        outcome
-            .rekeyed
-            .iter()
-            .map(|(host, secret)| layout.output(host.as_str(), secret.as_str())),
-    );
-    let untracked = untracked(profile, opts.scope, present);
+    for (host, secret) in &outcome.rekeyed {
+        absent.0.remove(&(host.clone(), secret.clone()));
+    }
+    let untracked = untracked(profile, opts.scope, &absent);
     Ok(RencOutcome::Done(RencReport {
         generated,
         warnings,
@@ -321,58 +320,127 @@ fn awaits_generation(p: &Pair, pending: &[Pending]) -> bool {
     ) && pending.iter().any(|g| *g.source == *p.source)
 }
 
+/// The (host, secret) pairs whose output is not known to exist, of a plan
+/// whose pairs `exists` says exist; for a no-op, none.
+struct Absent(HashSet<(HostName, SecretName)>);
+
+impl Absent {
+    fn of(plan: &Plan, exists: impl Fn(&Pair) -> bool) -> Self {
+        Absent(
+            plan.pairs
+                .iter()
+                .filter(|p| !exists(p))
+                .map(|p| (p.host.clone(), p.secret.clone()))
+                .collect(),
+        )
+    }
+
+    fn has(&self, host: &HostName, secret: &SecretName) -> bool {
+        !self.0.is_empty() && self.0.contains(&(host.clone(), secret.clone()))
+    }
+}
+
 /// Sources, outputs and caches git does not track (flakes see tracked files
-/// only), relative to the flake root. `outputs` are the rekeyed files known
-/// to exist (from the plan and the outcome: no stat). `None` outside git.
-/// A scoped run looks only at the files of its pairs (and their hosts'
-/// caches).
-fn untracked(profile: &Profile, scope: &Scope, outputs: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
+/// only), relative to the flake root; `None` outside git. The outputs asked
+/// about are those of the pairs of `scope` not in `absent` (known to exist
+/// from the plan and the outcome: no stat per output), with their hosts'
+/// caches and their master files.
+fn untracked(profile: &Profile, scope: &Scope, absent: &Absent) -> Option<Vec<PathBuf>> {
+    let each = |f: &mut dyn FnMut(Asked)| asked(profile, scope, absent, f);
+    // The question as git's remembered answer is keyed: the rekeyed
+    // directory, then each item as the names it is made of (the same
+    // walk as the paths below, without making a path per output).
+    let query = || {
+        super::rekey::record::digest_query(|d| {
+            d(profile.rekeyed_dir.as_os_str().as_encoded_bytes());
+            each(&mut |a| match a {
+                Asked::Output(h, s) => {
+                    d(b"o");
+                    d(h.as_bytes());
+                    d(s.as_bytes());
+                }
+                Asked::Cache(h) => {
+                    d(b"c");
+                    d(h.as_bytes());
+                }
+                Asked::Source(p) => {
+                    d(b"s");
+                    d(p.as_os_str().as_encoded_bytes());
+                }
+            })
+        })
+    };
+    remembered(profile, query, || {
+        let layout = profile.layout();
+        let mut paths = Vec::new();
+        each(&mut |a| {
+            paths.push(match a {
+                Asked::Output(h, s) => layout.output(h, s),
+                Asked::Cache(h) => layout.cache_file(h),
+                Asked::Source(p) => p.to_owned(),
+            })
+        });
+        let mut untracked = super::git::untracked(&profile.root, &paths)?;
+        // As bytes: a directory's files together, its cache first.
+        untracked.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        Some(untracked)
+    })
+}
+
+/// One file [`untracked`] asks git about.
+enum Asked<'a> {
+    /// The output of (host, secret).
+    Output(&'a str, &'a str),
+    /// The cache of a host.
+    Cache(&'a str),
+    /// A master file.
+    Source(&'a Path),
+}
+
+/// Calls `f` with each file [`untracked`] asks about, always in the same
+/// order: host, then secret; each host's cache after its outputs; then
+/// each distinct master file, by path.
+fn asked<'p>(profile: &'p Profile, scope: &Scope, absent: &Absent, f: &mut dyn FnMut(Asked<'p>)) {
     let layout = profile.layout();
-    let mut paths: Vec<PathBuf> = outputs;
-    let mut sources: Vec<&Path> = Vec::new();
+    // (By bytes: hashing a `Path` walks its components.)
+    let mut sources: HashSet<&std::ffi::OsStr> = HashSet::new();
     for h in profile
         .hosts
         .values()
         .filter(|h| scope.has_host(h.name.as_str()))
     {
-        // The NixOS module reads the cache at evaluation: it must be tracked too.
-        let cache = layout.cache_file(h.name.as_str());
-        if cache.is_file() {
-            paths.push(cache);
+        for s in h
+            .secrets
+            .values()
+            .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
+        {
+            sources.insert(s.source.as_os_str());
+            if !absent.has(&h.name, &s.name) {
+                f(Asked::Output(h.name.as_str(), s.name.as_str()));
+            }
         }
-        sources.extend(
-            h.secrets
-                .values()
-                .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                .map(|s| &*s.source),
-        );
+        // The NixOS module reads the cache at evaluation: it must be tracked too.
+        if layout.cache_file(h.name.as_str()).is_file() {
+            f(Asked::Cache(h.name.as_str()));
+        }
     }
     // Each distinct source once; one that does not exist is not "untracked".
-    // (Sorted as bytes, not path components: cheap for big fleets.)
-    sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    sources.dedup();
-    paths.extend(
-        sources
-            .into_iter()
-            .filter(|s| s.is_file())
-            .map(Path::to_path_buf),
-    );
-    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    paths.dedup();
-    remembered(profile, &paths, || {
-        super::git::untracked(&profile.root, &paths)
-    })
+    let mut sources: Vec<&std::ffi::OsStr> = sources.into_iter().collect();
+    sources.sort_unstable();
+    for s in sources.into_iter().map(Path::new).filter(|s| s.is_file()) {
+        f(Asked::Source(s));
+    }
 }
 
-/// git's answer for `paths` (`ask`), or the one it gave last time for the
-/// same paths while its index file has not changed since (record.rs,
+/// git's answer (`ask`), or the one it gave last time for the same
+/// question (`query`) while its index file has not changed since (record.rs,
 /// [`GitAnswer`]): a no-op runs no git.
 fn remembered(
     profile: &Profile,
-    paths: &[PathBuf],
+    query: impl FnOnce() -> super::rekey::record::Hex,
     ask: impl FnOnce() -> Option<Vec<PathBuf>>,
 ) -> Option<Vec<PathBuf>> {
-    use super::rekey::record::{digest_paths, GitAnswer, RecordDir};
+    use super::rekey::record::{GitAnswer, RecordDir};
     let Some((dir, index)) =
         RecordDir::of(&profile.rekeyed_dir, false).zip(super::git::index_file(&profile.root))
     else {
@@ -381,7 +449,7 @@ fn remembered(
     let Some(stat) = GitAnswer::index_stat(&index) else {
         return ask();
     };
-    let query = digest_paths(paths.iter().map(PathBuf::as_path));
+    let query = query();
     if let Some(answer) = GitAnswer::load(&dir, &index, &stat, &query) {
         return Some(answer);
     }
@@ -477,17 +545,12 @@ pub fn check(profile: &Profile, scope: &Scope) -> Result<CheckReport, RekeyError
     // hosts would not evaluate, so check fails as evaluation would.
     // A current output was just found to be a regular file; a missing one
     // was not there; any other is looked at.
-    let present: Vec<PathBuf> = plan
-        .pairs
-        .iter()
-        .filter(|p| match &p.state {
-            PairState::Current => true,
-            PairState::Stale(Staleness::Missing) => false,
-            _ => p.output.is_file(),
-        })
-        .map(|p| p.output.clone())
-        .collect();
-    let untracked = untracked(profile, scope, present).unwrap_or_default();
+    let absent = Absent::of(&plan, |p| match &p.state {
+        PairState::Current => true,
+        PairState::Stale(Staleness::Missing) => false,
+        _ => p.output.is_file(),
+    });
+    let untracked = untracked(profile, scope, &absent).unwrap_or_default();
     Ok(CheckReport {
         plan,
         pending,

@@ -70,14 +70,31 @@ pub fn execute(
     // file removed from their directory.
     let mut touched: BTreeSet<HostName> = BTreeSet::new();
     let mut todo: Vec<Pair> = Vec::new();
+    for p in &pairs {
+        if !matches!(
+            p.state,
+            PairState::Current | PairState::Blocked(PairError::HostBlocked { .. })
+        ) {
+            touched.insert(p.host.clone());
+        }
+    }
+    for r in removals.iter().filter(|r| !r.departed) {
+        if let Ok(h) = HostName::new(r.host.clone()) {
+            touched.insert(h);
+        }
+    }
     for p in pairs {
         match p.state {
             PairState::Current => {
                 outcome.unchanged += 1;
-                fates
-                    .entry(p.host)
-                    .or_default()
-                    .push((p.secret, Fate::Keep));
+                // Only a touched host's cache is rewritten (a no-op keeps
+                // no list of its pairs).
+                if touched.contains(&p.host) {
+                    fates
+                        .entry(p.host)
+                        .or_default()
+                        .push((p.secret, Fate::Keep));
+                }
             }
             // Reported once for the whole host.
             PairState::Blocked(PairError::HostBlocked { .. }) => {}
@@ -97,11 +114,6 @@ pub fn execute(
                 touched.insert(p.host.clone());
                 todo.push(p);
             }
-        }
-    }
-    for r in removals.iter().filter(|r| !r.departed) {
-        if let Ok(h) = HostName::new(r.host.clone()) {
-            touched.insert(h);
         }
     }
 

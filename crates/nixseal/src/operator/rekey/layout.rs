@@ -9,7 +9,7 @@
 //! the directories above them (a bind mount), so a symlinked source
 //! directory pointing into the rekeyed tree is caught as well.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -76,12 +76,14 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
     let rd_phys = root_phys.join(&rel);
 
     let mut resolver = Resolver::default();
-    // Each distinct source once (compared as bytes: cheap for big fleets).
-    let sources: BTreeSet<&OsStr> = profile
+    // Each distinct source once (hashed as bytes: cheap for big fleets),
+    // then in order.
+    let sources: HashSet<&OsStr> = profile
         .hosts
         .values()
         .flat_map(|h| h.secrets.values().map(|s| s.source.as_os_str()))
         .collect();
+    let sources: BTreeSet<&OsStr> = sources.into_iter().collect();
     // The same directory reached another way (a bind mount) has the same
     // device and inode: compared too when the rekeyed dir exists.
     let rd_id = if exists {

@@ -22,6 +22,7 @@ mod scope;
 
 pub use execute::execute;
 pub use layout::{check_layout, check_layout_with};
+pub(crate) use plan::plan_checked;
 pub use plan::{plan, plan_scoped};
 pub use scope::{Scope, ScopeError};
 

@@ -30,9 +30,19 @@ pub fn plan(profile: &Profile) -> Result<Plan, RekeyError> {
 /// covered host's left-over outputs only when it covers all of that host's
 /// secrets, and never touches the directories of hosts that left.
 pub fn plan_scoped(profile: &Profile, scope: &Scope) -> Result<Plan, RekeyError> {
+    let rd_exists = check_layout(profile)?;
+    plan_checked(profile, scope, rd_exists)
+}
+
+/// [`plan_scoped`] once [`check_layout`] has passed (`rd_exists`: what it
+/// returned) and nothing ran since that could change the layout.
+pub(crate) fn plan_checked(
+    profile: &Profile,
+    scope: &Scope,
+    rd_exists: bool,
+) -> Result<Plan, RekeyError> {
     let layout = profile.layout();
     let rekeyed_dir = layout.dir();
-    let rd_exists = check_layout(profile)?;
     // What earlier runs verified (see record.rs): nothing without a rekeyed
     // directory yet, or without a cache directory of this user's own.
     let record_dir = rd_exists

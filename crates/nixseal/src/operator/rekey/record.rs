@@ -392,7 +392,7 @@ fn parse_stat<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<Stat> {
 const GIT_FILE: &str = "git";
 
 /// What git answered last time: which of the files asked about (their
-/// list's [`digest_paths`]) it does not track, while its index file had
+/// list's [`digest_query`]) it does not track, while its index file had
 /// this path and stat. Asked the same while the index is the same file
 /// with the same stat — git replaces the index (lock file, rename) each
 /// time it changes it — git answers the same, so renc need not run it.
@@ -402,20 +402,21 @@ pub struct GitAnswer {
     pub index: PathBuf,
     /// Its stat (following symlinks, as git opens it).
     pub stat: Stat,
-    /// [`digest_paths`] of what was asked.
+    /// [`digest_query`] of what was asked.
     pub query: Hex,
     /// The files git does not track, relative to the flake root.
     pub untracked: Vec<PathBuf>,
 }
 
-/// sha256 (hex) of a list of paths, in order.
-pub fn digest_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> Hex {
+/// sha256 (hex) of the byte strings `each` gives, in its order (each
+/// followed by a NUL: a question git is asked, described).
+pub fn digest_query(each: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Hex {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for p in paths {
-        h.update(p.as_os_str().as_encoded_bytes());
+    each(&mut |p| {
+        h.update(p);
         h.update([0]);
-    }
+    });
     hex_of(&h.finalize())
 }
 
@@ -822,7 +823,7 @@ mod tests {
         std::fs::write(&index, b"DIRC").unwrap();
         let mut s = stat(&index);
         s.ctime_ns -= 2 * RACY_NS;
-        let q = digest_paths([file.as_path()].into_iter());
+        let q = digest_query(|f| f(b"a"));
         let answer = GitAnswer {
             index: index.clone(),
             stat: s,
@@ -834,7 +835,11 @@ mod tests {
             GitAnswer::load(&dir, &index, &s, &q),
             Some(vec![PathBuf::from("rekeyed/a.age")])
         );
-        let other_q = digest_paths([file.as_path(), index.as_path()].into_iter());
+        let other_q = digest_query(|f| {
+            f(b"a");
+            f(b"b")
+        });
+        assert_ne!(digest_query(|f| f(b"ab")), other_q);
         assert_eq!(GitAnswer::load(&dir, &index, &s, &other_q), None);
         let mut moved = s;
         moved.mtime_ns += 1;

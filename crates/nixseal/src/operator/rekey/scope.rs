@@ -86,6 +86,9 @@ impl Scope {
                 }
             }
         }
+        if secrets.is_empty() {
+            return Ok(scope);
+        }
         let known: BTreeSet<&SecretName> = profile
             .hosts
             .values()
