@@ -238,18 +238,24 @@ fn plan_host(
             .values()
             .filter(|s| scope.has_pair(host.name.as_str(), s.name.as_str()))
     };
-    let blocked = |error: HostError| HostPlan {
-        pairs: selected()
+    // Every selected pair in one state (a blocked or a vouched-for host).
+    let all = |state: &dyn Fn() -> PairState| -> Vec<Pair> {
+        selected()
             .map(|s| Pair {
                 host: host.name.clone(),
                 secret: s.name.clone(),
                 source: s.source.clone(),
                 output: output(&s.name),
-                state: PairState::Blocked(PairError::HostBlocked {
-                    host: host.name.clone(),
-                }),
+                state: state(),
             })
-            .collect(),
+            .collect()
+    };
+    let blocked = |error: HostError| HostPlan {
+        pairs: all(&|| {
+            PairState::Blocked(PairError::HostBlocked {
+                host: host.name.clone(),
+            })
+        }),
         removals: Vec::new(),
         warnings: Vec::new(),
         cache: HostCache::default(),
@@ -295,15 +301,7 @@ fn plan_host(
         if let Some(fd) = &dir_fd {
             if unchanged_host(host, fd, recipient, source_hashes, &record) {
                 return HostPlan {
-                    pairs: selected()
-                        .map(|s| Pair {
-                            host: host.name.clone(),
-                            secret: s.name.clone(),
-                            source: s.source.clone(),
-                            output: output(&s.name),
-                            state: PairState::Current,
-                        })
-                        .collect(),
+                    pairs: all(&|| PairState::Current),
                     removals: Vec::new(),
                     warnings,
                     cache: HostCache::default(),
