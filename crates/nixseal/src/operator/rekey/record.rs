@@ -164,7 +164,9 @@ pub fn digest<'a>(items: impl Iterator<Item = (&'a str, Stat, &'a [u8])>) -> Hex
 #[derive(Debug, Default)]
 pub struct Record {
     host: Option<HostStamp>,
-    body: String,
+    /// The record as read, its entry lines from `body` on.
+    text: String,
+    body: usize,
     entries: std::sync::OnceLock<Vec<Entry>>,
 }
 
@@ -200,7 +202,7 @@ impl Record {
     /// did not write vouches for nothing).
     pub fn entries(&self) -> &[Entry] {
         self.entries
-            .get_or_init(|| parse_entries(&self.body).unwrap_or_default())
+            .get_or_init(|| parse_entries(&self.text[self.body..]).unwrap_or_default())
     }
 
     /// What it says of its host as a whole, if anything.
@@ -261,9 +263,11 @@ impl Record {
             });
             rest = after;
         }
+        let body = text.len() - rest.len();
         Some(Self {
             host,
-            body: rest.to_owned(),
+            text,
+            body,
             entries: std::sync::OnceLock::new(),
         })
     }
@@ -307,7 +311,8 @@ impl Record {
         });
         let new = Record {
             host,
-            body: String::new(),
+            text: String::new(),
+            body: 0,
             entries: entries.into(),
         };
         if new == *old {
