@@ -397,6 +397,32 @@ fn two_hosts_with_one_key_get_a_warning_from_renc_and_check() {
     assert_stderr_has(&o, "hosts db1, web1 have the same hostPubkey");
 }
 
+/// A home (its key is its user's) that shares a key with a host is named
+/// as a home in the warning, and a home with no secrets and a bad key is
+/// named as a home too.
+#[test]
+fn shared_and_unusable_keys_of_homes_are_named_as_homes() {
+    let f = Fleet::new();
+    let mut v: serde_json::Value = serde_json::from_str(&f.profile_json()).unwrap();
+    let web1 = f.hosts["web1"].clone();
+    v["hosts"]["web1.alice"] = serde_json::json!({
+        "kind": "home", "host": "web1", "hostPubkey": web1,
+        "secrets": { "db": { "file": "./secrets/db.age" } }
+    });
+    v["hosts"]["db1.bob"] = serde_json::json!({
+        "kind": "home", "host": "db1", "hostPubkey": "ssh-ed25519 AAAA", "secrets": {}
+    });
+    write_profile_value(&f, &v);
+    let o = f.renc();
+    assert_code(&o, 0);
+    assert_stderr_has(&o, "host web1, home web1.alice have the same public key");
+    assert_stderr_has(
+        &o,
+        "home db1.bob has no secrets yet, and its key is not usable",
+    );
+    assert!(!stderr(&o).contains("hosts web1"), "{}", stderr(&o));
+}
+
 // ------------------------------------------- issue 11 point 5, issue 14 point 4
 
 /// A new host without its key yet (null, or the empty string) is reported

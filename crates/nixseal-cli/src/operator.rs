@@ -185,7 +185,7 @@ fn print_plan(profile: &Profile, plan: &Plan, show: impl Fn(&rekey::Pair) -> boo
     }
 }
 
-fn warn_plan(warnings: &[rekey::Warning]) {
+fn warn_plan(profile: &Profile, warnings: &[rekey::Warning]) {
     for w in warnings {
         match w {
             rekey::Warning::InvalidCache { path, reason } => ui::warn(format_args!(
@@ -196,12 +196,30 @@ fn warn_plan(warnings: &[rekey::Warning]) {
                 "{} is not a host of the profile and was not made by nixseal; left alone",
                 path.display()
             )),
-            rekey::Warning::SharedHostKey { key, hosts } => ui::warn(format_args!(
-                "hosts {} have the same hostPubkey ({key}): each of them can decrypt the others' rekeyed secrets; give every host its own key (`ssh-keyscan -t ed25519 HOST`)",
-                hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
-            )),
+            // A home's key is its user's (userPubkey), not a host key:
+            // the targets are named as what they are.
+            rekey::Warning::SharedHostKey { key, hosts } => {
+                let homes = hosts.iter().any(|h| {
+                    profile
+                        .hosts
+                        .get(h.as_str())
+                        .is_some_and(|e| e.kind == TargetKind::Home)
+                });
+                if homes {
+                    ui::warn(format_args!(
+                        "{} have the same public key ({key}): each of them can decrypt the others' rekeyed secrets; give every host and user its own key",
+                        hosts.iter().map(|h| profile.label(h.as_str())).collect::<Vec<_>>().join(", ")
+                    ))
+                } else {
+                    ui::warn(format_args!(
+                        "hosts {} have the same hostPubkey ({key}): each of them can decrypt the others' rekeyed secrets; give every host its own key (`ssh-keyscan -t ed25519 HOST`)",
+                        hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                }
+            }
             rekey::Warning::UnusableHostKey { host, error } => ui::warn(format_args!(
-                "host {host} has no secrets yet, and its key is not usable: {}",
+                "{} has no secrets yet, and its key is not usable: {}",
+                profile.label(host.as_str()),
                 hints::describe(error)
             )),
             _ => {}
@@ -373,7 +391,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
             )),
         }
     }
-    warn_plan(&report.warnings);
+    warn_plan(&profile, &report.warnings);
     let outcome = &report.outcome;
     report_failures(&profile, outcome);
     println!(
@@ -411,7 +429,7 @@ fn dry_run(profile: &Profile, dry: &DryRun) -> Done {
     for p in &dry.generate {
         println!("generate {} with {}", p.file, p.generator.display());
     }
-    warn_plan(&dry.plan.warnings);
+    warn_plan(profile, &dry.plan.warnings);
     // A pair whose source a generator will make is rekeyed after it.
     for p in dry.plan.pairs.iter().filter(|p| dry.awaits_generation(p)) {
         println!(
@@ -441,7 +459,7 @@ pub fn check(args: CheckArgs) -> CmdResult {
         print_json(serde_json::to_string(&doc))?;
         return Ok(if doc.current { Done::Ok } else { Done::Failed });
     }
-    warn_plan(&report.plan.warnings);
+    warn_plan(&profile, &report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();
     for problem in &problems {
