@@ -163,8 +163,10 @@ pub fn index_file(dir: &Path) -> Option<PathBuf> {
         if !m.is_file() || m.len() > 4096 {
             return None;
         }
-        // `gitdir: <path>` (relative to the directory of the `.git` file).
-        let text = std::fs::read_to_string(&dot).ok()?;
+        // `gitdir: <path>` (relative to the directory of the `.git` file);
+        // read as a bounded regular file (never a FIFO put there meanwhile).
+        let bytes = crate::common::fsutil::read_regular_nofollow(&dot, 4096).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
         let git_dir = text.strip_prefix("gitdir: ")?.trim_end_matches('\n');
         if git_dir.is_empty() || git_dir.contains('\n') {
             return None;
@@ -239,6 +241,34 @@ mod tests {
 
     fn os(s: &str) -> &OsStr {
         OsStr::new(s)
+    }
+
+    /// The index of a work tree is found from any directory in it: a
+    /// `.git` directory's `index`, or the one a `.git` file (linked work
+    /// tree, submodule) points to; a `.git` that is a FIFO or a symlink
+    /// gives no answer (git is asked) and never blocks.
+    #[test]
+    fn the_index_file_of_a_work_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let top = std::fs::canonicalize(t.path()).unwrap();
+        std::fs::create_dir_all(top.join("a/.git")).unwrap();
+        std::fs::create_dir_all(top.join("a/flake/sub")).unwrap();
+        assert_eq!(
+            index_file(&top.join("a/flake/sub")),
+            Some(top.join("a/.git/index"))
+        );
+        std::fs::create_dir_all(top.join("b/w")).unwrap();
+        std::fs::write(top.join("b/.git"), "gitdir: ../a/.git/worktrees/b\n").unwrap();
+        assert_eq!(
+            index_file(&top.join("b/w")),
+            Some(top.join("b/../a/.git/worktrees/b/index"))
+        );
+        std::fs::create_dir_all(top.join("c")).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, top.join("c/.git"), rustix::fs::Mode::RWXU).unwrap();
+        assert_eq!(index_file(&top.join("c")), None);
+        std::fs::create_dir_all(top.join("d")).unwrap();
+        std::os::unix::fs::symlink(top.join("b/.git"), top.join("d/.git")).unwrap();
+        assert_eq!(index_file(&top.join("d")), None);
     }
 
     /// A repository at `top` holding `flake` (a directory below it, or the top).
