@@ -10,8 +10,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-use crate::contract::names::{HostName, SecretName};
 use std::sync::Arc;
 
 use super::generate::{self, GenerateError, Pending};
@@ -21,6 +19,7 @@ use super::rekey::{
     self, lock, ExecuteOptions, HostFailure, Outcome, Pair, PairError, PairState, Plan, RekeyError,
     Removal, Scope, Staleness, Warning,
 };
+use crate::contract::names::{HostName, SecretName};
 
 /// What `renc` is asked to do.
 pub struct RencOptions<'a> {
