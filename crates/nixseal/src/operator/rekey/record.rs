@@ -819,6 +819,71 @@ mod tests {
         );
     }
 
+    /// Mutated records (bytes flipped, cut, lines repeated or swapped: a
+    /// seeded run) never panic: each is either parsed or ignored, and
+    /// whatever parses answers every question without panicking.
+    #[test]
+    fn mutated_records_never_panic() {
+        let (_t, dir, file) = setup();
+        let e = entries(&file);
+        let v = e["a"];
+        let mut old = stat(&file);
+        old.ctime_ns -= 2 * RACY_NS;
+        let src = &v.source.unwrap()[..];
+        let stamp = HostStamp {
+            dir: old,
+            cache: old,
+            digest: digest([("a", v.stat, src)].into_iter()),
+            recipient: "ssh-ed25519 AAAA".into(),
+        };
+        Record::store(Some(&dir), "h", &Record::default(), e, Some(stamp));
+        let good = std::fs::read(dir.dir.join("h")).unwrap();
+        assert!(Record::parse(good.clone(), &dir.scope).is_some());
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut b = good.clone();
+            for _ in 0..1 + next() % 4 {
+                if b.is_empty() {
+                    break;
+                }
+                let i = (next() as usize) % b.len();
+                match next() % 5 {
+                    0 => b[i] = next() as u8,
+                    1 => b.truncate(i),
+                    2 => b.insert(i, b" \n-0123456789abcdef"[(next() % 19) as usize]),
+                    3 => {
+                        let line: Vec<u8> = b[i..]
+                            .iter()
+                            .take_while(|c| **c != b'\n')
+                            .copied()
+                            .collect();
+                        b.extend_from_slice(&line);
+                        b.push(b'\n');
+                    }
+                    _ => {
+                        b.remove(i);
+                    }
+                }
+            }
+            if let Some(r) = Record::parse(b, &dir.scope) {
+                let _ = (
+                    r.host_stamp(),
+                    r.vouches_for(),
+                    r.trusted("a", &v.stat),
+                    r.entry("a"),
+                );
+                let mut into = BTreeMap::new();
+                r.carry_into(&mut into, |_| true);
+            }
+        }
+    }
+
     /// git's answer is given back only for the same question while the
     /// index has the same path and stat.
     #[test]
