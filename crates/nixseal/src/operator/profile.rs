@@ -392,12 +392,12 @@ impl Profile {
         }
         // Each distinct `file` resolved once (hosts share master files):
         // every secret that names it holds the same path.
-        let mut resolved: HashMap<&str, std::sync::Arc<Path>> = HashMap::new();
+        let mut resolved: HashMap<String, std::sync::Arc<Path>> = HashMap::new();
         for (host, h) in &raw.hosts {
             for (secret, s) in &h.secrets {
                 if !resolved.contains_key(s.file.as_str()) {
                     let p = rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
-                    resolved.insert(&s.file, p.into());
+                    resolved.insert(s.file.clone(), p.into());
                 }
             }
         }
@@ -434,15 +434,16 @@ impl Profile {
         // key's point checked (decompression, torsion: tens of
         // microseconds), its secrets mapped in name order (one pass). The
         // first error in host order is the one reported.
+        drop(generators);
+        // (The raw profile is consumed: its strings move, none is copied.)
         let hosts: Vec<HostEntry> = raw
             .hosts
-            .par_iter()
+            .into_par_iter()
             // (Collected in order, then the first error taken.)
             .map(|(host, h)| -> Result<HostEntry, ProfileError> {
-                let name = HostName::new(host.clone()).map_err(name_err)?;
+                let name = HostName::new(host).map_err(name_err)?;
                 let on_host = h
                     .host
-                    .clone()
                     .map(|o| HostName::new(o).map_err(name_err))
                     .transpose()?;
                 let recipient = match h.host_pubkey.as_deref() {
@@ -451,14 +452,14 @@ impl Profile {
                 };
                 let secrets = h
                     .secrets
-                    .iter()
+                    .into_iter()
                     .map(|(secret, s)| {
-                        let sname = SecretName::new(secret.clone()).map_err(name_err)?;
+                        let sname = SecretName::new(secret).map_err(name_err)?;
                         let entry = SecretEntry {
                             name: sname.clone(),
-                            file: s.file.clone(),
                             source: resolved[s.file.as_str()].clone(),
-                            generator: s.generator.as_ref().map(PathBuf::from),
+                            file: s.file,
+                            generator: s.generator.map(PathBuf::from),
                         };
                         Ok((sname, entry))
                     })
