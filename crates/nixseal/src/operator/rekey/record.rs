@@ -768,22 +768,29 @@ mod tests {
         assert_eq!(load("foreign"), Record::default());
     }
 
+    /// The entries of `file` and a settled stamp whose digest is theirs.
+    fn stamped(file: &Path) -> (BTreeMap<String, Verified>, HostStamp) {
+        let e = entries(file);
+        let v = e["a"];
+        let mut old = stat(file);
+        old.ctime_ns -= 2 * RACY_NS;
+        let stamp = HostStamp {
+            dir: old,
+            cache: old,
+            digest: digest([("a", v.stat, &v.source.unwrap()[..])].into_iter()),
+            recipient: "ssh-ed25519 AAAA".into(),
+        };
+        (e, stamp)
+    }
+
     /// A host stamp is written only with the entries its digest is of, and
     /// when every stat in it has settled; it is read back as written.
     #[test]
     fn a_host_stamp_is_kept_only_with_its_entries() {
         let (_t, dir, file) = setup();
-        let e = entries(&file);
+        let (e, stamp) = stamped(&file);
         let v = e["a"];
-        let mut old = stat(&file);
-        old.ctime_ns -= 2 * RACY_NS;
         let src = &v.source.unwrap()[..];
-        let stamp = HostStamp {
-            dir: old,
-            cache: old,
-            digest: digest([("a", v.stat, src)].into_iter()),
-            recipient: "ssh-ed25519 AAAA".into(),
-        };
         Record::store(
             Some(&dir),
             "h",
@@ -825,17 +832,8 @@ mod tests {
     #[test]
     fn mutated_records_never_panic() {
         let (_t, dir, file) = setup();
-        let e = entries(&file);
+        let (e, stamp) = stamped(&file);
         let v = e["a"];
-        let mut old = stat(&file);
-        old.ctime_ns -= 2 * RACY_NS;
-        let src = &v.source.unwrap()[..];
-        let stamp = HostStamp {
-            dir: old,
-            cache: old,
-            digest: digest([("a", v.stat, src)].into_iter()),
-            recipient: "ssh-ed25519 AAAA".into(),
-        };
         Record::store(Some(&dir), "h", &Record::default(), e, Some(stamp));
         let good = std::fs::read(dir.dir.join("h")).unwrap();
         assert!(Record::parse(good.clone(), &dir.scope).is_some());
