@@ -41,8 +41,11 @@ where
                     && sorted
                         .last()
                         .is_none_or(|(last, _): &(String, V)| *last < key);
-                if !in_order && (sorted.iter().any(|(k, _)| *k == key) || out.contains_key(&key)) {
-                    return Err(duplicate(&key));
+                if !in_order {
+                    out.extend(sorted.drain(..));
+                    if out.contains_key(&key) {
+                        return Err(duplicate(&key));
+                    }
                 }
                 // A problem inside the value names its key (the host, the
                 // secret): "in \"web1\": unknown field `x`".
@@ -53,7 +56,6 @@ where
                 if in_order {
                     sorted.push((key, value));
                 } else {
-                    out.extend(sorted.drain(..));
                     out.insert(key, value);
                 }
             }

@@ -430,12 +430,12 @@ impl Profile {
                 }
             }
         }
+        drop(generators);
         // Then each host on its own, in parallel: its names checked, its
         // key's point checked (decompression, torsion: tens of
         // microseconds), its secrets mapped in name order (one pass). The
-        // first error in host order is the one reported.
-        drop(generators);
-        // (The raw profile is consumed: its strings move, none is copied.)
+        // first error in host order is the one reported. The raw profile
+        // is consumed: its strings move, none is copied.
         let hosts: Vec<HostEntry> = raw
             .hosts
             .into_par_iter()

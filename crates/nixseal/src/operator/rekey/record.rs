@@ -425,12 +425,10 @@ pub fn digest_query(each: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Hex {
     hex_of(&h.finalize())
 }
 
-fn hex_of(bytes: &[u8]) -> Hex {
+fn hex_of(sha256: &[u8]) -> Hex {
     let mut out = [0u8; 64];
-    for (i, b) in bytes.iter().take(32).enumerate() {
-        out[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
-        out[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
-    }
+    // 32 bytes are exactly 64 hex digits: encode_to_slice cannot fail.
+    let _ = hex::encode_to_slice(sha256, &mut out);
     out
 }
 
