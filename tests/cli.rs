@@ -320,19 +320,7 @@ fn unwritable_rekeyed_dir_fails_cleanly() {
 #[test]
 fn passphrase_protected_age_identity_from_go_age_p() {
     let mut f = Fleet::new();
-    let tty = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/support/with_tty.py"
-    );
-    run_ok(
-        Command::new("python3")
-            .arg(tty)
-            .arg("correct horse")
-            .arg("--")
-            .args(["age", "-p", "-o"])
-            .arg(f.path("keys/master.age"))
-            .arg(f.path("keys/master.txt")),
-    );
+    age_passphrase_protect(&f, "keys/master.txt", "keys/master.age", "correct horse");
     std::fs::remove_file(f.path("keys/master.txt")).unwrap();
     f.identities = vec!["./keys/master.age".into()];
     f.write_profile();
@@ -488,15 +476,11 @@ fn plugin_public_questions_echo_the_answer() {
         .write_all(b"from the plugin")
         .unwrap();
     assert!(child.wait().unwrap().success());
-    let with_tty = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/support/with_tty.py"
-    );
     let o = Command::new("python3")
         .current_dir(f.dir.path())
         .env("PATH", &path)
         .env("NIXSEAL_TEST_PLUGIN_ASK", "Which slot")
-        .args([with_tty, "--show", "visible", "--"])
+        .args([WITH_TTY, "--show", "visible", "--"])
         .arg(nixseal_bin())
         .args(["renc", "--profile", "profile.json", "-i", "keys/plugin.txt"])
         .output()

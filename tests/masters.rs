@@ -878,32 +878,23 @@ fn a_plugin_master_identity_is_asked_once_per_file_and_never_on_a_no_op() {
 #[test]
 fn a_passphrase_protected_identity_is_asked_once_per_run_through_a_pipe() {
     let f = Fleet::new();
-    let tty = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/support/with_tty.py"
-    );
-    run_ok(
-        Command::new("python3")
-            .arg(tty)
-            .arg("correct horse")
-            .arg("--")
-            .args(["age", "-p", "-o"])
-            .arg(f.path("keys/master.age"))
-            .arg(f.path("keys/master.txt")),
-    );
+    age_passphrase_protect(&f, "keys/master.txt", "keys/master.age", "correct horse");
     std::fs::remove_file(f.path("keys/master.txt")).unwrap();
     let backup = age_keygen(&f.path("keys/backup.txt"));
     set_identities(&f, &[("./keys/master.age", &f.master)], &[&backup]);
     // The passphrase comes from a pipe, which can be read once: a second
     // prompt would get nothing and fail.
-    let o = Command::new("bash")
-        .current_dir(&f.root)
-        .arg("-c")
-        .arg(r#""$0" rekey-masters --profile profile.json --passphrase-file /dev/fd/3 3< <(printf '%s\n' "correct horse")"#)
-        .arg(nixseal_bin())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let rotate = || {
+        Command::new("bash")
+            .current_dir(&f.root)
+            .arg("-c")
+            .arg(r#""$0" rekey-masters --profile profile.json --passphrase-file /dev/fd/3 3< <(printf '%s\n' "correct horse")"#)
+            .arg(nixseal_bin())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = rotate();
     assert_code(&o, 0);
     assert_stdout_has(&o, "3 rewritten, 0 unchanged, 0 failed");
     assert!(!stdout(&o).contains("horse") && !stderr(&o).contains("horse"));
@@ -918,14 +909,7 @@ fn a_passphrase_protected_identity_is_asked_once_per_run_through_a_pipe() {
     let other = age_keygen(&f.path("keys/other.txt"));
     set_identities(&f, &[("./keys/master.age", &other)], &[&backup]);
     let before = tree(&f.root);
-    let o = Command::new("bash")
-        .current_dir(&f.root)
-        .arg("-c")
-        .arg(r#""$0" rekey-masters --profile profile.json --passphrase-file /dev/fd/3 3< <(printf '%s\n' "correct horse")"#)
-        .arg(nixseal_bin())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let o = rotate();
     assert_code(&o, 2);
     assert_stderr_has(&o, "keys/master.age declares");
     assert_same_tree(&before, &tree(&f.root), "wrong declaration");

@@ -1313,19 +1313,7 @@ fn touch_tls(f: &Fleet) {
 }
 /// Makes the master identity an `age -p` file and one output stale.
 fn set_identity_with_passphrase(f: &Fleet) {
-    let tty = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/support/with_tty.py"
-    );
-    run_ok(
-        Command::new("python3")
-            .arg(tty)
-            .arg("correct horse")
-            .arg("--")
-            .args(["age", "-p", "-o"])
-            .arg(f.path("keys/master.age"))
-            .arg(f.path("keys/master.txt")),
-    );
+    age_passphrase_protect(f, "keys/master.txt", "keys/master.age", "correct horse");
     set_identity(f, "./keys/master.age");
     touch_tls(f);
 }

@@ -97,6 +97,16 @@ fn stamp_of(dir: &Path, host: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A renc that rewrites exactly (`host`, `secret`), which then decrypts
+/// with the host's key to `want`.
+fn rewrites_one(f: &Fleet, cache: &Path, host: &str, secret: &str, want: &[u8]) {
+    let o = renc(f, cache);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    let got = age_decrypt(&f.output(host, secret), &f.path(&format!("keys/{host}")));
+    assert_eq!(got, want, "{host}/{secret}");
+}
+
 fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(path);
@@ -174,14 +184,8 @@ fn noop_opens_no_output_and_believes_the_record() {
 
     let before = std::fs::read(f.output("web1", "db")).unwrap();
     write_private(&dir.join("host-web1"), &doctored(&dir, "web1", "db"));
-    let o = renc(&f, cache.path());
-    assert_code(&o, 0);
-    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+    rewrites_one(&f, cache.path(), "web1", "db", &f.secrets["db"]);
     assert_ne!(std::fs::read(f.output("web1", "db")).unwrap(), before);
-    assert_eq!(
-        age_decrypt(&f.output("web1", "db"), &f.path("keys/web1")),
-        f.secrets["db"]
-    );
 }
 
 /// The stamp vouches for a host as a whole only while its cache, its
@@ -254,13 +258,7 @@ fn a_host_stamp_is_not_believed_once_anything_it_covers_changed() {
     {
         let (mut f, cache, _dir) = recorded();
         f.set_secret("api", b"new-token", true);
-        let o = renc(&f, cache.path());
-        assert_code(&o, 0);
-        assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
-        assert_eq!(
-            age_decrypt(&f.output("web1", "api"), &f.path("keys/web1")),
-            b"new-token"
-        );
+        rewrites_one(&f, cache.path(), "web1", "api", b"new-token");
     }
 }
 
@@ -328,13 +326,7 @@ fn same_size_edit_with_mtime_put_back_is_caught() {
     let o = run(&f, cache.path(), &["check", "--profile", "profile.json"]);
     assert_code(&o, 1);
     assert_stdout_has(&o, "modified");
-    let o = renc(&f, cache.path());
-    assert_code(&o, 0);
-    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
-    assert_eq!(
-        age_decrypt(&f.output("web1", "tls"), &f.path("keys/web1")),
-        f.secrets["tls"]
-    );
+    rewrites_one(&f, cache.path(), "web1", "tls", &f.secrets["tls"]);
 }
 
 /// A master file edited the same way is hashed again and its outputs
@@ -382,10 +374,7 @@ fn replaced_output_is_caught() {
         .set_modified(meta.modified().unwrap())
         .unwrap();
     std::fs::rename(&tmp, &out).unwrap();
-    let o = renc(&f, cache.path());
-    assert_code(&o, 0);
-    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
-    assert_eq!(age_decrypt(&out, &f.path("keys/web1")), f.secrets["api"]);
+    rewrites_one(&f, cache.path(), "web1", "api", &f.secrets["api"]);
 }
 
 /// A fresh copy of the rekeyed files at the same path (a new checkout, a
@@ -400,13 +389,7 @@ fn fresh_copy_at_the_same_path_is_caught() {
     edit_in_place_keeping_mtime(&old.join("db1/db.age"));
     run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
     std::fs::remove_dir_all(&old).unwrap();
-    let o = renc(&f, cache.path());
-    assert_code(&o, 0);
-    assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
-    assert_eq!(
-        age_decrypt(&f.output("db1", "db"), &f.path("keys/db1")),
-        f.secrets["db"]
-    );
+    rewrites_one(&f, cache.path(), "db1", "db", &f.secrets["db"]);
 }
 
 /// A doctored record is believed only when it is a regular file of this

@@ -114,6 +114,27 @@ pub fn age_encrypt(out: &Path, plaintext: &[u8], recipients: &[&str], armor: boo
 }
 
 /// Decrypts with Go age and an identity (age key file or OpenSSH private key).
+/// tests/support/with_tty.py: runs a command on a pseudo-terminal that
+/// answers its prompts.
+pub const WITH_TTY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/support/with_tty.py"
+);
+
+/// Writes `to`, the identity file `from` protected by `passphrase` with Go
+/// `age -p` (answered on a terminal), both relative to the fleet root.
+pub fn age_passphrase_protect(f: &Fleet, from: &str, to: &str, passphrase: &str) {
+    run_ok(
+        Command::new("python3")
+            .arg(WITH_TTY)
+            .arg(passphrase)
+            .arg("--")
+            .args(["age", "-p", "-o"])
+            .arg(f.path(to))
+            .arg(f.path(from)),
+    );
+}
+
 pub fn age_decrypt(file: &Path, identity: &Path) -> Vec<u8> {
     run_ok(
         Command::new("age")
