@@ -278,27 +278,6 @@ fn rekeyed_dir_that_could_touch_master_secrets_is_refused_before_anything_is_wri
 
 // ---------------------------------------------------------------- point 9
 
-/// The OpenSSH public key line of a raw 32-byte ed25519 point.
-fn key_line(point: [u8; 32]) -> String {
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    blob.extend_from_slice(&point);
-    let o = Command::new("base64")
-        .arg("-w0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(&blob)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    format!("ssh-ed25519 {} weak", String::from_utf8(o.stdout).unwrap())
-}
-
 fn hex32(s: &str) -> [u8; 32] {
     let v: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
@@ -329,7 +308,7 @@ fn weak_host_keys_are_refused_for_their_host_while_the_rest_is_served() {
     ];
     for (point, why) in weak {
         let mut f = Fleet::new();
-        f.hosts.insert("web1".into(), key_line(point));
+        f.hosts.insert("web1".into(), ssh_key_line(point));
         f.write_profile();
         let o = f.renc();
         assert_code(&o, 1);
@@ -369,7 +348,7 @@ fn recipients_that_protect_nothing_are_refused_not_a_panic() {
     assert!(!f.path("secrets/new.age").exists());
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    for weak in [ZERO_POINT.to_owned(), key_line(identity)] {
+    for weak in [ZERO_POINT.to_owned(), ssh_key_line(identity)] {
         f.extra_recipients = vec![weak];
         f.write_profile();
         let before = tree(f.dir.path());

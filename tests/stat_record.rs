@@ -137,6 +137,23 @@ fn edit_in_place_keeping_mtime(path: &Path) {
     );
 }
 
+/// renc with its cache in `cache`, under strace: its output and each file
+/// it opened (open, openat, openat2), as strace lists them.
+fn traced_renc(f: &Fleet, cache: &Path) -> (Output, String) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(log.path())
+        .arg(nixseal_bin())
+        .args(["renc", "--profile", "profile.json"])
+        .current_dir(&f.root)
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace is installed (apt-get install strace)");
+    (o, std::fs::read_to_string(log.path()).unwrap())
+}
+
 /// The no-op after the records exist opens no rekeyed file and no master
 /// file (strace), and the record is what it believes: with the recorded
 /// hash of one output doctored, that output — untouched on disk — is taken
@@ -144,20 +161,9 @@ fn edit_in_place_keeping_mtime(path: &Path) {
 #[test]
 fn noop_opens_no_output_and_believes_the_record() {
     let (f, cache, dir) = recorded();
-    let log = cache.path().join("strace.log");
-    let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(nixseal_bin())
-        .args(["renc", "--profile", "profile.json"])
-        .current_dir(&f.root)
-        .env("XDG_CACHE_HOME", cache.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("strace is installed (apt-get install strace)");
+    let (o, trace) = traced_renc(&f, cache.path());
     assert_code(&o, 0);
     assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
-    let trace = std::fs::read_to_string(&log).unwrap();
     let opened_age: Vec<&str> = trace.lines().filter(|l| l.contains(".age\"")).collect();
     assert!(
         opened_age.is_empty(),
@@ -165,18 +171,8 @@ fn noop_opens_no_output_and_believes_the_record() {
         opened_age.join("\n")
     );
     // Sanity of the probe: without a record every output is opened.
-    let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(nixseal_bin())
-        .args(["renc", "--profile", "profile.json"])
-        .current_dir(&f.root)
-        .env("XDG_CACHE_HOME", cache.path().join("elsewhere"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let (o, trace) = traced_renc(&f, &cache.path().join("elsewhere"));
     assert_code(&o, 0);
-    let trace = std::fs::read_to_string(&log).unwrap();
     assert!(
         trace.contains("secrets/rekeyed/web1/db.age\""),
         "the probe sees opens:\n{trace}"
@@ -254,12 +250,70 @@ fn a_host_stamp_is_not_believed_once_anything_it_covers_changed() {
         assert_stdout_has(&o, "3 rekeyed, 1 unchanged");
         f.assert_outputs_decrypt();
     }
+    // The host key, replaced by a point that protects nothing: the stamp
+    // names another key, so this one is checked (and refused) before
+    // anything is believed or written.
+    {
+        let (mut f, cache, _dir) = recorded();
+        let mut order2 = [0u8; 32];
+        order2[0] = 0xec;
+        order2[1..31].fill(0xff);
+        order2[31] = 0x7f;
+        f.hosts.insert("web1".into(), ssh_key_line(order2));
+        f.write_profile();
+        let before = tree(&f.path("secrets/rekeyed"));
+        let o = renc(&f, cache.path());
+        assert_code(&o, 1);
+        assert_stderr_has(&o, "web1: hostPubkey \"ssh-ed25519 ");
+        assert_stderr_has(&o, "is not a real host key");
+        assert_stdout_has(&o, "0 rekeyed, 1 unchanged, 0 removed, 1 failed");
+        assert_same_tree(&before, &tree(&f.path("secrets/rekeyed")), "weak key");
+    }
     // A master file, replaced by a new one (as `edit` does).
     {
         let (mut f, cache, _dir) = recorded();
         f.set_secret("api", b"new-token", true);
         rewrites_one(&f, cache.path(), "web1", "api", b"new-token");
     }
+}
+
+/// The stamp is of the key itself (`ssh-ed25519 <base64>`): another
+/// comment on the same key leaves the host vouched for, without a read.
+#[test]
+fn a_new_comment_on_the_host_key_changes_nothing() {
+    let (mut f, cache, dir) = recorded();
+    let key = f.hosts["web1"]
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    f.hosts
+        .insert("web1".into(), format!("{key} root@web1-renamed"));
+    f.write_profile();
+    let stamp = stamp_of(&dir, "web1");
+    let (o, trace) = traced_renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+    // Vouched for: its cache is not even read.
+    assert!(
+        !trace.contains("rekeyed/web1/.nixseal-rekey.json\""),
+        "web1 was planned file by file:\n{trace}"
+    );
+    assert_eq!(
+        stamp_of(&dir, "web1"),
+        stamp,
+        "the stamp still vouches for web1"
+    );
+    // (The probe: a key of another host is a new key.)
+    f.hosts.insert("web1".into(), f.hosts["db1"].clone());
+    f.write_profile();
+    let (o, trace) = traced_renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "3 rekeyed, 1 unchanged");
+    assert!(
+        trace.contains("rekeyed/web1/.nixseal-rekey.json\""),
+        "{trace}"
+    );
 }
 
 /// Inside git, the no-op that follows a settled one runs no git at all

@@ -98,6 +98,27 @@ pub fn ssh_keygen(path: &Path, passphrase: &str) -> String {
 }
 
 /// Encrypts `plaintext` with Go age to the recipients (`-r` each), armored or not.
+/// The OpenSSH public key line of a raw 32-byte ed25519 point.
+pub fn ssh_key_line(point: [u8; 32]) -> String {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    blob.extend_from_slice(&point);
+    let o = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&blob)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    format!("ssh-ed25519 {} weak", String::from_utf8(o.stdout).unwrap())
+}
+
 pub fn age_encrypt(out: &Path, plaintext: &[u8], recipients: &[&str], armor: bool) {
     let mut cmd = Command::new("age");
     for r in recipients {

@@ -130,8 +130,15 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-fn load_profile(args: &ProfileArgs) -> Result<Profile, CliError> {
-    Ok(Profile::load(&args.profile, &args.root)?)
+/// The profile, for the rest of the process: it is never freed (the
+/// command ends with the process; dropping a fleet's profile, allocations
+/// per host and secret, would cost a no-op renc more than its plan). It
+/// holds names, paths and public keys only.
+fn load_profile(args: &ProfileArgs) -> Result<&'static Profile, CliError> {
+    Ok(Box::leak(Box::new(Profile::load(
+        &args.profile,
+        &args.root,
+    )?)))
 }
 
 fn fix_hint(profile: &Path) -> String {
@@ -345,14 +352,14 @@ impl RencEvents for Progress {
 
 pub fn renc(args: RencArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
-    let scope = args.scope.scope(&profile)?;
+    let scope = args.scope.scope(profile)?;
     let opts = RencOptions {
         decrypt_with: &args.identity.identities,
         interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
         dry_run: args.dry_run,
         scope: &scope,
     };
-    let outcome = match nixseal::renc::renc(&profile, &opts, &Progress(Default::default())) {
+    let outcome = match nixseal::renc::renc(profile, &opts, &Progress(Default::default())) {
         Ok(o) => o,
         Err(RencError::Generators { generators }) => {
             return Err(CliError::each(
@@ -372,7 +379,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
                 Done::Ok
             });
         }
-        RencOutcome::DryRun(dry) => return Ok(dry_run(&profile, &dry)),
+        RencOutcome::DryRun(dry) => return Ok(dry_run(profile, &dry)),
         RencOutcome::Done(report) => report,
     };
     for g in &report.generated {
@@ -391,9 +398,9 @@ pub fn renc(args: RencArgs) -> CmdResult {
             )),
         }
     }
-    warn_plan(&profile, &report.warnings);
+    warn_plan(profile, &report.warnings);
     let outcome = &report.outcome;
-    report_failures(&profile, outcome);
+    report_failures(profile, outcome);
     println!(
         "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
         outcome.rekeyed.len(),
@@ -402,7 +409,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
         outcome.failed.len() + outcome.host_failures.len()
     );
     if let Some(untracked) = &report.untracked {
-        warn_untracked(&profile, untracked);
+        warn_untracked(profile, untracked);
     }
     Ok(if report.is_ok() {
         Done::Ok
@@ -452,19 +459,19 @@ fn dry_run(profile: &Profile, dry: &DryRun) -> Done {
 
 pub fn check(args: CheckArgs) -> CmdResult {
     let profile = load_profile(&args.profile)?;
-    let scope = args.scope.scope(&profile)?;
-    let report = nixseal::renc::check(&profile, &scope)?;
+    let scope = args.scope.scope(profile)?;
+    let report = nixseal::renc::check(profile, &scope)?;
     if args.json {
         let doc = report.to_json();
         print_json(serde_json::to_string(&doc))?;
         return Ok(if doc.current { Done::Ok } else { Done::Failed });
     }
-    warn_plan(&profile, &report.plan.warnings);
+    warn_plan(profile, &report.plan.warnings);
     let hint = fix_hint(&args.profile.profile);
     let problems = report.problems();
     for problem in &problems {
         match problem {
-            CheckProblem::Host(h) => println!("{}", target_failure(&profile, h)),
+            CheckProblem::Host(h) => println!("{}", target_failure(profile, h)),
             CheckProblem::Stale { pair: p, why } => {
                 println!("{}/{}: {why}; {hint}", p.host, p.secret)
             }
@@ -489,12 +496,12 @@ pub fn check(args: CheckArgs) -> CmdResult {
         }
     }
     if !report.untracked.is_empty() {
-        println!("run: {}", git_add(&profile, &report.untracked));
+        println!("run: {}", git_add(profile, &report.untracked));
     }
     if problems.is_empty() {
         println!(
             "nixseal check: all {} rekeyed outputs are current",
-            report.plan.pairs.len()
+            report.plan.outputs()
         );
         return Ok(Done::Ok);
     }

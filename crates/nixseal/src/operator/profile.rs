@@ -160,9 +160,10 @@ pub struct HostEntry {
     pub kind: TargetKind,
     /// For a home of a NixOS node: that node's target (profile `host`).
     pub host: Option<HostName>,
-    /// The host's key, parsed, or why it cannot be used. A bad or missing
-    /// key blocks this host only: the rest of the fleet is still served.
-    pub recipient: Result<HostRecipient, HostPubkeyError>,
+    /// `hostPubkey` as written (`None`: the profile has none).
+    pub host_pubkey: Option<String>,
+    /// [`HostEntry::recipient`], once asked for.
+    recipient: std::sync::OnceLock<Result<HostRecipient, HostPubkeyError>>,
     /// The host's secrets, by name.
     pub secrets: BTreeMap<SecretName, SecretEntry>,
 }
@@ -188,12 +189,36 @@ pub struct Profile {
     pub rekeyed_dir_rel: String,
     /// Hosts, by name.
     pub hosts: BTreeMap<HostName, HostEntry>,
+    /// Every distinct master file the hosts' secrets name, resolved, in
+    /// byte order of the path (each the `source` its secrets hold).
+    pub sources: Vec<std::sync::Arc<Path>>,
 }
 
 impl HostEntry {
     /// How messages name this target: `host web1`, `home web1.alice`.
     pub fn label(&self) -> String {
         format!("{} {}", self.kind, self.name)
+    }
+
+    /// The host's key, parsed and its point checked (decompression,
+    /// torsion: tens of microseconds, done on first use), or why it cannot
+    /// be used. A bad or missing key blocks this host only: the rest of the
+    /// fleet is still served.
+    pub fn recipient(&self) -> &Result<HostRecipient, HostPubkeyError> {
+        self.recipient
+            .get_or_init(|| match self.host_pubkey.as_deref() {
+                None => Err(HostPubkeyError::Missing),
+                Some(k) => HostRecipient::parse(k),
+            })
+    }
+
+    /// The key as [`HostRecipient::as_str`] would have it, without any
+    /// check of the key (`None` where [`HostEntry::recipient`] fails
+    /// anyway): what a stat record's stamp is compared with, so a host it
+    /// vouches for needs no point check (the stamp was written only for a
+    /// key that passed it).
+    pub fn unchecked_key(&self) -> Option<String> {
+        crate::operator::identity::normalized_host_key(self.host_pubkey.as_deref()?)
     }
 }
 
@@ -240,14 +265,21 @@ impl Profile {
     /// each of them can decrypt the others' rekeyed files.
     pub fn shared_host_keys(&self) -> Vec<(String, Vec<HostName>)> {
         let mut by_key: BTreeMap<&str, Vec<HostName>> = BTreeMap::new();
-        for h in self.hosts.values() {
-            if let Ok(r) = &h.recipient {
-                by_key.entry(r.as_str()).or_default().push(h.name.clone());
+        let keys: Vec<(Option<String>, &HostEntry)> = self
+            .hosts
+            .values()
+            .map(|h| (h.unchecked_key(), h))
+            .collect();
+        for (k, h) in &keys {
+            if let Some(k) = k {
+                by_key.entry(k.as_str()).or_default().push(h.name.clone());
             }
         }
+        // Only a usable key is shared (a bad one is its hosts' error): the
+        // point is checked for shared keys only.
         by_key
             .into_iter()
-            .filter(|(_, hosts)| hosts.len() > 1)
+            .filter(|(_, hosts)| hosts.len() > 1 && self.hosts[&hosts[0]].recipient().is_ok())
             .map(|(k, hosts)| (k.to_owned(), hosts))
             .collect()
     }
@@ -432,8 +464,8 @@ impl Profile {
         }
         drop(generators);
         // Then each host on its own, in parallel: its names checked, its
-        // key's point checked (decompression, torsion: tens of
-        // microseconds), its secrets mapped in name order (one pass). The
+        // secrets mapped in name order (one pass); its key is checked when
+        // first used (HostEntry::recipient). The
         // first error in host order is the one reported. The raw profile
         // is consumed: its strings move, none is copied.
         let hosts: Vec<HostEntry> = raw
@@ -446,10 +478,6 @@ impl Profile {
                     .host
                     .map(|o| HostName::new(o).map_err(name_err))
                     .transpose()?;
-                let recipient = match h.host_pubkey.as_deref() {
-                    None => Err(HostPubkeyError::Missing),
-                    Some(k) => HostRecipient::parse(k),
-                };
                 let secrets = h
                     .secrets
                     .into_iter()
@@ -468,7 +496,8 @@ impl Profile {
                     name,
                     kind: h.kind.unwrap_or_default(),
                     host: on_host,
-                    recipient,
+                    host_pubkey: h.host_pubkey,
+                    recipient: std::sync::OnceLock::new(),
                     secrets,
                 })
             })
@@ -477,6 +506,10 @@ impl Profile {
             .collect::<Result<_, _>>()?;
         let hosts: BTreeMap<HostName, HostEntry> =
             hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
+        let mut sources: Vec<std::sync::Arc<Path>> = resolved.into_values().collect();
+        sources.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        // Two spellings of one file (`./a.age`, `a.age`): listed once.
+        sources.dedup();
         Ok(Profile {
             path: path.to_owned(),
             root: root.to_owned(),
@@ -486,6 +519,7 @@ impl Profile {
             rekeyed_dir,
             rekeyed_dir_rel: raw.rekeyed_dir,
             hosts,
+            sources,
         })
     }
 }
@@ -666,7 +700,7 @@ mod tests {
         // A bad host key is that host's problem, kept as data: the profile
         // (and the rest of the fleet) is still usable.
         let p = parse(&with_host("h", "ssh-rsa AAAAB3NzaC1yc2E", "s", "s.age")).unwrap();
-        let e = p.hosts["h"].recipient.as_ref().unwrap_err().to_string();
+        let e = p.hosts["h"].recipient().as_ref().unwrap_err().to_string();
         assert!(e.contains("ssh-rsa"), "{e}");
     }
 
@@ -683,10 +717,10 @@ mod tests {
             );
             let p = parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(
-                p.hosts["new"].recipient.as_ref().unwrap_err(),
+                p.hosts["new"].recipient().as_ref().unwrap_err(),
                 &HostPubkeyError::Missing
             );
-            assert!(p.hosts["old"].recipient.is_ok());
+            assert!(p.hosts["old"].recipient().is_ok());
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::generate::{self, GenerateError, Pending};
 use super::identity::{self, IdentityError, Interaction, MasterIdentities};
-use super::profile::Profile;
+use super::profile::{HostEntry, Profile};
 use super::rekey::{
     self, lock, ExecuteOptions, HostFailure, Outcome, Pair, PairError, PairState, Plan, RekeyError,
     Removal, Scope, Staleness, Warning,
@@ -141,7 +141,7 @@ impl DryRun {
             rekey: stale + generated,
             remove: plan.removals.len(),
             failing: blocked - generated - host_blocked + plan.host_errors.len(),
-            current: plan.pairs.len() - stale - blocked,
+            current: plan.outputs() - stale - blocked,
         }
     }
 }
@@ -345,40 +345,72 @@ impl Absent {
 /// from the plan and the outcome: no stat per output), with their hosts'
 /// caches and their master files.
 fn untracked(profile: &Profile, scope: &Scope, absent: &Absent) -> Option<Vec<PathBuf>> {
-    let each = |f: &mut dyn FnMut(Asked)| asked(profile, scope, absent, f);
+    use rayon::prelude::*;
+    let layout = profile.layout();
+    let hosts: Vec<&HostEntry> = profile
+        .hosts
+        .values()
+        .filter(|h| scope.has_host(h.name.as_str()))
+        .collect();
+    let sources = || asked_sources(profile, scope);
     // The question as git's remembered answer is keyed: the rekeyed
     // directory, then each item as the names it is made of (the same
-    // walk as the paths below, without making a path per output).
+    // walk as the paths below, without making a path per output), each
+    // host's part made in parallel.
     let query = || {
-        super::rekey::record::digest_query(|d| {
-            d(profile.rekeyed_dir.as_os_str().as_encoded_bytes());
-            each(&mut |a| match a {
-                Asked::Output(h, s) => {
-                    d(b"o");
-                    d(h.as_bytes());
-                    d(s.as_bytes());
-                }
-                Asked::Cache(h) => {
-                    d(b"c");
-                    d(h.as_bytes());
-                }
-                Asked::Source(p) => {
-                    d(b"s");
-                    d(p.as_os_str().as_encoded_bytes());
-                }
+        use super::rekey::record::{digest_query, query_item};
+        let item = |q: &mut Vec<u8>, a: Asked| match a {
+            Asked::Output(h, s) => {
+                query_item(q, b"o");
+                query_item(q, h.as_bytes());
+                query_item(q, s.as_bytes());
+            }
+            Asked::Cache(h) => {
+                query_item(q, b"c");
+                query_item(q, h.as_bytes());
+            }
+            Asked::Source(p) => {
+                query_item(q, b"s");
+                query_item(q, p.as_os_str().as_encoded_bytes());
+            }
+        };
+        let mut head = Vec::new();
+        query_item(
+            &mut head,
+            profile.rekeyed_dir.as_os_str().as_encoded_bytes(),
+        );
+        let parts: Vec<Vec<u8>> = hosts
+            .par_iter()
+            .map(|h| {
+                let mut q = Vec::with_capacity(64 * h.secrets.len());
+                asked_host(&layout, scope, absent, h, &mut |a| item(&mut q, a));
+                q
             })
-        })
+            .collect();
+        let mut tail = Vec::new();
+        for s in sources() {
+            item(&mut tail, Asked::Source(s));
+        }
+        let all = std::iter::once(&head)
+            .chain(&parts)
+            .chain(std::iter::once(&tail));
+        digest_query(all.map(|p| p.as_slice()))
     };
     remembered(profile, query, || {
-        let layout = profile.layout();
         let mut paths = Vec::new();
-        each(&mut |a| {
+        let mut path = |a: Asked| {
             paths.push(match a {
                 Asked::Output(h, s) => layout.output(h, s),
                 Asked::Cache(h) => layout.cache_file(h),
                 Asked::Source(p) => p.to_owned(),
             })
-        });
+        };
+        for h in &hosts {
+            asked_host(&layout, scope, absent, h, &mut path);
+        }
+        for s in sources() {
+            path(Asked::Source(s));
+        }
         let mut untracked = super::git::untracked(&profile.root, &paths)?;
         // As bytes: a directory's files together, its cache first.
         untracked.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
@@ -396,39 +428,55 @@ enum Asked<'a> {
     Source(&'a Path),
 }
 
-/// Calls `f` with each file [`untracked`] asks about, always in the same
-/// order: host, then secret; each host's cache after its outputs; then
-/// each distinct master file, by path.
-fn asked<'p>(profile: &'p Profile, scope: &Scope, absent: &Absent, f: &mut dyn FnMut(Asked<'p>)) {
-    let layout = profile.layout();
-    // (By bytes: hashing a `Path` walks its components.)
-    let mut sources: HashSet<&std::ffi::OsStr> = HashSet::new();
-    for h in profile
-        .hosts
+/// Calls `f` with each file of `h` that [`untracked`] asks about, always
+/// in the same order: its outputs by secret, then its cache. (After every
+/// host, each distinct master file: [`asked_sources`].)
+fn asked_host<'p>(
+    layout: &crate::contract::layout::RekeyedLayout,
+    scope: &Scope,
+    absent: &Absent,
+    h: &'p HostEntry,
+    f: &mut dyn FnMut(Asked<'p>),
+) {
+    for s in h
+        .secrets
         .values()
-        .filter(|h| scope.has_host(h.name.as_str()))
+        .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
     {
-        for s in h
-            .secrets
-            .values()
-            .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-        {
-            sources.insert(s.source.as_os_str());
-            if !absent.has(&h.name, &s.name) {
-                f(Asked::Output(h.name.as_str(), s.name.as_str()));
-            }
-        }
-        // The NixOS module reads the cache at evaluation: it must be tracked too.
-        if layout.cache_file(h.name.as_str()).is_file() {
-            f(Asked::Cache(h.name.as_str()));
+        if !absent.has(&h.name, &s.name) {
+            f(Asked::Output(h.name.as_str(), s.name.as_str()));
         }
     }
-    // Each distinct source once; one that does not exist is not "untracked".
-    let mut sources: Vec<&std::ffi::OsStr> = sources.into_iter().collect();
-    sources.sort_unstable();
-    for s in sources.into_iter().map(Path::new).filter(|s| s.is_file()) {
-        f(Asked::Source(s));
+    // The NixOS module reads the cache at evaluation: it must be tracked too.
+    if layout.cache_file(h.name.as_str()).is_file() {
+        f(Asked::Cache(h.name.as_str()));
     }
+}
+
+/// The distinct master files of the pairs of `scope`, by path (bytes),
+/// that exist (one that does not is not "untracked").
+fn asked_sources<'p>(profile: &'p Profile, scope: &Scope) -> Vec<&'p Path> {
+    let mut sources: Vec<&Path> = match scope.is_all() {
+        true => profile.sources.iter().map(|p| &**p).collect(),
+        false => {
+            // (By bytes: hashing a `Path` walks its components.)
+            let used: HashSet<&std::ffi::OsStr> = profile
+                .hosts
+                .values()
+                .flat_map(|h| {
+                    h.secrets
+                        .values()
+                        .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
+                        .map(|s| s.source.as_os_str())
+                })
+                .collect();
+            let mut used: Vec<_> = used.into_iter().map(Path::new).collect();
+            used.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+            used
+        }
+    };
+    sources.retain(|s| s.is_file());
+    sources
 }
 
 /// git's answer (`ask`), or the one it gave last time for the same

@@ -276,7 +276,7 @@ impl CheckReport {
             version: REPORT_VERSION,
             command: "check".into(),
             current: problems.is_empty(),
-            outputs: self.plan.pairs.len(),
+            outputs: self.plan.outputs(),
             problems,
             warnings: self.plan.warnings.iter().map(warning_text).collect(),
         }

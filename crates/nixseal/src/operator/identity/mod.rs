@@ -19,8 +19,8 @@ use crate::common::crypto::{self, clean_age_message, DecryptFailure};
 pub mod fast_recipient;
 mod recipient;
 pub use recipient::{
-    build_recipients, parse_recipient, recipients_from, AnyRecipient, HostPubkeyError,
-    HostRecipient, RecipientError,
+    build_recipients, normalized_host_key, parse_recipient, recipients_from, AnyRecipient,
+    HostPubkeyError, HostRecipient, RecipientError,
 };
 
 /// How the library asks the operator for passphrases and plugin input.

@@ -78,6 +78,7 @@ impl HostRecipient {
             reason,
         })?;
         let normalized = format!("{kind} {b64}");
+        debug_assert_eq!(normalized_host_key(key).as_ref(), Some(&normalized));
         let recipient: age::ssh::Recipient = normalized
             .parse()
             .map_err(|e| malformed(ssh_key_problem(&e)))?;
@@ -100,6 +101,17 @@ impl HostRecipient {
     /// The age recipient.
     pub fn recipient(&self) -> &age::ssh::Recipient {
         &self.recipient
+    }
+}
+
+/// `ssh-ed25519 <base64>` of a key line, as [`HostRecipient::as_str`] has
+/// it once [`HostRecipient::parse`] accepted the line: the same words, no
+/// check of the key itself (`None` for a line `parse` refuses outright).
+pub fn normalized_host_key(key: &str) -> Option<String> {
+    let mut parts = key.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(SSH_ED25519), Some(b64)) => Some(format!("{SSH_ED25519} {b64}")),
+        _ => None,
     }
 }
 

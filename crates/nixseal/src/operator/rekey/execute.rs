@@ -53,6 +53,7 @@ pub fn execute(
     let mut outcome = Outcome::default();
     let Plan {
         pairs,
+        vouched,
         removals,
         layout,
         mut caches,
@@ -63,6 +64,7 @@ pub fn execute(
         ..
     } = plan;
     outcome.host_failures = host_errors;
+    outcome.unchanged = vouched;
     let rekeyed_dir = layout.dir().to_owned();
 
     let mut fates: BTreeMap<HostName, Vec<(SecretName, Fate)>> = BTreeMap::new();

@@ -9,8 +9,7 @@
 //! the directories above them (a bind mount), so a symlinked source
 //! directory pointing into the rekeyed tree is caught as well.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -76,14 +75,8 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
     let rd_phys = root_phys.join(&rel);
 
     let mut resolver = Resolver::default();
-    // Each distinct source once (hashed as bytes: cheap for big fleets),
-    // then in order.
-    let sources: HashSet<&OsStr> = profile
-        .hosts
-        .values()
-        .flat_map(|h| h.secrets.values().map(|s| s.source.as_os_str()))
-        .collect();
-    let sources: BTreeSet<&OsStr> = sources.into_iter().collect();
+    // Each distinct source once, in byte order (the profile's list).
+    let sources = profile.sources.iter().map(|s| s.as_os_str());
     // The same directory reached another way (a bind mount) has the same
     // device and inode: compared too when the rekeyed dir exists.
     let rd_id = if exists {
@@ -92,7 +85,7 @@ pub fn check_layout_with(profile: &Profile, identities: &[PathBuf]) -> Result<bo
     } else {
         None
     };
-    for source in sources.iter().map(Path::new) {
+    for source in sources.map(Path::new) {
         let phys = resolver.physical(source).map_err(rd_err(source))?;
         if phys.starts_with(&rd_phys) || resolver.below(&phys, rd_id) {
             return Err(RekeyError::Overlap {

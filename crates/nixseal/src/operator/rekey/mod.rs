@@ -333,8 +333,13 @@ pub enum Warning {
 /// What a rekey would do. Made without any identity.
 #[derive(Debug)]
 pub struct Plan {
-    /// Every (host, secret) pair in the profile, host then secret order.
+    /// Every (host, secret) pair in the profile, host then secret order,
+    /// but those of hosts the stat record vouched for as a whole (all
+    /// current: counted in `vouched`, not listed, so a no-op makes no
+    /// list of its outputs).
     pub pairs: Vec<Pair>,
+    /// How many current pairs `pairs` leaves out.
+    pub vouched: usize,
     /// Outputs, caches and directories of secrets or hosts that left the profile.
     pub removals: Vec<Removal>,
     /// Non-fatal findings.
@@ -398,6 +403,11 @@ impl Plan {
         self.pairs
             .iter()
             .filter(|p| matches!(p.state, PairState::Blocked(_)))
+    }
+
+    /// How many (host, secret) pairs the plan covers (listed or vouched for).
+    pub fn outputs(&self) -> usize {
+        self.pairs.len() + self.vouched
     }
 
     /// Whether running [`execute`] needs the master identity.

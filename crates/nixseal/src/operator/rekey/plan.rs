@@ -59,17 +59,22 @@ pub(crate) fn plan_checked(
     let mut source_errors: HashMap<&OsStr, std::sync::Arc<std::io::Error>> = HashMap::new();
     // Distinct first (a hash set: 100,000 pairs may share 100 sources),
     // then in order.
-    let sources: HashMap<&OsStr, &Path> = profile
-        .hosts
-        .values()
-        .flat_map(|h| {
-            h.secrets
-                .values()
-                .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                .map(|s| (s.source.as_os_str(), &*s.source))
-        })
-        .collect();
-    let sources: BTreeSet<&Path> = sources.into_values().collect();
+    // (The profile has the list of all of them.)
+    let sources: BTreeSet<&Path> = if scope.is_all() {
+        profile.sources.iter().map(|p| &**p).collect()
+    } else {
+        let sources: HashMap<&OsStr, &Path> = profile
+            .hosts
+            .values()
+            .flat_map(|h| {
+                h.secrets
+                    .values()
+                    .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
+                    .map(|s| (s.source.as_os_str(), &*s.source))
+            })
+            .collect();
+        sources.into_values().collect()
+    };
     // A source whose stat is the one recorded with its hash is not read.
     let hashed: Vec<(&Path, std::io::Result<(Stat, String)>)> = sources
         .into_par_iter()
@@ -112,6 +117,7 @@ pub(crate) fn plan_checked(
     }
 
     let mut pairs = Vec::new();
+    let mut vouched = 0;
     let mut removals = Vec::new();
     let mut warnings = Vec::new();
     let mut host_errors = Vec::new();
@@ -133,10 +139,15 @@ pub(crate) fn plan_checked(
         .collect();
     let mut records = BTreeMap::new();
     for (host, hp) in hosts.iter().zip(planned) {
-        if let Ok(r) = &host.recipient {
-            recipients.insert(host.name.clone(), r.clone());
+        // A host the record vouched for has nothing to encrypt (and its key
+        // was not parsed again: see plan_host).
+        if hp.vouched == 0 {
+            if let Ok(r) = host.recipient() {
+                recipients.insert(host.name.clone(), r.clone());
+            }
         }
         records.insert(host.name.clone(), hp.record);
+        vouched += hp.vouched;
         pairs.extend(hp.pairs);
         removals.extend(hp.removals);
         warnings.extend(hp.warnings);
@@ -191,6 +202,7 @@ pub(crate) fn plan_checked(
     Ok(Plan {
         layout: layout.clone(),
         pairs,
+        vouched,
         removals,
         warnings,
         host_errors,
@@ -220,6 +232,10 @@ struct HostPlan {
     record: HostRecord,
     /// Set when the host is blocked: its pairs are all `HostBlocked`.
     error: Option<HostError>,
+    /// The record vouched for the host as a whole (`unchanged_host`): all
+    /// current (this many pairs, not listed), nothing to remove, its key
+    /// not checked again. 0 otherwise.
+    vouched: usize,
 }
 
 fn plan_host(
@@ -238,7 +254,7 @@ fn plan_host(
             .values()
             .filter(|s| scope.has_pair(host.name.as_str(), s.name.as_str()))
     };
-    // Every selected pair in one state (a blocked or a vouched-for host).
+    // Every selected pair in one state (a blocked host).
     let all = |state: &dyn Fn() -> PairState| -> Vec<Pair> {
         selected()
             .map(|s| Pair {
@@ -261,21 +277,36 @@ fn plan_host(
         cache: HostCache::default(),
         record: HostRecord::default(),
         error: Some(error),
+        vouched: 0,
     };
     let mut warnings = Vec::new();
-    let recipient = match &host.recipient {
-        Ok(r) => r.as_str(),
+    // A whole host whose stamp names exactly this key: the key passed its
+    // point check when the stamp was written (only a usable key is ever
+    // stamped), so the no-op path below needs no check (tens of
+    // microseconds a host). Anything else checks it first.
+    let stamped_key = (scope.whole_hosts() && !host.secrets.is_empty())
+        .then(|| record.host_stamp())
+        .flatten()
+        .filter(|st| host.unchecked_key().as_deref() == Some(st.recipient.as_str()))
+        .map(|st| st.recipient.clone());
+    let checked = |host: &crate::operator::profile::HostEntry| match host.recipient() {
+        Ok(r) => Ok(r.as_str().to_owned()),
+        Err(e) => Err(e.clone()),
+    };
+    let recipient = match stamped_key.map_or_else(|| checked(host), Ok) {
+        Ok(r) => r,
         // Nothing is encrypted to a host without secrets: its key can wait
         // (its old outputs, if any, are still pruned).
         Err(e) if host.secrets.is_empty() => {
             warnings.push(Warning::UnusableHostKey {
                 host: host.name.clone(),
-                error: e.clone(),
+                error: e,
             });
-            ""
+            String::new()
         }
-        Err(e) => return blocked(HostError::Key(e.clone())),
+        Err(e) => return blocked(HostError::Key(e)),
     };
+    let recipient = recipient.as_str();
     let dir_kind = match kind_of(&dir) {
         Ok(k) => k,
         Err(source) => {
@@ -301,7 +332,7 @@ fn plan_host(
         if let Some(fd) = &dir_fd {
             if unchanged_host(host, fd, recipient, source_hashes, &record) {
                 return HostPlan {
-                    pairs: all(&|| PairState::Current),
+                    pairs: Vec::new(),
                     removals: Vec::new(),
                     warnings,
                     cache: HostCache::default(),
@@ -312,8 +343,15 @@ fn plan_host(
                         stamp: None,
                     },
                     error: None,
+                    vouched: selected().count(),
                 };
             }
+        }
+    }
+    // Planned file by file: the key is checked now, whatever the stamp said.
+    if let Err(e) = checked(host) {
+        if !host.secrets.is_empty() {
+            return blocked(HostError::Key(e));
         }
     }
     // Taken before the directory is listed and the cache read (a change
@@ -466,6 +504,7 @@ fn plan_host(
             stamp,
         },
         error: None,
+        vouched: 0,
     }
 }
 

@@ -145,18 +145,20 @@ pub struct HostStamp {
 /// file hash, in name order: what a [`HostStamp`] vouches for.
 pub fn digest<'a>(items: impl Iterator<Item = (&'a str, Stat, &'a [u8])>) -> Hex {
     use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    // Gathered, then hashed in one call (see digest_query).
+    let mut all = Vec::with_capacity(1 << 14);
     for (name, s, source) in items {
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(s.dev.to_le_bytes());
-        h.update(s.ino.to_le_bytes());
-        h.update(s.size.to_le_bytes());
-        h.update(s.mtime_ns.to_le_bytes());
-        h.update(s.ctime_ns.to_le_bytes());
-        h.update(source);
+        all.extend_from_slice(name.as_bytes());
+        all.push(0);
+        for field in [s.dev, s.ino, s.size] {
+            all.extend_from_slice(&field.to_le_bytes());
+        }
+        for field in [s.mtime_ns, s.ctime_ns] {
+            all.extend_from_slice(&field.to_le_bytes());
+        }
+        all.extend_from_slice(source);
     }
-    hex_of(&h.finalize())
+    hex_of(&sha2::Sha256::digest(&all))
 }
 
 /// What one record vouches for. The entries, sorted by name, are parsed
@@ -413,15 +415,21 @@ pub struct GitAnswer {
     pub untracked: Vec<PathBuf>,
 }
 
-/// sha256 (hex) of the byte strings `each` gives, in its order (each
-/// followed by a NUL: a question git is asked, described).
-pub fn digest_query(each: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Hex {
+/// One item of a question git is asked, described: its bytes and a NUL,
+/// appended to `question` (as [`digest_query`] reads them).
+pub fn query_item(question: &mut Vec<u8>, item: &[u8]) {
+    question.extend_from_slice(item);
+    question.push(0);
+}
+
+/// sha256 (hex) of a question: the parts, in order, each a run of
+/// [`query_item`]s (built in parallel, hashed one after the other).
+pub fn digest_query<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Hex {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    each(&mut |p| {
+    for p in parts {
         h.update(p);
-        h.update([0]);
-    });
+    }
     hex_of(&h.finalize())
 }
 
@@ -889,7 +897,14 @@ mod tests {
         std::fs::write(&index, b"DIRC").unwrap();
         let mut s = stat(&index);
         s.ctime_ns -= 2 * RACY_NS;
-        let q = digest_query(|f| f(b"a"));
+        let question = |items: &[&[u8]]| {
+            let mut q = Vec::new();
+            for i in items {
+                query_item(&mut q, i);
+            }
+            q
+        };
+        let q = digest_query([&question(&[b"a"])[..]]);
         let answer = GitAnswer {
             index: index.clone(),
             stat: s,
@@ -901,11 +916,13 @@ mod tests {
             GitAnswer::load(&dir, &index, &s, &q),
             Some(vec![PathBuf::from("rekeyed/a.age")])
         );
-        let other_q = digest_query(|f| {
-            f(b"a");
-            f(b"b")
-        });
-        assert_ne!(digest_query(|f| f(b"ab")), other_q);
+        let other_q = digest_query([&question(&[b"a", b"b"])[..]]);
+        assert_ne!(digest_query([&question(&[b"ab"])[..]]), other_q);
+        // Parts are one question, however it was split.
+        assert_eq!(
+            digest_query([&question(&[b"a"])[..], &question(&[b"b"])[..]]),
+            other_q
+        );
         assert_eq!(GitAnswer::load(&dir, &index, &s, &other_q), None);
         let mut moved = s;
         moved.mtime_ns += 1;
