@@ -13,10 +13,15 @@ use serde::{Deserialize, Serialize};
 /// The only profile version this build understands.
 pub const PROFILE_VERSION: u64 = 1;
 
-/// The fleet profile as written in JSON.
+/// The fleet profile as written in JSON. (`H`: how each host is read;
+/// [`RawHost`], or its JSON text for hosts read one by one in parallel.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawProfile {
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    bound(deserialize = "H: Deserialize<'de>")
+)]
+pub struct RawProfile<H = RawHost> {
     /// Must be 1.
     pub version: u64,
     /// Master identity files, relative to the flake root.
@@ -38,7 +43,7 @@ pub struct RawProfile {
     pub rekeyed_dir: String,
     /// Every host and the secrets it uses (a host named twice is an error).
     #[serde(default, deserialize_with = "crate::contract::json::unique_map")]
-    pub hosts: BTreeMap<String, RawHost>,
+    pub hosts: BTreeMap<String, H>,
 }
 
 /// One host in the profile.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::contract::layout::RekeyedLayout;
 use crate::contract::names::{HostName, NameError, SecretName};
-use crate::contract::profile::{RawProfile, TargetKind, PROFILE_VERSION};
+use crate::contract::profile::{RawHost, RawProfile, TargetKind, PROFILE_VERSION};
 use crate::operator::identity::{HostPubkeyError, HostRecipient};
 
 /// Why a profile was refused. Every variant names the profile file.
@@ -293,21 +293,49 @@ impl Profile {
         // A profile of another version says "version" rather than
         // "unknown field": on an error (only then: it is a second pass
         // over the whole fleet) the version is read on its own.
-        let raw: RawProfile = match serde_json::from_slice(bytes) {
-            Ok(raw) => raw,
-            Err(e) => {
-                #[derive(Deserialize)]
-                struct VersionOnly {
-                    version: Option<serde_json::Value>,
+        let raw: RawProfile = match Self::parse_hosts_apart(bytes) {
+            Some(raw) => raw,
+            None => match serde_json::from_slice(bytes) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    #[derive(Deserialize)]
+                    struct VersionOnly {
+                        version: Option<serde_json::Value>,
+                    }
+                    if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
+                        version_is_ours(v.version.as_ref(), path)?;
+                    }
+                    return Err(json_err(e));
                 }
-                if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
-                    version_is_ours(v.version.as_ref(), path)?;
-                }
-                return Err(json_err(e));
-            }
+            },
         };
         version_is_ours(Some(&serde_json::Value::from(raw.version)), path)?;
         Self::from_raw(raw, path, root)
+    }
+
+    /// The profile read in two steps: the document with each host's JSON
+    /// text set aside (its syntax and every other rule checked), then the
+    /// hosts, each on its own, in parallel. `None` on any error: the
+    /// profile is then read again in one piece, which says what is wrong
+    /// and where (line and column of the whole file).
+    fn parse_hosts_apart(bytes: &[u8]) -> Option<RawProfile> {
+        use rayon::prelude::*;
+        let apart: RawProfile<Box<serde_json::value::RawValue>> =
+            serde_json::from_slice(bytes).ok()?;
+        let hosts: Vec<(String, RawHost)> = apart
+            .hosts
+            .into_par_iter()
+            .map(|(name, text)| Some((name, serde_json::from_str(text.get()).ok()?)))
+            .collect::<Option<_>>()?;
+        Some(RawProfile {
+            version: apart.version,
+            identities: apart.identities,
+            extra_recipients: apart.extra_recipients,
+            identity_recipients: apart.identity_recipients,
+            rekeyed_dir: apart.rekeyed_dir,
+            // In name order already (a map's order).
+            hosts: hosts.into_iter().collect(),
+        })
     }
 
     fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
@@ -588,6 +616,46 @@ mod tests {
 
     fn parse(json: &str) -> Result<Profile, ProfileError> {
         Profile::parse(json.as_bytes(), Path::new("p.json"), Path::new("/flake"))
+    }
+
+    /// Hosts read apart (in parallel) give exactly what the whole document
+    /// gives, and nothing where it fails (then the whole document is read
+    /// again for the error): valid profiles, escapes, out-of-order and
+    /// repeated keys, unknown fields, wrong types, deep nesting, truncation
+    /// at every byte.
+    #[test]
+    fn hosts_read_apart_are_the_hosts_read_whole() {
+        let whole = |doc: &str| serde_json::from_str::<RawProfile>(doc).ok();
+        let docs = [
+            format!(r#"{{"version":1,"rekeyedDir":"./r","hosts":{{"a":{{"hostPubkey":"{KEY}","secrets":{{"s":{{"file":"./s.age"}},"t":{{"file":"./t.age","generator":"/g"}}}}}},"b\u0030":{{"kind":"home","host":"a","secrets":{{}}}}}}}}"#),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"b":{},"a":{"secrets":{"z":{"file":"z"},"y":{"file":"y"}}}}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"a":{},"a":{}}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"a":{"secrets":{"s":{"file":"x"},"s":{"file":"y"}}}}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"a":{"secret":{}}}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"a":{"secrets":{"s":{"file":1}}}}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{"a":[]}}"#.into(),
+            r#"{"version":1,"rekeyedDir":"./r","hosts":{},"hosts":{}}"#.into(),
+            r#"{"version":2,"rekeyedDir":"./r","hosts":{"a":{}}}"#.into(),
+            format!(r#"{{"version":1,"rekeyedDir":"./r","hosts":{{"a":{{"x":{}{}}}}}}}"#, "[".repeat(200), "]".repeat(200)),
+        ];
+        for doc in &docs {
+            assert_eq!(
+                Profile::parse_hosts_apart(doc.as_bytes()),
+                whole(doc),
+                "{doc}"
+            );
+            for cut in 0..doc.len() {
+                let Some(part) = doc.get(..cut) else { continue };
+                assert_eq!(Profile::parse_hosts_apart(part.as_bytes()), None, "{part}");
+            }
+        }
+        assert!(whole(&docs[0]).is_some() && whole(&docs[1]).is_some());
+        // An error is the one reading the whole file gives (its position).
+        let e = parse(&docs[3]).unwrap_err().to_string();
+        assert!(
+            e.contains("duplicate key \"s\"") && e.contains(" at line 1 column "),
+            "{e}"
+        );
     }
 
     fn with_host(host: &str, key: &str, secret: &str, file: &str) -> String {
