@@ -114,17 +114,29 @@ pub enum GenerateError {
 /// The master files that are missing and have a generator, one entry per
 /// file (several hosts may use it). No generator is run.
 pub fn pending(profile: &Profile) -> Vec<Pending> {
+    // Only a master file with a generator can be pending: each is looked
+    // at once, and the secrets are gone through only if one is missing.
+    let missing: std::collections::BTreeSet<&Path> = profile
+        .generators
+        .keys()
+        .map(|p| &**p)
+        .filter(|p| {
+            matches!(
+                std::fs::symlink_metadata(p),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
     let mut by_source: BTreeMap<&Path, Pending> = BTreeMap::new();
     for h in profile.hosts.values() {
         for s in h.secrets.values() {
             let Some(generator) = &s.generator else {
                 continue;
             };
-            let missing = matches!(
-                std::fs::symlink_metadata(&s.source),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound
-            );
-            if !missing {
+            if !missing.contains(&*s.source) {
                 continue;
             }
             by_source

@@ -3,7 +3,7 @@
 //! whose relative paths are resolved against the flake root and whose host
 //! keys are parsed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -192,6 +192,8 @@ pub struct Profile {
     /// Every distinct master file the hosts' secrets name, resolved, in
     /// byte order of the path (each the `source` its secrets hold).
     pub sources: Vec<std::sync::Arc<Path>>,
+    /// The master files that have a generator, and it (one per file).
+    pub generators: BTreeMap<std::sync::Arc<Path>, PathBuf>,
 }
 
 impl HostEntry {
@@ -451,20 +453,16 @@ impl Profile {
             }
         }
         // Each distinct `file` resolved once (hosts share master files):
-        // every secret that names it holds the same path.
-        let mut resolved: HashMap<String, std::sync::Arc<Path>> = HashMap::new();
+        // every secret that names it holds the same path. Each master file
+        // has at most one generator, whichever hosts use it. (One pass.)
+        let mut resolved: rustc_hash::FxHashMap<String, std::sync::Arc<Path>> = Default::default();
+        let mut generators: BTreeMap<std::sync::Arc<Path>, (&str, String)> = BTreeMap::new();
         for (host, h) in &raw.hosts {
             for (secret, s) in &h.secrets {
                 if !resolved.contains_key(s.file.as_str()) {
                     let p = rel(&|| format!("hosts.{host}.secrets.{secret}.file"), &s.file)?;
                     resolved.insert(s.file.clone(), p.into());
                 }
-            }
-        }
-        // Each master file has at most one generator, whichever hosts use it.
-        let mut generators: BTreeMap<&Path, (&str, String)> = BTreeMap::new();
-        for (host, h) in &raw.hosts {
-            for (secret, s) in &h.secrets {
                 let Some(g) = &s.generator else { continue };
                 if !Path::new(g).is_absolute() {
                     return Err(ProfileError::BadGenerator {
@@ -474,7 +472,8 @@ impl Profile {
                     });
                 }
                 let here = format!("{host}/{secret}");
-                match generators.get(&*resolved[s.file.as_str()]) {
+                let source = &resolved[s.file.as_str()];
+                match generators.get(source) {
                     Some((other, at)) if *other != g.as_str() => {
                         return Err(ProfileError::GeneratorConflict {
                             path: path.to_owned(),
@@ -485,12 +484,15 @@ impl Profile {
                     }
                     Some(_) => {}
                     None => {
-                        generators.insert(&resolved[s.file.as_str()], (g, here));
+                        generators.insert(source.clone(), (g, here));
                     }
                 }
             }
         }
-        drop(generators);
+        let generators: BTreeMap<std::sync::Arc<Path>, PathBuf> = generators
+            .into_iter()
+            .map(|(source, (g, _))| (source, PathBuf::from(g)))
+            .collect();
         // Then each host on its own, in parallel: its names checked, its
         // secrets mapped in name order (one pass); its key is checked when
         // first used (HostEntry::recipient). The
@@ -548,6 +550,7 @@ impl Profile {
             rekeyed_dir_rel: raw.rekeyed_dir,
             hosts,
             sources,
+            generators,
         })
     }
 }

@@ -2,6 +2,8 @@
 //! sources, the caches and the outputs, never from an identity.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -55,8 +57,8 @@ pub(crate) fn plan_checked(
     // sparse file is that secret's error, not a hang.
     // Keyed by the path's bytes (hashing a `Path` walks its components:
     // two look-ups per pair).
-    let mut source_hashes: HashMap<&OsStr, String> = HashMap::new();
-    let mut source_errors: HashMap<&OsStr, std::sync::Arc<std::io::Error>> = HashMap::new();
+    let mut source_hashes: FxHashMap<&OsStr, String> = Default::default();
+    let mut source_errors: FxHashMap<&OsStr, std::sync::Arc<std::io::Error>> = Default::default();
     // Distinct first (a hash set: 100,000 pairs may share 100 sources),
     // then in order.
     // (The profile has the list of all of them.)
@@ -242,8 +244,8 @@ fn plan_host(
     host: &crate::operator::profile::HostEntry,
     scope: &Scope,
     layout: &RekeyedLayout,
-    source_hashes: &HashMap<&OsStr, String>,
-    source_errors: &HashMap<&OsStr, std::sync::Arc<std::io::Error>>,
+    source_hashes: &FxHashMap<&OsStr, String>,
+    source_errors: &FxHashMap<&OsStr, std::sync::Arc<std::io::Error>>,
     record: Record,
 ) -> HostPlan {
     let dir = layout.host_dir(host.name.as_str());
@@ -520,7 +522,7 @@ fn unchanged_host(
     host: &crate::operator::profile::HostEntry,
     dir_fd: &rustix::fd::OwnedFd,
     recipient: &str,
-    source_hashes: &HashMap<&OsStr, String>,
+    source_hashes: &FxHashMap<&OsStr, String>,
     record: &Record,
 ) -> bool {
     let Some(stamp) = record.host_stamp() else {
