@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::common::fsutil::{self, sha256_hex};
@@ -234,7 +234,7 @@ impl Record {
 
     /// Reads the record `file`. Empty on any problem.
     pub fn load(dir: Option<&RecordDir>, file: &str) -> Self {
-        dir.and_then(|d| Self::parse(read_own(&d.dir.join(file))?, &d.scope))
+        dir.and_then(|d| Self::parse(read_own(d, file)?, &d.scope))
             .unwrap_or_default()
     }
 
@@ -450,7 +450,7 @@ impl GitAnswer {
 
     /// The remembered answer, if it is for exactly this question.
     pub fn load(dir: &RecordDir, index: &Path, stat: &Stat, query: &Hex) -> Option<Vec<PathBuf>> {
-        let bytes = read_own(&dir.dir.join(GIT_FILE))?;
+        let bytes = read_own(dir, GIT_FILE)?;
         let text = std::str::from_utf8(&bytes).ok()?;
         let mut lines = text.split_terminator('\n');
         if lines.next()? != MAGIC
@@ -507,6 +507,9 @@ pub const SOURCES_FILE: &str = "sources";
 #[derive(Debug, Clone)]
 pub struct RecordDir {
     dir: PathBuf,
+    /// The directory, opened once it was checked (records are opened by
+    /// their name in it: one path component, not the whole path, per host).
+    fd: std::sync::Arc<rustix::fd::OwnedFd>,
     /// The canonical rekeyed directory (each record names it).
     scope: PathBuf,
 }
@@ -538,8 +541,15 @@ impl RecordDir {
             }
             own_dir(&dir)?;
         }
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&dir, flags, Mode::empty()).ok()?;
+        // The directory opened is the one checked: still this user's own.
+        let st = rustix::fs::fstat(&fd).ok()?;
+        (st.st_uid == euid() && st.st_mode & 0o022 == 0).then_some(())?;
         Some(Self {
             dir,
+            fd: std::sync::Arc::new(fd),
             scope: canonical,
         })
     }
@@ -562,30 +572,35 @@ fn cache_home() -> Option<PathBuf> {
 /// writable by no one else.
 fn own_dir(dir: &Path) -> Option<()> {
     let m = std::fs::symlink_metadata(dir).ok()?;
-    (m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0)
-        .then_some(())
+    (m.is_dir() && m.uid() == euid() && m.mode() & 0o022 == 0).then_some(())
 }
 
-/// The bytes of a record: a regular file (never through a symlink, never a
-/// FIFO), owned by this user, writable by no one else, at most [`MAX_RECORD`].
-fn read_own(path: &Path) -> Option<Vec<u8>> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .ok()?;
-    let m = f.metadata().ok()?;
-    if !m.is_file()
-        || m.uid() != rustix::process::geteuid().as_raw()
-        || m.permissions().mode() & 0o022 != 0
-        || m.len() > MAX_RECORD
+/// This process's effective uid (it never changes it: asked once).
+fn euid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
+}
+
+/// The bytes of record `file` in `dir`: a regular file (never through a
+/// symlink, never a FIFO), owned by this user, writable by no one else, at
+/// most [`MAX_RECORD`]. (Records are replaced by a rename, never written
+/// in place: the size fstat gives is the file's, read in one call.)
+fn read_own(dir: &RecordDir, file: &str) -> Option<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&*dir.fd, file, flags, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    let len = u64::try_from(st.st_size).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        || st.st_uid != euid()
+        || st.st_mode & 0o022 != 0
+        || len > MAX_RECORD
     {
         return None;
     }
-    let mut bytes = Vec::with_capacity(m.len() as usize);
-    f.take(MAX_RECORD + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= MAX_RECORD).then_some(bytes)
+    let mut bytes = vec![0u8; len as usize];
+    std::fs::File::from(fd).read_exact(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Now, in nanoseconds since the epoch (as file times are).
@@ -621,7 +636,7 @@ pub fn hash_file(path: &Path, limit: u64) -> std::io::Result<(Stat, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn stat(path: &Path) -> Stat {
         Stat::of(&std::fs::symlink_metadata(path).unwrap())
@@ -691,8 +706,8 @@ mod tests {
         }
         // A record of another rekeyed directory (copied here) is not trusted.
         let other = RecordDir {
-            dir: dir.dir.clone(),
             scope: t.path().join("x"),
+            ..dir.clone()
         };
         assert_eq!(Record::load(Some(&other), "host-h"), Record::default());
     }
