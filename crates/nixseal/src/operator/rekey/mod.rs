@@ -471,8 +471,11 @@ pub const MAX_JOBS: usize = 1024;
 
 /// Starts the worker threads that plan and encrypt: `jobs`, or one per core
 /// (at most [`MAX_JOBS`]). Given explicitly, so `RAYON_NUM_THREADS` cannot
-/// ask for an absurd number. Call once, before the profile is read; later
-/// calls (or a pool someone else started) leave the pool as it is.
+/// ask for an absurd number. The calling thread is one of them (parallel
+/// work it starts begins on it, with no hand-over to another thread and
+/// back): call once, from the thread that runs the command, before the
+/// profile is read; later calls (or a pool someone else started) leave
+/// the pool as it is.
 pub fn init_threads(jobs: Option<usize>) -> Result<(), RekeyError> {
     static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     if STARTED.get().is_some() {
@@ -483,6 +486,7 @@ pub fn init_threads(jobs: Option<usize>) -> Result<(), RekeyError> {
         .clamp(1, MAX_JOBS);
     let r = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .use_current_thread()
         .build_global();
     let _ = STARTED.set(());
     r.map_err(|source| RekeyError::Threads { jobs: n, source })
