@@ -135,8 +135,19 @@ pub(crate) fn plan_checked(
     let planned: Vec<HostPlan> = hosts
         .par_iter()
         .map(|host| {
-            let record = Record::load(record_dir.as_ref(), &record::host_file(host.name.as_str()));
-            plan_host(host, scope, &layout, &source_hashes, &source_errors, record)
+            // Its start first: a host its stamp vouches for needs no more.
+            let file = record::host_file(host.name.as_str());
+            let record = Record::load_head(record_dir.as_ref(), &file);
+            let whole = || Record::load(record_dir.as_ref(), &file);
+            plan_host(
+                host,
+                scope,
+                &layout,
+                &source_hashes,
+                &source_errors,
+                record,
+                whole,
+            )
         })
         .collect();
     let mut records = BTreeMap::new();
@@ -247,6 +258,7 @@ fn plan_host(
     source_hashes: &FxHashMap<&OsStr, String>,
     source_errors: &FxHashMap<&OsStr, std::sync::Arc<std::io::Error>>,
     record: Record,
+    whole: impl FnOnce() -> Record,
 ) -> HostPlan {
     let dir = layout.host_dir(host.name.as_str());
     let output =
@@ -350,7 +362,12 @@ fn plan_host(
             }
         }
     }
-    // Planned file by file: the key is checked now, whatever the stamp said.
+    // Planned file by file: with every entry of the record,
+    let record = match record.is_partial() {
+        true => whole(),
+        false => record,
+    };
+    // and the key checked now, whatever the stamp said.
     if let Err(e) = checked(host) {
         if !host.secrets.is_empty() {
             return blocked(HostError::Key(e));

@@ -170,6 +170,8 @@ pub struct Record {
     text: String,
     body: usize,
     entries: std::sync::OnceLock<Vec<Entry>>,
+    /// Only its start was read (`load_head`): the stamp, no entry.
+    partial: bool,
 }
 
 impl PartialEq for Record {
@@ -234,8 +236,38 @@ impl Record {
 
     /// Reads the record `file`. Empty on any problem.
     pub fn load(dir: Option<&RecordDir>, file: &str) -> Self {
-        dir.and_then(|d| Self::parse(read_own(d, file)?, &d.scope))
+        dir.and_then(|d| Self::parse(read_own(d, file, MAX_RECORD)?.0, &d.scope))
             .unwrap_or_default()
+    }
+
+    /// Reads the start of the record `file`, enough for its host stamp: a
+    /// host the stamp vouches for needs nothing else (a record of 100
+    /// entries is 20 KB). A record longer than that is [`Record::partial`]:
+    /// its stamp only, no entry (it vouches for no single file);
+    /// [`Record::load`] reads it whole.
+    pub fn load_head(dir: Option<&RecordDir>, file: &str) -> Self {
+        dir.and_then(|d| {
+            let (bytes, whole) = read_own(d, file, HEAD)?;
+            match whole {
+                true => Self::parse(bytes, &d.scope),
+                false => {
+                    // Cut at the last whole line (a line cut short is not parsed).
+                    let end = bytes.iter().rposition(|b| *b == b'\n')? + 1;
+                    let mut head = Self::parse(bytes[..end].to_vec(), &d.scope)?;
+                    head.text = String::new();
+                    head.body = 0;
+                    head.partial = true;
+                    Some(head)
+                }
+            }
+        })
+        .unwrap_or_default()
+    }
+
+    /// Read by [`Record::load_head`] from a longer record: its host stamp
+    /// only.
+    pub fn is_partial(&self) -> bool {
+        self.partial
     }
 
     fn parse(bytes: Vec<u8>, scope: &Path) -> Option<Self> {
@@ -271,6 +303,7 @@ impl Record {
             text,
             body,
             entries: std::sync::OnceLock::new(),
+            partial: false,
         })
     }
 
@@ -316,6 +349,7 @@ impl Record {
             text: String::new(),
             body: 0,
             entries: entries.into(),
+            partial: false,
         };
         if new == *old {
             return;
@@ -450,7 +484,7 @@ impl GitAnswer {
 
     /// The remembered answer, if it is for exactly this question.
     pub fn load(dir: &RecordDir, index: &Path, stat: &Stat, query: &Hex) -> Option<Vec<PathBuf>> {
-        let bytes = read_own(dir, GIT_FILE)?;
+        let (bytes, _) = read_own(dir, GIT_FILE, MAX_RECORD)?;
         let text = std::str::from_utf8(&bytes).ok()?;
         let mut lines = text.split_terminator('\n');
         if lines.next()? != MAGIC
@@ -497,6 +531,10 @@ impl GitAnswer {
 pub fn host_file(host: &str) -> String {
     format!("host-{host}")
 }
+
+/// What [`Record::load_head`] reads: the magic, scope and host lines of
+/// any record whose scope is a path of ordinary length.
+const HEAD: u64 = 8 << 10;
 
 /// The record file of the master files.
 pub const SOURCES_FILE: &str = "sources";
@@ -581,11 +619,12 @@ fn euid() -> u32 {
     *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
-/// The bytes of record `file` in `dir`: a regular file (never through a
-/// symlink, never a FIFO), owned by this user, writable by no one else, at
-/// most [`MAX_RECORD`]. (Records are replaced by a rename, never written
-/// in place: the size fstat gives is the file's, read in one call.)
-fn read_own(dir: &RecordDir, file: &str) -> Option<Vec<u8>> {
+/// The bytes of record `file` in `dir` — at most `max` of them, and
+/// whether that is the whole file: a regular file (never through a symlink,
+/// never a FIFO), owned by this user, writable by no one else, at most
+/// [`MAX_RECORD`]. (Records are replaced by a rename, never written in
+/// place: the size fstat gives is the file's, read in one call.)
+fn read_own(dir: &RecordDir, file: &str, max: u64) -> Option<(Vec<u8>, bool)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(&*dir.fd, file, flags, Mode::empty()).ok()?;
@@ -598,9 +637,9 @@ fn read_own(dir: &RecordDir, file: &str) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let mut bytes = vec![0u8; len as usize];
+    let mut bytes = vec![0u8; len.min(max) as usize];
     std::fs::File::from(fd).read_exact(&mut bytes).ok()?;
-    Some(bytes)
+    Some((bytes, len <= max))
 }
 
 /// Now, in nanoseconds since the epoch (as file times are).
@@ -845,6 +884,52 @@ mod tests {
             digest([("a", v.stat, src), ("b", v.stat, src)].into_iter()),
             digest([("b", v.stat, src), ("a", v.stat, src)].into_iter())
         );
+    }
+
+    /// The head of a long record is its stamp and nothing else: no entry
+    /// of a record read in part is believed; read whole, all are. A short
+    /// record's head is the whole record.
+    #[test]
+    fn the_head_of_a_record_vouches_for_its_host_only() {
+        let (_t, dir, file) = setup();
+        let (one, _) = stamped(&file);
+        let v = one["a"];
+        let src = v.source.unwrap();
+        let many: BTreeMap<String, Verified> = (0..200).map(|i| (format!("s{i:04}"), v)).collect();
+        let (_, stamp) = stamped(&file);
+        let stamp = HostStamp {
+            digest: digest(many.keys().map(|n| (n.as_str(), v.stat, &src[..]))),
+            ..stamp
+        };
+        Record::store(
+            Some(&dir),
+            "h",
+            &Record::default(),
+            many,
+            Some(stamp.clone()),
+        );
+        assert!(std::fs::metadata(dir.dir.join("h")).unwrap().len() > HEAD);
+        let head = Record::load_head(Some(&dir), "h");
+        assert!(head.is_partial());
+        assert_eq!(head.host_stamp(), Some(&stamp));
+        assert_eq!(head.vouches_for(), 0);
+        assert_eq!(head.trusted("s0000", &v.stat), None);
+        let whole = Record::load(Some(&dir), "h");
+        assert!(!whole.is_partial());
+        assert_eq!(
+            (whole.host_stamp(), whole.vouches_for()),
+            (Some(&stamp), 200)
+        );
+        assert!(whole.trusted("s0199", &v.stat).is_some());
+        // Short: read whole at once.
+        let (e, stamp) = stamped(&file);
+        Record::store(Some(&dir), "s", &Record::default(), e, Some(stamp));
+        let head = Record::load_head(Some(&dir), "s");
+        assert!(!head.is_partial());
+        assert_eq!(head, Record::load(Some(&dir), "s"));
+        assert!(head.trusted("a", &v.stat).is_some());
+        // No record, or not a record: nothing.
+        assert_eq!(Record::load_head(Some(&dir), "absent"), Record::default());
     }
 
     /// Mutated records (bytes flipped, cut, lines repeated or swapped: a
