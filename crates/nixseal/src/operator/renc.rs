@@ -359,16 +359,14 @@ fn untracked(profile: &Profile, scope: &Scope, absent: &Absent) -> Option<Vec<Pa
     // host's part made in parallel.
     let query = || {
         use super::rekey::record::{digest_query, query_item};
+        // (Each host's part starts with its name: its outputs and cache
+        // are named by the secret alone, or not at all.)
         let item = |q: &mut Vec<u8>, a: Asked| match a {
-            Asked::Output(h, s) => {
+            Asked::Output(_, s) => {
                 query_item(q, b"o");
-                query_item(q, h.as_bytes());
                 query_item(q, s.as_bytes());
             }
-            Asked::Cache(h) => {
-                query_item(q, b"c");
-                query_item(q, h.as_bytes());
-            }
+            Asked::Cache(_) => query_item(q, b"c"),
             Asked::Source(p) => {
                 query_item(q, b"s");
                 query_item(q, p.as_os_str().as_encoded_bytes());
@@ -382,7 +380,9 @@ fn untracked(profile: &Profile, scope: &Scope, absent: &Absent) -> Option<Vec<Pa
         let parts: Vec<Vec<u8>> = hosts
             .par_iter()
             .map(|h| {
-                let mut q = Vec::with_capacity(64 * h.secrets.len());
+                let mut q = Vec::with_capacity(64 + 32 * h.secrets.len());
+                query_item(&mut q, b"h");
+                query_item(&mut q, h.name.as_str().as_bytes());
                 asked_host(&layout, scope, absent, h, &mut |a| item(&mut q, a));
                 q
             })

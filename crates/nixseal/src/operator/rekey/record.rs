@@ -247,7 +247,10 @@ impl Record {
     /// [`Record::load`] reads it whole.
     pub fn load_head(dir: Option<&RecordDir>, file: &str) -> Self {
         dir.and_then(|d| {
-            let (bytes, whole) = read_own(d, file, HEAD)?;
+            // Magic, scope (its length known) and host lines: well under
+            // `HEAD` past the scope.
+            let head = HEAD + d.scope.as_os_str().len() as u64;
+            let (bytes, whole) = read_own(d, file, head)?;
             match whole {
                 true => Self::parse(bytes, &d.scope),
                 false => {
@@ -532,9 +535,9 @@ pub fn host_file(host: &str) -> String {
     format!("host-{host}")
 }
 
-/// What [`Record::load_head`] reads: the magic, scope and host lines of
-/// any record whose scope is a path of ordinary length.
-const HEAD: u64 = 8 << 10;
+/// What [`Record::load_head`] reads past the scope line: the magic and the
+/// host line (two stats, a digest and a key: about 300 bytes).
+const HEAD: u64 = 1 << 10;
 
 /// The record file of the master files.
 pub const SOURCES_FILE: &str = "sources";
@@ -908,7 +911,8 @@ mod tests {
             many,
             Some(stamp.clone()),
         );
-        assert!(std::fs::metadata(dir.dir.join("h")).unwrap().len() > HEAD);
+        let head = HEAD + dir.scope.as_os_str().len() as u64;
+        assert!(std::fs::metadata(dir.dir.join("h")).unwrap().len() > head);
         let head = Record::load_head(Some(&dir), "h");
         assert!(head.is_partial());
         assert_eq!(head.host_stamp(), Some(&stamp));
