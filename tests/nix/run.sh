@@ -878,7 +878,8 @@ t_module_export() {
     mod=${ref#nixseal::}; ty=${mod#*::}; mod=${mod%%::*}
     # The module's file wherever the library keeps it (contract/, operator/, host/).
     mapfile -t files < <(find "$NIXSEAL_REPO/crates/nixseal/src" -path "*/$mod.rs" -o -path "*/$mod/mod.rs")
-    grep -qs "pub struct $ty " "${files[@]}" ||
+    # (A generic type too: `pub struct RawProfile<H = RawHost>`.)
+    grep -qsE "pub struct $ty( |<)" "${files[@]}" ||
       fail "$ref: crates/nixseal/src has no $mod module defining struct $ty"
     n=$((n + 1))
   done
