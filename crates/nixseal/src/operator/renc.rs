@@ -456,25 +456,7 @@ fn asked_host<'p>(
 /// The distinct master files of the pairs of `scope`, by path (bytes),
 /// that exist (one that does not is not "untracked").
 fn asked_sources<'p>(profile: &'p Profile, scope: &Scope) -> Vec<&'p Path> {
-    let mut sources: Vec<&Path> = match scope.is_all() {
-        true => profile.sources.iter().map(|p| &**p).collect(),
-        false => {
-            // (By bytes: hashing a `Path` walks its components.)
-            let used: HashSet<&std::ffi::OsStr> = profile
-                .hosts
-                .values()
-                .flat_map(|h| {
-                    h.secrets
-                        .values()
-                        .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                        .map(|s| s.source.as_os_str())
-                })
-                .collect();
-            let mut used: Vec<_> = used.into_iter().map(Path::new).collect();
-            used.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-            used
-        }
-    };
+    let mut sources = scope.sources(profile);
     sources.retain(|s| s.is_file());
     sources
 }

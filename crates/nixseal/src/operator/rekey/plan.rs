@@ -1,7 +1,7 @@
 //! Planning: what is current, stale or left over — read from the profile, the
 //! sources, the caches and the outputs, never from an identity.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use std::ffi::OsStr;
@@ -59,24 +59,8 @@ pub(crate) fn plan_checked(
     // two look-ups per pair).
     let mut source_hashes: FxHashMap<&OsStr, String> = Default::default();
     let mut source_errors: FxHashMap<&OsStr, std::sync::Arc<std::io::Error>> = Default::default();
-    // Distinct first (a hash set: 100,000 pairs may share 100 sources),
-    // then in order.
-    // (The profile has the list of all of them.)
-    let sources: BTreeSet<&Path> = if scope.is_all() {
-        profile.sources.iter().map(|p| &**p).collect()
-    } else {
-        let sources: HashMap<&OsStr, &Path> = profile
-            .hosts
-            .values()
-            .flat_map(|h| {
-                h.secrets
-                    .values()
-                    .filter(|s| scope.has_pair(h.name.as_str(), s.name.as_str()))
-                    .map(|s| (s.source.as_os_str(), &*s.source))
-            })
-            .collect();
-        sources.into_values().collect()
-    };
+    // Each distinct master file once (100,000 pairs may share 100).
+    let sources = scope.sources(profile);
     // A source whose stat is the one recorded with its hash is not read.
     let hashed: Vec<(&Path, std::io::Result<(Stat, String)>)> = sources
         .into_par_iter()

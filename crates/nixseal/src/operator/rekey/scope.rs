@@ -134,6 +134,28 @@ impl Scope {
     pub fn whole_hosts(&self) -> bool {
         self.secrets.is_empty()
     }
+
+    /// The distinct master files the pairs of this run use, in byte order
+    /// of the path (unscoped: the profile's list).
+    pub fn sources<'p>(&self, profile: &'p Profile) -> Vec<&'p std::path::Path> {
+        if self.is_all() {
+            return profile.sources.iter().map(|p| &**p).collect();
+        }
+        // (By bytes: hashing a `Path` walks its components.)
+        let used: std::collections::HashSet<&std::ffi::OsStr> = profile
+            .hosts
+            .values()
+            .flat_map(|h| {
+                h.secrets
+                    .values()
+                    .filter(|s| self.has_pair(h.name.as_str(), s.name.as_str()))
+                    .map(|s| s.source.as_os_str())
+            })
+            .collect();
+        let mut used: Vec<&std::path::Path> = used.into_iter().map(std::path::Path::new).collect();
+        used.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        used
+    }
 }
 
 impl crate::common::error::Classify for ScopeError {
