@@ -2,12 +2,11 @@
 //! sources, the caches and the outputs, never from an identity.
 
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use super::record::{self, Record, RecordDir, Stat};
 use super::{
