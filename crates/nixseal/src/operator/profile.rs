@@ -1,7 +1,7 @@
 //! The fleet profile, validated: [`RawProfile`] (the JSON contract, in
 //! `contract::profile`) turned into a [`Profile`] whose names are checked,
 //! whose relative paths are resolved against the flake root and whose host
-//! keys are parsed.
+//! keys are parsed and checked when first used ([`HostEntry::recipient`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
