@@ -462,7 +462,7 @@ fn asked_sources<'p>(profile: &'p Profile, scope: &Scope) -> Vec<&'p Path> {
 }
 
 /// git's answer (`ask`), or the one it gave last time for the same
-/// question (`query`) while its index file has not changed since (record.rs,
+/// question (`query`) while its index file has not changed since (record/git_answer.rs,
 /// [`GitAnswer`]): a no-op runs no git.
 fn remembered(
     profile: &Profile,
