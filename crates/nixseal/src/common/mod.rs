@@ -5,3 +5,5 @@ pub mod crypto;
 pub mod error;
 pub mod fsutil;
 pub mod hardening;
+#[cfg(test)]
+pub(crate) mod test_rng;

@@ -194,13 +194,7 @@ mod tests {
     #[test]
     fn the_quick_check_agrees_with_the_full_one() {
         let alphabet: Vec<char> = "aZ09-_.+=/\0\n é~ ".chars().collect();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::common::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..50_000 {
             let len = (next() % 14) as usize;
             let name: String = (0..len)

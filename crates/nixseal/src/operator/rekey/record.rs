@@ -860,13 +860,7 @@ mod tests {
         Record::store(Some(&dir), "h", &Record::default(), e, Some(stamp));
         let good = std::fs::read(dir.dir.join("h")).unwrap();
         assert!(Record::parse(good.clone(), &dir.scope).is_some());
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::common::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..5000 {
             let mut b = good.clone();
             for _ in 0..1 + next() % 4 {
