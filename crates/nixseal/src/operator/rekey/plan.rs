@@ -286,11 +286,14 @@ fn plan_host(
         .flatten()
         .filter(|st| host.unchecked_key().as_deref() == Some(st.recipient.as_str()))
         .map(|st| st.recipient.clone());
-    let checked = |host: &crate::operator::profile::HostEntry| match host.recipient() {
-        Ok(r) => Ok(r.as_str().to_owned()),
-        Err(e) => Err(e.clone()),
-    };
-    let recipient = match stamped_key.map_or_else(|| checked(host), Ok) {
+    let key_unchecked = stamped_key.is_some();
+    let recipient = match stamped_key.map_or_else(
+        || match host.recipient() {
+            Ok(r) => Ok(r.as_str().to_owned()),
+            Err(e) => Err(e.clone()),
+        },
+        Ok,
+    ) {
         Ok(r) => r,
         // Nothing is encrypted to a host without secrets: its key can wait
         // (its old outputs, if any, are still pruned).
@@ -350,10 +353,11 @@ fn plan_host(
         true => whole(),
         false => record,
     };
-    // and the key checked now, whatever the stamp said.
-    if let Err(e) = checked(host) {
-        if !host.secrets.is_empty() {
-            return blocked(HostError::Key(e));
+    // and the key checked now if the stamp spared it (a stamped key is of
+    // a host with secrets).
+    if key_unchecked {
+        if let Err(e) = host.recipient() {
+            return blocked(HostError::Key(e.clone()));
         }
     }
     // Taken before the directory is listed and the cache read (a change
