@@ -16,8 +16,8 @@
 //! directory per rekeyed directory (`<key>`: sha256 of its canonical path),
 //! one file per host (`host-<name>`) and one for the master files
 //! (`sources`); git's last answer sits beside them (`git`: [`GitAnswer`],
-//! in `record/git_answer.rs`). It holds sha256s of ciphertexts and stat fields only —
-//! nothing derived from a plaintext — and is written atomically, with mode
+//! in `record/git_answer.rs`). It holds sha256s of ciphertexts and stat
+//! fields only — nothing derived from a plaintext — and is written atomically, with mode
 //! 0600 in directories of mode 0700. A record that is not a regular file
 //! owned by this user (a symlink, a FIFO, another user's), that is writable
 //! by others, larger than [`MAX_RECORD`], of another version or another
@@ -246,7 +246,7 @@ impl Record {
 
     /// Reads the start of the record `file`, enough for its host stamp: a
     /// host the stamp vouches for needs nothing else (a record of 100
-    /// entries is 20 KB). A record longer than that is [`Record::partial`]:
+    /// entries is 20 KB). A record longer than that is [partial](Record::is_partial):
     /// its stamp only, no entry (it vouches for no single file);
     /// [`Record::load`] reads it whole.
     pub fn load_head(dir: Option<&RecordDir>, file: &str) -> Self {
@@ -260,7 +260,9 @@ impl Record {
                 false => {
                     // Cut at the last whole line (a line cut short is not parsed).
                     let end = bytes.iter().rposition(|b| *b == b'\n')? + 1;
-                    let mut head = Self::parse(bytes[..end].to_vec(), &d.scope)?;
+                    let mut bytes = bytes;
+                    bytes.truncate(end);
+                    let mut head = Self::parse(bytes, &d.scope)?;
                     head.text = String::new();
                     head.body = 0;
                     head.partial = true;
@@ -500,7 +502,7 @@ impl RecordDir {
         let fd = rustix::fs::open(&dir, flags, Mode::empty()).ok()?;
         // The directory opened is the one checked: still this user's own.
         let st = rustix::fs::fstat(&fd).ok()?;
-        (st.st_uid == euid() && st.st_mode & 0o022 == 0).then_some(())?;
+        own(st.st_uid, st.st_mode).then_some(())?;
         Some(Self {
             dir,
             fd: std::sync::Arc::new(fd),
@@ -526,7 +528,13 @@ fn cache_home() -> Option<PathBuf> {
 /// writable by no one else.
 fn own_dir(dir: &Path) -> Option<()> {
     let m = std::fs::symlink_metadata(dir).ok()?;
-    (m.is_dir() && m.uid() == euid() && m.mode() & 0o022 == 0).then_some(())
+    (m.is_dir() && own(m.uid(), m.mode())).then_some(())
+}
+
+/// Whether a file of owner `uid` and mode `mode` is this user's own and
+/// writable by no one else.
+fn own(uid: u32, mode: u32) -> bool {
+    uid == euid() && mode & 0o022 == 0
 }
 
 /// This process's effective uid (it never changes it: asked once).
@@ -547,8 +555,7 @@ fn read_own(dir: &RecordDir, file: &str, max: u64) -> Option<(Vec<u8>, bool)> {
     let st = rustix::fs::fstat(&fd).ok()?;
     let len = u64::try_from(st.st_size).ok()?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
-        || st.st_uid != euid()
-        || st.st_mode & 0o022 != 0
+        || !own(st.st_uid, st.st_mode)
         || len > MAX_RECORD
     {
         return None;
