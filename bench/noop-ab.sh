@@ -5,7 +5,10 @@
 # user+sys CPU ms of each, and the ratio new/base. Also, interleaved with
 # them, the floor: one lstat of every output on the same cores and nothing
 # else (renc-bench floor), which no no-op that looks at each output can
-# beat, and the ratio new/floor.
+# beat, and the ratio new/floor. The new binary is timed twice a round:
+# `new` answered by the fleet stamp the run before it left, and `hosts`
+# with that stamp removed first (the no-op planned host by host, as the
+# first run after a profile change is; it leaves the stamp again).
 #
 #   BASE=/path/to/old/nixseal NEW=target/release/nixseal bash bench/noop-ab.sh
 #   RENC_SIZES="1000x100" RENC_ROUNDS=5 ...      (default 50x50 200x100, 15 rounds)
@@ -38,10 +41,12 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
   [[ -z $(cd "$f" && git status --porcelain) ]] || { echo "fleet not clean" >&2; exit 1; }
   for ((i = 0; i < ${RENC_ROUNDS:-15}; i++)); do
     $B floor "$f" >>"$work/$size-floor"
-    for v in base new; do
-      bin=$BASE; [[ $v == new ]] && bin=$NEW
+    for v in base hosts new; do
+      bin=$NEW x=new
+      [[ $v == base ]] && bin=$BASE x=base
+      [[ $v == hosts ]] && rm -rf "$(xdg new)/nixseal/renc-fleet"
       # bash's own `time`: milliseconds (wall, user, sys) of the one process.
-      out=$(cd "$f" && export XDG_CACHE_HOME=$(xdg $v) && { TIMEFORMAT='%3R %3U %3S'; time "$bin" renc --profile profile.json >"$work/out" 2>"$work/err"; } 2>&1)
+      out=$(cd "$f" && export XDG_CACHE_HOME=$(xdg $x) && { TIMEFORMAT='%3R %3U %3S'; time "$bin" renc --profile profile.json >"$work/out" 2>"$work/err"; } 2>&1)
       if ! grep -q ' 0 rekeyed, [0-9]* unchanged, 0 removed, 0 failed' "$work/out" || [[ -s $work/err ]]; then
         echo "not a clean no-op:" >&2; head -3 "$work/out" "$work/err" >&2; exit 1
       fi
@@ -51,8 +56,8 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
     done
   done
   printf '%s (%d pairs), %s rounds:\n' "$size" $((H * S)) "${RENC_ROUNDS:-15}"
-  for v in base new; do
-    printf '  %-4s wall best %7.1f ms, median %7.1f ms; CPU (user+sys) median %7.1f ms\n' "$v" \
+  for v in base hosts new; do
+    printf '  %-5s wall best %7.1f ms, median %7.1f ms; CPU (user+sys) median %7.1f ms\n' "$v" \
       "$(sort -g "$work/$size-$v-wall" | head -1 | awk '{print $1*1000}')" \
       "$(med <"$work/$size-$v-wall" | awk '{print $1*1000}')" \
       "$(med <"$work/$size-$v-cpu" | awk '{print $1*1000}')"
@@ -66,6 +71,9 @@ for size in ${RENC_SIZES:-50x50 200x100}; do
     -v bm="$(med <"$work/$size-base-wall")" -v nm="$(med <"$work/$size-new-wall")" \
     -v bc="$(med <"$work/$size-base-cpu")" -v nc="$(med <"$work/$size-new-cpu")" \
     'BEGIN{printf "  new/base: wall %.2fx best, %.2fx median; CPU %.2fx median\n", nb/bb, nm/bm, nc/bc}'
+  awk -v bb="$(sort -g "$work/$size-base-wall" | head -1)" -v nb="$(sort -g "$work/$size-hosts-wall" | head -1)" \
+    -v bm="$(med <"$work/$size-base-wall")" -v nm="$(med <"$work/$size-hosts-wall")" \
+    'BEGIN{printf "  hosts/base: wall %.2fx best, %.2fx median\n", nb/bb, nm/bm}'
   rm -rf "$f"
 done
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

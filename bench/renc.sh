@@ -10,7 +10,9 @@
 #   - full renc (outputs removed first) and its ratio to both loops;
 #   - the first no-op after outputs were written (it hashes every output and
 #     records their stat: see docs/benchmarks.md) and the settled no-op (it
-#     trusts the stat record: one lstat per output);
+#     trusts the stat record: one lstat per output), host by host (the fleet
+#     stamp removed first, as after a profile change) and answered by the
+#     fleet stamp (docs/operator.md);
 #   - renc after one master secret changed (H outputs rewritten);
 #   - peak RSS of the full renc and of the no-op (/usr/bin/time -v).
 # Rounds are interleaved (bare, full outside git, full in git, ...), each
@@ -41,6 +43,8 @@ stats() {
     printf "%9.1f / %9.1f ms (%d runs)", v[1]*1000, m*1000, NR}'
 }
 best() { sort -g "$1" | head -1; }
+# The fleet stamp's directory of the flake at DIR (record.rs, RecordDir::fleet_of).
+fleet_key() { printf %s "$(realpath "$1")" | sha256sum | cut -c1-32; }
 med() { sort -g "$1" | awk '{v[NR]=$1} END{print NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v a="$(best "$1")" -v b="$(best "$2")" -v c="$(med "$1")" -v d="$(med "$2")" \
   'BEGIN{printf "%.2fx best, %.2fx median", a/b, c/d}'; }
@@ -77,6 +81,10 @@ for size in $SIZES; do
     for v in plain git; do (cd "$work/$v" && renc >/dev/null); done
     for k in 1 2 3; do
       for v in plain git; do
+        # Host by host (its fleet stamp removed; the run leaves it again),
+        # then answered by the fleet stamp.
+        $B time "$work/$v" "rm -f '$XDG_CACHE_HOME/nixseal/renc-fleet/$(fleet_key "$work/$v")/fleet'" \
+          -- "$N" renc --profile profile.json >>"$r/noop-hosts-$v"
         $B time "$work/$v" true -- "$N" renc --profile profile.json >>"$r/noop-$v"
       done
     done
@@ -101,7 +109,8 @@ for size in $SIZES; do
       "$(stats "$r/full-$v")" "$(ratio "$r/full-$v" "$r/bare")" "$(ratio "$r/full-$v" "$r/barew")"
     printf '    per pair, full renc:    %9.1f us (best)\n' "$(echo "$(best "$r/full-$v") * 1000000 / $pairs" | bc -l)"
     printf '    first no-op (hashes):   %s\n' "$(stats "$r/noop1-$v")"
-    printf '    no-op (stat record):    %s\n' "$(stats "$r/noop-$v")"
+    printf '    no-op, host by host:    %s\n' "$(stats "$r/noop-hosts-$v")"
+    printf '    no-op, fleet stamp:     %s\n' "$(stats "$r/noop-$v")"
     printf '    one secret changed:     %s   (%d outputs rewritten)\n' "$(stats "$r/changed-$v")" "$H"
     printf '    peak RSS: full %s MB, first no-op %s MB, no-op %s MB\n' \
       "$(cat "$r/rss-full-$v")" "$(cat "$r/rss-noop1-$v")" "$(cat "$r/rss-noop-$v")"

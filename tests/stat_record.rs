@@ -179,9 +179,227 @@ fn noop_opens_no_output_and_believes_the_record() {
     );
 
     let before = std::fs::read(f.output("web1", "db")).unwrap();
+    // (The fleet stamp the no-op above left would answer before any host
+    // record is read: out of the way, so that the record is asked.)
+    forget_fleet(cache.path());
     write_private(&dir.join("host-web1"), &doctored(&dir, "web1", "db"));
     rewrites_one(&f, cache.path(), "web1", "db", &f.secrets["db"]);
     assert_ne!(std::fs::read(f.output("web1", "db")).unwrap(), before);
+}
+
+/// The fleet stamps of `cache` (one per flake root).
+fn fleet_stamps(cache: &Path) -> Vec<PathBuf> {
+    let base = cache.join("nixseal/renc-fleet");
+    let Ok(dirs) = std::fs::read_dir(&base) else {
+        return Vec::new();
+    };
+    dirs.map(|e| e.unwrap().path().join("fleet"))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+fn forget_fleet(cache: &Path) {
+    for p in fleet_stamps(cache) {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+/// [`recorded`], then the no-op whose every host its stamp vouched for,
+/// which leaves the fleet stamp.
+fn fleet_stamped() -> (Fleet, tempfile::TempDir, PathBuf) {
+    let (f, cache, dir) = recorded();
+    assert!(fleet_stamps(cache.path()).is_empty(), "no fleet stamp yet");
+    let o = renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+    assert_eq!(
+        fleet_stamps(cache.path()).len(),
+        1,
+        "the fleet stamp is left"
+    );
+    (f, cache, dir)
+}
+
+/// With the fleet stamp, a no-op reads no record and no rekeyed or master
+/// file (strace), writes nothing, and says what the host-by-host no-op
+/// says; and it is the stamp that answers: a host record removed is not
+/// even missed (the host-by-host no-op writes it again).
+#[test]
+fn the_fleet_stamp_answers_a_settled_noop() {
+    let (f, cache, dir) = fleet_stamped();
+    let stamp = std::fs::read(&fleet_stamps(cache.path())[0]).unwrap();
+    let (o, trace) = traced_renc(&f, cache.path());
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "nixseal renc: 0 rekeyed, 4 unchanged, 0 removed, 0 failed\n"
+    );
+    assert_eq!(stderr(&o), "");
+    let opened: Vec<&str> = trace
+        .lines()
+        .filter(|l| {
+            l.contains(".age\"") || l.contains("renc-stat/") || l.contains(".nixseal-rekey.json")
+        })
+        .collect();
+    assert!(
+        opened.is_empty(),
+        "the fleet stamp no-op opened:\n{}",
+        opened.join("\n")
+    );
+    assert!(
+        trace.contains("renc-fleet/"),
+        "the probe sees the stamp opened:\n{trace}"
+    );
+    std::fs::remove_file(dir.join("host-web1")).unwrap();
+    let o = renc(&f, cache.path());
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+    assert!(
+        !dir.join("host-web1").exists(),
+        "the stamp answered, no record was written"
+    );
+    assert_eq!(
+        std::fs::read(&fleet_stamps(cache.path())[0]).unwrap(),
+        stamp
+    );
+    // Without it, the host-by-host no-op: the record is written again.
+    forget_fleet(cache.path());
+    let o = renc(&f, cache.path());
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+    assert!(dir.join("host-web1").is_file());
+}
+
+/// The fleet stamp is believed only while everything it covers is as it
+/// was: each change below, made after a no-op left the stamp, is seen and
+/// handled exactly as without a stamp — outputs and master files edited
+/// with their mtimes put back, replaced, copied afresh; a host's cache
+/// edited; a file left in a host directory; a host that left; a new host
+/// key; the profile rewritten with the same meaning; a symlink put in the
+/// rekeyed directory's path; a fleet stamp open to others.
+#[test]
+fn the_fleet_stamp_is_not_believed_once_anything_it_covers_changed() {
+    type Case = (&'static str, fn(&mut Fleet, &Path));
+    let cases: Vec<Case> = vec![
+        ("output edited, mtime put back", |f, cache| {
+            edit_in_place_keeping_mtime(&f.output("web1", "tls"));
+            rewrites_one(f, cache, "web1", "tls", &f.secrets["tls"]);
+        }),
+        ("output replaced", |f, cache| {
+            let out = f.output("db1", "db");
+            let meta = std::fs::metadata(&out).unwrap();
+            let mut bytes = std::fs::read(&out).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            let tmp = out.with_extension("swap");
+            std::fs::write(&tmp, &bytes).unwrap();
+            let t = std::fs::File::options().write(true).open(&tmp).unwrap();
+            t.set_modified(meta.modified().unwrap()).unwrap();
+            std::fs::rename(&tmp, &out).unwrap();
+            rewrites_one(f, cache, "db1", "db", &f.secrets["db"]);
+        }),
+        ("master file edited, mtime put back", |f, cache| {
+            let src = f.path("secrets/api.age");
+            let meta = std::fs::metadata(&src).unwrap();
+            f.set_secret("api", b"new-tokeN", false);
+            let t = std::fs::File::options().write(true).open(&src).unwrap();
+            t.set_modified(meta.modified().unwrap()).unwrap();
+            rewrites_one(f, cache, "web1", "api", b"new-tokeN");
+        }),
+        ("fresh copy of the rekeyed directory", |f, cache| {
+            let rekeyed = f.path("secrets/rekeyed");
+            let old = f.path("rekeyed.old");
+            std::fs::rename(&rekeyed, &old).unwrap();
+            edit_in_place_keeping_mtime(&old.join("db1/db.age"));
+            run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
+            std::fs::remove_dir_all(&old).unwrap();
+            rewrites_one(f, cache, "db1", "db", &f.secrets["db"]);
+        }),
+        ("host cache edited, mtime put back", |f, cache| {
+            let path = f.path("secrets/rekeyed/db1/.nixseal-rekey.json");
+            let meta = std::fs::metadata(&path).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let sha = doc["outputs"]["db"]["outputSha256"].as_str().unwrap();
+            let other = if sha.starts_with('0') { "1" } else { "0" };
+            let edited = text.replacen(sha, &format!("{other}{}", &sha[1..]), 1);
+            {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                file.seek(SeekFrom::Start(0)).unwrap();
+                file.write_all(edited.as_bytes()).unwrap();
+                file.set_modified(meta.modified().unwrap()).unwrap();
+            }
+            let o = renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
+            f.assert_caches_true();
+        }),
+        ("a file left in a host directory", |f, cache| {
+            let gone = f.path("secrets/rekeyed/web1/gone.age");
+            std::fs::copy(f.output("web1", "db"), &gone).unwrap();
+            let o = renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 1 removed");
+            assert!(!gone.exists());
+        }),
+        ("a host that left", |f, cache| {
+            run_ok(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(f.path("secrets/rekeyed/db1"))
+                    .arg(f.path("secrets/rekeyed/old1")),
+            );
+            let o = renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 3 removed");
+            assert!(!f.path("secrets/rekeyed/old1").exists());
+        }),
+        ("a new host key", |f, cache| {
+            f.add_host("web1");
+            f.write_profile();
+            let o = renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "3 rekeyed, 1 unchanged");
+            f.assert_outputs_decrypt();
+        }),
+        ("the profile rewritten, same meaning", |f, cache| {
+            let p = f.path("profile.json");
+            let text = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(&p, format!("{text}\n")).unwrap();
+            let (o, trace) = traced_renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+            assert!(
+                trace.contains("renc-stat/"),
+                "planned host by host:\n{trace}"
+            );
+        }),
+        ("a symlink in the rekeyed directory's path", |f, cache| {
+            std::fs::rename(f.path("secrets"), f.path("secrets.real")).unwrap();
+            std::os::unix::fs::symlink("secrets.real", f.path("secrets")).unwrap();
+            let o = renc(f, cache);
+            assert_code(&o, 2);
+            assert_stderr_has(&o, "symlink");
+        }),
+        ("a fleet stamp open to others", |f, cache| {
+            use std::os::unix::fs::PermissionsExt;
+            let stamp = &fleet_stamps(cache)[0];
+            std::fs::set_permissions(stamp, std::fs::Permissions::from_mode(0o622)).unwrap();
+            // Ignored: the host-by-host no-op (it reads the records).
+            let (o, trace) = traced_renc(f, cache);
+            assert_code(&o, 0);
+            assert_stdout_has(&o, "0 rekeyed, 4 unchanged, 0 removed, 0 failed");
+            assert!(trace.contains("renc-stat/"), "{trace}");
+        }),
+    ];
+    std::thread::scope(|s| {
+        for (what, case) in cases {
+            s.spawn(move || {
+                let (mut f, cache, _dir) = fleet_stamped();
+                eprintln!("case: {what}");
+                case(&mut f, cache.path());
+            });
+        }
+    });
 }
 
 /// The stamp vouches for a host as a whole only while its cache, its
@@ -339,7 +557,10 @@ fn a_noop_runs_no_git_until_the_index_changes() {
     let o = renc(&f, cache.path());
     assert_code(&o, 0);
     assert!(!stderr(&o).contains("not tracked"), "{}", stderr(&o));
-    let traced = |log: &Path| {
+    // (So did that run leave the fleet stamp, with the index: the next
+    // no-op is the stamp's, the one after the index changed is not.)
+    assert_eq!(fleet_stamps(cache.path()).len(), 1);
+    let traced_with = |log: &Path, env: &[(&str, &str)]| {
         let o = Command::new("strace")
             .args(["-f", "-qq", "-e", "trace=execve", "-o"])
             .arg(log)
@@ -347,6 +568,7 @@ fn a_noop_runs_no_git_until_the_index_changes() {
             .args(["renc", "--profile", "profile.json"])
             .current_dir(&f.root)
             .env("XDG_CACHE_HOME", cache.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("strace is installed");
@@ -357,11 +579,28 @@ fn a_noop_runs_no_git_until_the_index_changes() {
             .count();
         (o, git_runs)
     };
+    let traced = |log: &Path| traced_with(log, &[]);
     let log = cache.path().join("exec.log");
     let (o, git_runs) = traced(&log);
     assert_code(&o, 0);
     assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
     assert_eq!(git_runs, 0, "{}", std::fs::read_to_string(&log).unwrap());
+    // git told by the environment to look elsewhere could answer otherwise:
+    // neither the fleet stamp nor git's remembered answer is believed.
+    let (o, git_runs) = traced_with(&log, &[("GIT_CEILING_DIRECTORIES", "/nonexistent")]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+    assert!(git_runs >= 1, "git was asked");
+    assert_eq!(
+        fleet_stamps(cache.path()).len(),
+        0,
+        "and no fleet stamp is left"
+    );
+    // (The next plain run plans host by host and leaves it again.)
+    let (o, git_runs) = traced(&log);
+    assert_stdout_has(&o, "0 rekeyed, 4 unchanged");
+    assert_eq!(git_runs, 0);
+    assert_eq!(fleet_stamps(cache.path()).len(), 1);
     // The index changes: git is asked, and says so.
     git(&["rm", "-q", "--cached", "secrets/rekeyed/db1/db.age"]);
     let (o, git_runs) = traced(&log);

@@ -351,6 +351,17 @@ impl RencEvents for Progress {
 }
 
 pub fn renc(args: RencArgs) -> CmdResult {
+    // The whole fleet, as the last clean run left it: the fleet stamp
+    // answers without the profile being read (docs/operator.md).
+    let whole = args.scope.hosts.is_empty() && args.scope.secrets.is_empty();
+    if whole && !args.dry_run && args.identity.identities.is_empty() {
+        let events = Progress(Default::default());
+        let root = &args.profile.root;
+        if let Some(report) = nixseal::renc::settled(&args.profile.profile, root, &events)? {
+            print_summary(&report.outcome);
+            return Ok(Done::Ok);
+        }
+    }
     let profile = load_profile(&args.profile)?;
     let scope = args.scope.scope(profile)?;
     let opts = RencOptions {
@@ -401,13 +412,7 @@ pub fn renc(args: RencArgs) -> CmdResult {
     warn_plan(profile, &report.warnings);
     let outcome = &report.outcome;
     report_failures(profile, outcome);
-    println!(
-        "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
-        outcome.rekeyed.len(),
-        outcome.unchanged,
-        outcome.removed.len(),
-        outcome.failed.len() + outcome.host_failures.len()
-    );
+    print_summary(outcome);
     if let Some(untracked) = &report.untracked {
         warn_untracked(profile, untracked);
     }
@@ -416,6 +421,17 @@ pub fn renc(args: RencArgs) -> CmdResult {
     } else {
         Done::Failed
     })
+}
+
+/// The last line of a renc.
+fn print_summary(outcome: &rekey::Outcome) {
+    println!(
+        "nixseal renc: {} rekeyed, {} unchanged, {} removed, {} failed",
+        outcome.rekeyed.len(),
+        outcome.unchanged,
+        outcome.removed.len(),
+        outcome.failed.len() + outcome.host_failures.len()
+    );
 }
 
 /// Prints a `--json` document on stdout (one line).

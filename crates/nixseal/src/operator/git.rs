@@ -138,6 +138,16 @@ fn normalize(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// Whether the environment may point git at another repository or index,
+/// or change how it matches (one of [`REPO_VARS`], any `GIT_CONFIG*` or
+/// `GIT_*_PATHSPECS` variable): then no answer of git's is remembered.
+pub fn redirected() -> bool {
+    std::env::vars_os().any(|(k, _)| {
+        let k = k.as_bytes();
+        REPO_VARS.contains(&k) || k.starts_with(b"GIT_CONFIG") || k.ends_with(b"_PATHSPECS")
+    })
+}
+
 /// The index file git reads for a work tree holding `dir` (the first
 /// `.git` directory, or `.git` file of a linked work tree or submodule, at
 /// or above `dir`), for keying a remembered answer of git to the index's
@@ -145,10 +155,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// differently — one of [`REPO_VARS`] in the environment, a `.git` that is
 /// neither, or no `.git` at all — then git is asked.
 pub fn index_file(dir: &Path) -> Option<PathBuf> {
-    if std::env::vars_os().any(|(k, _)| {
-        let k = k.as_bytes();
-        REPO_VARS.contains(&k) || k.starts_with(b"GIT_CONFIG") || k.ends_with(b"_PATHSPECS")
-    }) {
+    if redirected() {
         return None;
     }
     let dir = std::fs::canonicalize(dir).ok()?;

@@ -194,6 +194,9 @@ pub struct Profile {
     pub sources: Vec<std::sync::Arc<Path>>,
     /// The master files that have a generator, and it (one per file).
     pub generators: BTreeMap<std::sync::Arc<Path>, PathBuf>,
+    /// sha256 (hex) of the bytes it was read from (what the fleet stamp
+    /// names: rekey/record/fleet.rs).
+    pub sha256: String,
 }
 
 impl HostEntry {
@@ -312,7 +315,9 @@ impl Profile {
             },
         };
         version_is_ours(Some(&serde_json::Value::from(raw.version)), path)?;
-        Self::from_raw(raw, path, root)
+        let mut profile = Self::from_raw(raw, path, root)?;
+        profile.sha256 = crate::common::fsutil::sha256_hex(bytes);
+        Ok(profile)
     }
 
     /// The profile read in two steps: the document with each host's JSON
@@ -551,6 +556,7 @@ impl Profile {
             hosts,
             sources,
             generators,
+            sha256: String::new(),
         })
     }
 }

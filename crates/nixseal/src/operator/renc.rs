@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::generate::{self, GenerateError, Pending};
 use super::identity::{self, IdentityError, Interaction, MasterIdentities};
 use super::profile::{HostEntry, Profile};
+use super::rekey::record::{FleetStamp, RecordDir, Stat};
 use super::rekey::{
     self, lock, ExecuteOptions, HostFailure, Outcome, Pair, PairError, PairState, Plan, RekeyError,
     Removal, Scope, Staleness, Warning,
@@ -195,6 +196,15 @@ pub fn renc(
             events.waiting_for_lock(p)
         })?)
     };
+    // A run of the whole fleet may leave a fleet stamp for the next
+    // (record/fleet.rs): the rekeyed directory's stat is taken before
+    // anything looks into it.
+    let fleet_run = !opts.dry_run && opts.scope.is_all() && opts.decrypt_with.is_empty();
+    let rekeyed_stat = fleet_run
+        .then(|| std::fs::symlink_metadata(&profile.rekeyed_dir).ok())
+        .flatten()
+        .filter(|m| m.is_dir())
+        .map(|m| Stat::of(&m));
     // Everything that can be known up front is checked before the first
     // write, generators included.
     let rd_exists = rekey::check_layout_with(profile, opts.decrypt_with)?;
@@ -258,6 +268,10 @@ pub fn renc(
             opts.interaction.clone(),
         )?);
     }
+    // What the fleet stamp would say, if the run changes nothing.
+    let fleet = rekeyed_stat
+        .filter(|_| generated.is_empty())
+        .and_then(|st| plan.fleet_stamp(profile, st));
     // Outputs not known to exist after the run: neither current nor rekeyed.
     let mut absent = Absent::of(&plan, |p| matches!(p.state, PairState::Current));
     let warnings = plan.warnings.clone();
@@ -275,13 +289,81 @@ pub fn renc(
     for (host, secret) in &outcome.rekeyed {
         absent.0.remove(&(host.clone(), secret.clone()));
     }
-    let untracked = untracked(profile, opts.scope, &absent);
+    let (untracked, git) = untracked(profile, opts.scope, &absent);
+    if fleet_run {
+        keep_fleet(profile, fleet, &outcome, untracked.as_deref(), git);
+    }
     Ok(RencOutcome::Done(RencReport {
         generated,
         warnings,
         outcome,
         untracked,
     }))
+}
+
+/// A `renc` of the whole fleet (no `--host`, `--secret` or `-i`, not a dry
+/// run) answered by the fleet stamp of the flake at `root`
+/// (record/fleet.rs), under the flake's lock: `Some` (nothing rekeyed,
+/// every pair unchanged) when the stamp holds for `profile`, without
+/// reading its hosts or any record; `None`: plan as usual ([`renc`]).
+pub fn settled(
+    profile: &Path,
+    root: &Path,
+    events: &dyn RencEvents,
+) -> Result<Option<RencReport>, RencError> {
+    let Some(stamp) = RecordDir::fleet_of(root, false).and_then(|d| FleetStamp::load(&d)) else {
+        return Ok(None);
+    };
+    let _lock = lock::acquire(root, &|p| events.waiting_for_lock(p))?;
+    let Some(unchanged) = stamp.holds(profile, root) else {
+        return Ok(None);
+    };
+    Ok(Some(RencReport {
+        generated: Vec::new(),
+        warnings: Vec::new(),
+        outcome: Outcome {
+            unchanged,
+            ..Outcome::default()
+        },
+        untracked: stamp.git.as_ref().map(|_| Vec::new()),
+    }))
+}
+
+/// After a run of the whole fleet: keeps `stamp` (the plan's
+/// [`Plan::fleet_stamp`]) as the fleet stamp if the run changed nothing,
+/// failed nowhere and git tracks every file (`git`: its index as it was
+/// when it said so) or there is no git; otherwise forgets any fleet stamp.
+fn keep_fleet(
+    profile: &Profile,
+    stamp: Option<FleetStamp>,
+    outcome: &Outcome,
+    untracked: Option<&[PathBuf]>,
+    git: Option<(PathBuf, Stat)>,
+) {
+    let clean = outcome.rekeyed.is_empty()
+        && outcome.removed.is_empty()
+        && outcome.is_ok()
+        && !super::git::redirected();
+    let stamp = stamp.filter(|_| clean).and_then(|mut s| {
+        s.git = match (untracked, git) {
+            (Some([]), Some(git)) => Some(git),
+            (None, _) if super::git::index_file(&profile.root).is_none() => None,
+            _ => return None,
+        };
+        Some(s)
+    });
+    match stamp {
+        Some(s) => {
+            if let Some(dir) = RecordDir::fleet_of(&profile.root, true) {
+                s.store(&dir);
+            }
+        }
+        None => {
+            if let Some(dir) = RecordDir::fleet_of(&profile.root, false) {
+                FleetStamp::forget(&dir);
+            }
+        }
+    }
 }
 
 /// The master identities of a profile: its `identities`, or the `-i` files
@@ -344,7 +426,11 @@ impl Absent {
 /// about are those of the pairs of `scope` not in `absent` (known to exist
 /// from the plan and the outcome: no stat per output), with their hosts'
 /// caches and their master files.
-fn untracked(profile: &Profile, scope: &Scope, absent: &Absent) -> Option<Vec<PathBuf>> {
+fn untracked(
+    profile: &Profile,
+    scope: &Scope,
+    absent: &Absent,
+) -> (Option<Vec<PathBuf>>, Option<(PathBuf, Stat)>) {
     use rayon::prelude::*;
     let layout = profile.layout();
     let hosts: Vec<&HostEntry> = profile
@@ -463,26 +549,30 @@ fn asked_sources<'p>(profile: &'p Profile, scope: &Scope) -> Vec<&'p Path> {
 
 /// git's answer (`ask`), or the one it gave last time for the same
 /// question (`query`) while its index file has not changed since (record/git_answer.rs,
-/// [`GitAnswer`]): a no-op runs no git.
+/// [`GitAnswer`]): a no-op runs no git. With the answer, the index and
+/// its stat from before the question, when the answer is known to be the
+/// one for them.
 fn remembered(
     profile: &Profile,
     query: impl FnOnce() -> super::rekey::record::Hex,
     ask: impl FnOnce() -> Option<Vec<PathBuf>>,
-) -> Option<Vec<PathBuf>> {
-    use super::rekey::record::{GitAnswer, RecordDir};
+) -> (Option<Vec<PathBuf>>, Option<(PathBuf, Stat)>) {
+    use super::rekey::record::GitAnswer;
     let Some((dir, index)) =
         RecordDir::of(&profile.rekeyed_dir, false).zip(super::git::index_file(&profile.root))
     else {
-        return ask();
+        return (ask(), None);
     };
     let Some(stat) = GitAnswer::index_stat(&index) else {
-        return ask();
+        return (ask(), None);
     };
     let query = query();
     if let Some(answer) = GitAnswer::load(&dir, &index, &stat, &query) {
-        return Some(answer);
+        return (Some(answer), Some((index, stat)));
     }
-    let untracked = ask()?;
+    let Some(untracked) = ask() else {
+        return (None, None);
+    };
     // Remembered only if the index did not change while git read it.
     if GitAnswer::index_stat(&index) == Some(stat) {
         let answer = GitAnswer {
@@ -492,9 +582,9 @@ fn remembered(
             untracked,
         };
         answer.store(&dir);
-        return Some(answer.untracked);
+        return (Some(answer.untracked), Some((answer.index, stat)));
     }
-    Some(untracked)
+    (Some(untracked), None)
 }
 
 /// One thing `nixseal check` reports.
@@ -579,7 +669,7 @@ pub fn check(profile: &Profile, scope: &Scope) -> Result<CheckReport, RekeyError
         PairState::Stale(Staleness::Missing) => false,
         _ => p.output.is_file(),
     });
-    let untracked = untracked(profile, scope, &absent).unwrap_or_default();
+    let untracked = untracked(profile, scope, &absent).0.unwrap_or_default();
     Ok(CheckReport {
         plan,
         pending,

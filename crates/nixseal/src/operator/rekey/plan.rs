@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::record::{self, Record, RecordDir, Stat};
+use super::record::{self, open_dir, regular_at, Record, RecordDir, Stat};
 use super::{
     check_layout, kind_of, HostError, HostFailure, Pair, PairError, PairState, Plan, RekeyError,
     Removal, Scope, Staleness, Warning,
@@ -211,6 +211,70 @@ pub(crate) fn plan_checked(
             hosts: records,
         },
     })
+}
+
+impl super::Plan {
+    /// The fleet stamp (record/fleet.rs) of this plan of every host of
+    /// `profile`, should running it change nothing: `Some` only when it has
+    /// nothing to do and nothing to say, every host's record kept the stamp
+    /// this plan found true, and every master file was verified. `rekeyed`:
+    /// the rekeyed directory's `lstat`, taken before the layout was checked.
+    /// (git's part is the caller's: `None` here.)
+    pub(crate) fn fleet_stamp(
+        &self,
+        profile: &Profile,
+        rekeyed: Stat,
+    ) -> Option<record::FleetStamp> {
+        let quiet = !self.partial
+            && self.removals.is_empty()
+            && self.warnings.is_empty()
+            && self.host_errors.is_empty()
+            && self.records.hosts.len() == profile.hosts.len()
+            && self
+                .pairs
+                .iter()
+                .all(|p| matches!(p.state, super::PairState::Current));
+        if !quiet {
+            return None;
+        }
+        let mut index: FxHashMap<&OsStr, usize> = Default::default();
+        let mut sources = Vec::with_capacity(profile.sources.len());
+        for p in &profile.sources {
+            let v = self.records.sources.1.get(source_key(&profile.root, p)?)?;
+            index.insert(p.as_os_str(), sources.len());
+            sources.push((std::path::absolute(p).ok()?, v.stat, v.sha));
+        }
+        let mut hosts = Vec::with_capacity(profile.hosts.len());
+        for (name, h) in &profile.hosts {
+            let r = self.records.hosts.get(name)?;
+            let stamp = r.old.host_stamp().filter(|_| r.unchanged)?.clone();
+            let mut secrets = String::with_capacity(h.secrets.len() * 16);
+            for s in h.secrets.values() {
+                use std::fmt::Write;
+                let i = index.get(s.source.as_os_str())?;
+                let _ = write!(
+                    secrets,
+                    "{}{}/{i}",
+                    if secrets.is_empty() { "" } else { " " },
+                    s.name
+                );
+            }
+            hosts.push(record::FleetHost {
+                name: name.to_string(),
+                stamp,
+                secrets,
+            });
+        }
+        Some(record::FleetStamp {
+            profile: std::fs::canonicalize(&profile.path).ok()?,
+            profile_sha: record::hex(&profile.sha256)?,
+            rekeyed_dir: std::fs::canonicalize(&profile.rekeyed_dir).ok()?,
+            rekeyed,
+            git: None,
+            sources,
+            hosts,
+        })
+    }
 }
 
 /// A source's name in the record: its path relative to the flake root.
@@ -515,13 +579,9 @@ fn plan_host(
 }
 
 /// Whether `record` vouches for the whole host as it is (the no-op path):
-/// its directory and cache have the stats of its stamp (so the directory
-/// lists what it listed, nothing to remove, and the cache says what it
-/// said), the key is the one the cache names, and the host's secrets with
-/// their master files' hashes and their outputs' `lstat` give the stamp's
-/// digest (the same names, hashes and stats the record's entries hold).
-/// One `fstat` and one `statat` per file; no file is read. Any doubt is
-/// `false`: the host is planned file by file.
+/// its stamp names this key, and holds ([`record::HostStamp::holds`]) for
+/// the host's secrets with their master files' hashes. No file is read.
+/// Any doubt is `false`: the host is planned file by file.
 fn unchanged_host(
     host: &crate::operator::profile::HostEntry,
     dir_fd: &rustix::fd::OwnedFd,
@@ -535,45 +595,14 @@ fn unchanged_host(
     if stamp.recipient != recipient {
         return false;
     }
-    let dir_ok = rustix::fs::fstat(dir_fd).is_ok_and(|st| {
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-            && Stat::of_raw(&st) == stamp.dir
-    });
-    if !dir_ok || regular_at(dir_fd, CACHE_FILE).ok().flatten() != Some(stamp.cache) {
-        return false;
-    }
-    let mut items = Vec::with_capacity(host.secrets.len());
-    let mut name = String::new();
+    let mut secrets = Vec::with_capacity(host.secrets.len());
     for s in host.secrets.values() {
         let Some(source) = source_hashes.get(s.source.as_os_str()) else {
             return false;
         };
-        name.clear();
-        name.push_str(s.name.as_str());
-        name.push_str(layout::OUTPUT_SUFFIX);
-        let Ok(Some(stat)) = regular_at(dir_fd, &name) else {
-            return false;
-        };
-        items.push((s.name.as_str(), stat, source.as_bytes()));
+        secrets.push((s.name.as_str(), source.as_bytes()));
     }
-    record::digest(items.into_iter()) == stamp.digest
-}
-
-/// The host directory, opened as a handle for `statat` (never through a
-/// symlink); `None` if it cannot be.
-fn open_dir(dir: &Path) -> Option<rustix::fd::OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    rustix::fs::open(dir, flags, Mode::empty()).ok()
-}
-
-/// The `lstat` of `name` in `dir_fd` (`None`: not a regular file).
-fn regular_at(dir_fd: &rustix::fd::OwnedFd, name: &str) -> std::io::Result<Option<Stat>> {
-    let st = rustix::fs::statat(dir_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(
-        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
-            .then(|| Stat::of_raw(&st)),
-    )
+    stamp.holds(dir_fd, secrets.into_iter())
 }
 
 /// The state of one output, and — when it is current — its stat and

@@ -36,7 +36,9 @@ use std::path::{Path, PathBuf};
 
 use crate::common::fsutil::{self, sha256_hex};
 
+mod fleet;
 mod git_answer;
+pub use fleet::{FleetHost, FleetStamp};
 pub use git_answer::{digest_query, query_item, GitAnswer};
 
 /// First line of every record.
@@ -163,6 +165,63 @@ pub fn digest<'a>(items: impl Iterator<Item = (&'a str, Stat, &'a [u8])>) -> Hex
         all.extend_from_slice(source);
     }
     hex_of(&sha2::Sha256::digest(&all))
+}
+
+impl HostStamp {
+    /// Whether the stamp holds for the host directory `dir_fd` and the
+    /// host's `secrets` (name and master file hash, in name order): the
+    /// directory and its cache have the stamp's stats, and the outputs'
+    /// `lstat`s give its digest. One `fstat` and one `statat` per file; no
+    /// file is read.
+    pub fn holds<'a>(
+        &self,
+        dir_fd: &rustix::fd::OwnedFd,
+        secrets: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> bool {
+        let dir_ok = rustix::fs::fstat(dir_fd).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+                && Stat::of_raw(&st) == self.dir
+        });
+        let cache = crate::contract::cache::CACHE_FILE;
+        if !dir_ok || regular_at(dir_fd, cache).ok().flatten() != Some(self.cache) {
+            return false;
+        }
+        let mut items = Vec::with_capacity(secrets.size_hint().0);
+        let mut name = String::new();
+        for (secret, source) in secrets {
+            name.clear();
+            name.push_str(secret);
+            name.push_str(crate::contract::layout::OUTPUT_SUFFIX);
+            let Ok(Some(stat)) = regular_at(dir_fd, &name) else {
+                return false;
+            };
+            items.push((secret, stat, source));
+        }
+        digest(items.into_iter()) == self.digest
+    }
+}
+
+/// A directory opened as a handle for `statat` (never through a symlink);
+/// `None` if it cannot be.
+pub fn open_dir(dir: &Path) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::open(dir, flags, Mode::empty()).ok()
+}
+
+/// The `lstat` of `name` in `dir_fd` (`None`: not a regular file).
+pub fn regular_at(dir_fd: &rustix::fd::OwnedFd, name: &str) -> std::io::Result<Option<Stat>> {
+    let st = rustix::fs::statat(dir_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+            .then(|| Stat::of_raw(&st)),
+    )
+}
+
+/// Whether `s` is old enough to key a record to: its ctime is more than
+/// [`RACY_NS`] before now (see the module doc on racy stamps).
+pub fn settled(s: &Stat) -> bool {
+    s.ctime_ns < now_ns() - RACY_NS
 }
 
 /// What one record vouches for. The entries, sorted by name, are parsed
@@ -331,8 +390,6 @@ impl Record {
         let Some(scope) = dir.scope.to_str().filter(|s| !s.contains('\n')) else {
             return;
         };
-        let now = now_ns();
-        let settled = |s: &Stat| s.ctime_ns < now - RACY_NS;
         let entries: Vec<Entry> = entries
             .into_iter()
             .filter(|(name, v)| !name.contains('\n') && !name.is_empty() && settled(&v.stat))
@@ -480,8 +537,21 @@ impl RecordDir {
         Self::under(&base, rekeyed_dir, create)
     }
 
+    /// The directory of the fleet stamp of the flake at `root`
+    /// ([`FleetStamp`]): `renc-fleet/<key>` beside `renc-stat` (read
+    /// before the profile, which names the rekeyed directory, is).
+    pub fn fleet_of(root: &Path, create: bool) -> Option<Self> {
+        let base = cache_home()?;
+        Self::kept_in(&base, "renc-fleet", root, create)
+    }
+
     fn under(base: &Path, rekeyed_dir: &Path, create: bool) -> Option<Self> {
-        let canonical = std::fs::canonicalize(rekeyed_dir).ok()?;
+        Self::kept_in(base, "renc-stat", rekeyed_dir, create)
+    }
+
+    /// `base/nixseal/<kind>/<key>`, `<key>` naming `scope`'s canonical path.
+    fn kept_in(base: &Path, kind: &str, scope: &Path, create: bool) -> Option<Self> {
+        let canonical = std::fs::canonicalize(scope).ok()?;
         let key = &sha256_hex(canonical.as_os_str().as_encoded_bytes())[..32];
         if create {
             let _ = std::fs::DirBuilder::new()
@@ -490,7 +560,7 @@ impl RecordDir {
                 .create(base);
         }
         let mut dir = base.to_owned();
-        for part in ["nixseal", "renc-stat", key] {
+        for part in ["nixseal", kind, key] {
             dir.push(part);
             if create {
                 let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
