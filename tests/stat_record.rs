@@ -137,6 +137,58 @@ fn edit_in_place_keeping_mtime(path: &Path) {
     );
 }
 
+/// Replaces `path` by a copy with its last byte changed and its mtime put
+/// back: same size and mtime, a new inode (and ctime).
+fn replace_keeping_mtime(path: &Path) {
+    let meta = std::fs::metadata(path).unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let tmp = path.with_extension("swap");
+    std::fs::write(&tmp, &bytes).unwrap();
+    let t = std::fs::File::options().write(true).open(&tmp).unwrap();
+    t.set_modified(meta.modified().unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The rekeyed directory as a fresh copy at the same path (`cp -a`: sizes
+/// and mtimes kept, new inodes and ctimes), `altered` (a path inside it)
+/// edited in place first.
+fn fresh_copy_of_rekeyed(f: &Fleet, altered: &str) {
+    let rekeyed = f.path("secrets/rekeyed");
+    let old = f.path("rekeyed.old");
+    std::fs::rename(&rekeyed, &old).unwrap();
+    edit_in_place_keeping_mtime(&old.join(altered));
+    run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
+    std::fs::remove_dir_all(&old).unwrap();
+}
+
+/// The cache of `host` with the output hash of `secret` changed by one
+/// digit in place, its mtime put back (same size, inode and mtime).
+fn edit_cache_keeping_mtime(f: &Fleet, host: &str, secret: &str) {
+    let path = f.path(&format!("secrets/rekeyed/{host}/.nixseal-rekey.json"));
+    let meta = std::fs::metadata(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sha = doc["outputs"][secret]["outputSha256"].as_str().unwrap();
+    let other = if sha.starts_with('0') { "1" } else { "0" };
+    let edited = text.replacen(sha, &format!("{other}{}", &sha[1..]), 1);
+    assert_eq!(edited.len(), text.len());
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(edited.as_bytes()).unwrap();
+        file.set_modified(meta.modified().unwrap()).unwrap();
+    }
+    use std::os::unix::fs::MetadataExt;
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (after.len(), after.mtime(), after.mtime_nsec(), after.ino()),
+        (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+    );
+}
+
 /// renc with its cache in `cache`, under strace: its output and each file
 /// it opened (open, openat, openat2), as strace lists them.
 fn traced_renc(f: &Fleet, cache: &Path) -> (Output, String) {
@@ -284,16 +336,7 @@ fn the_fleet_stamp_is_not_believed_once_anything_it_covers_changed() {
             rewrites_one(f, cache, "web1", "tls", &f.secrets["tls"]);
         }),
         ("output replaced", |f, cache| {
-            let out = f.output("db1", "db");
-            let meta = std::fs::metadata(&out).unwrap();
-            let mut bytes = std::fs::read(&out).unwrap();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 1;
-            let tmp = out.with_extension("swap");
-            std::fs::write(&tmp, &bytes).unwrap();
-            let t = std::fs::File::options().write(true).open(&tmp).unwrap();
-            t.set_modified(meta.modified().unwrap()).unwrap();
-            std::fs::rename(&tmp, &out).unwrap();
+            replace_keeping_mtime(&f.output("db1", "db"));
             rewrites_one(f, cache, "db1", "db", &f.secrets["db"]);
         }),
         ("master file edited, mtime put back", |f, cache| {
@@ -305,29 +348,11 @@ fn the_fleet_stamp_is_not_believed_once_anything_it_covers_changed() {
             rewrites_one(f, cache, "web1", "api", b"new-tokeN");
         }),
         ("fresh copy of the rekeyed directory", |f, cache| {
-            let rekeyed = f.path("secrets/rekeyed");
-            let old = f.path("rekeyed.old");
-            std::fs::rename(&rekeyed, &old).unwrap();
-            edit_in_place_keeping_mtime(&old.join("db1/db.age"));
-            run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
-            std::fs::remove_dir_all(&old).unwrap();
+            fresh_copy_of_rekeyed(f, "db1/db.age");
             rewrites_one(f, cache, "db1", "db", &f.secrets["db"]);
         }),
         ("host cache edited, mtime put back", |f, cache| {
-            let path = f.path("secrets/rekeyed/db1/.nixseal-rekey.json");
-            let meta = std::fs::metadata(&path).unwrap();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let sha = doc["outputs"]["db"]["outputSha256"].as_str().unwrap();
-            let other = if sha.starts_with('0') { "1" } else { "0" };
-            let edited = text.replacen(sha, &format!("{other}{}", &sha[1..]), 1);
-            {
-                use std::io::{Seek, SeekFrom, Write};
-                let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                file.seek(SeekFrom::Start(0)).unwrap();
-                file.write_all(edited.as_bytes()).unwrap();
-                file.set_modified(meta.modified().unwrap()).unwrap();
-            }
+            edit_cache_keeping_mtime(f, "db1", "db");
             let o = renc(f, cache);
             assert_code(&o, 0);
             assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
@@ -414,30 +439,7 @@ fn a_host_stamp_is_not_believed_once_anything_it_covers_changed() {
     // cache no longer vouches for; the ctime shows the edit.
     {
         let (f, cache, _dir) = recorded();
-        let path = f.path("secrets/rekeyed/web1/.nixseal-rekey.json");
-        let meta = std::fs::metadata(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let sha = doc["outputs"]["api"]["outputSha256"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let other = if sha.starts_with('0') { "1" } else { "0" };
-        let edited = text.replacen(&sha, &format!("{other}{}", &sha[1..]), 1);
-        assert_eq!(edited.len(), text.len());
-        {
-            use std::io::{Seek, SeekFrom, Write};
-            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            file.seek(SeekFrom::Start(0)).unwrap();
-            file.write_all(edited.as_bytes()).unwrap();
-            file.set_modified(meta.modified().unwrap()).unwrap();
-        }
-        use std::os::unix::fs::MetadataExt;
-        let after = std::fs::metadata(&path).unwrap();
-        assert_eq!(
-            (after.len(), after.mtime(), after.mtime_nsec(), after.ino()),
-            (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
-        );
+        edit_cache_keeping_mtime(&f, "web1", "api");
         let o = renc(&f, cache.path());
         assert_code(&o, 0);
         assert_stdout_has(&o, "1 rekeyed, 3 unchanged");
@@ -653,20 +655,7 @@ fn master_file_edited_with_mtime_put_back_is_caught() {
 #[test]
 fn replaced_output_is_caught() {
     let (f, cache, _dir) = recorded();
-    let out = f.output("web1", "api");
-    let meta = std::fs::metadata(&out).unwrap();
-    let mut bytes = std::fs::read(&out).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    let tmp = out.with_extension("swap");
-    std::fs::write(&tmp, &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(meta.modified().unwrap())
-        .unwrap();
-    std::fs::rename(&tmp, &out).unwrap();
+    replace_keeping_mtime(&f.output("web1", "api"));
     rewrites_one(&f, cache.path(), "web1", "api", &f.secrets["api"]);
 }
 
@@ -676,12 +665,7 @@ fn replaced_output_is_caught() {
 #[test]
 fn fresh_copy_at_the_same_path_is_caught() {
     let (f, cache, _dir) = recorded();
-    let rekeyed = f.path("secrets/rekeyed");
-    let old = f.path("rekeyed.old");
-    std::fs::rename(&rekeyed, &old).unwrap();
-    edit_in_place_keeping_mtime(&old.join("db1/db.age"));
-    run_ok(Command::new("cp").arg("-a").arg(&old).arg(&rekeyed));
-    std::fs::remove_dir_all(&old).unwrap();
+    fresh_copy_of_rekeyed(&f, "db1/db.age");
     rewrites_one(&f, cache.path(), "db1", "db", &f.secrets["db"]);
 }
 

@@ -16,7 +16,8 @@
 //! directory per rekeyed directory (`<key>`: sha256 of its canonical path),
 //! one file per host (`host-<name>`) and one for the master files
 //! (`sources`); git's last answer sits beside them (`git`: [`GitAnswer`],
-//! in `record/git_answer.rs`). It holds sha256s of ciphertexts and stat
+//! in `record/git_answer.rs`), and the fleet stamp of each flake root in
+//! `renc-fleet/<key>/fleet` ([`FleetStamp`], in `record/fleet.rs`). It holds sha256s of ciphertexts and stat
 //! fields only — nothing derived from a plaintext — and is written atomically, with mode
 //! 0600 in directories of mode 0700. A record that is not a regular file
 //! owned by this user (a symlink, a FIFO, another user's), that is writable
