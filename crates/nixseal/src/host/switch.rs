@@ -99,7 +99,7 @@ pub fn replace_symlink<Fd: AsFd>(dir: Fd, base: &str, target: &str, main: bool) 
     Ok(())
 }
 
-/// Why [`install`] did not place the entry.
+/// Why `install` (this module's placing of one entry) did not place it.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// Something that is not nixseal's is at the path.

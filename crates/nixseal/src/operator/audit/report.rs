@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Report {
-    /// Always [`AUDIT_JSON_VERSION`].
+    /// Always [`AUDIT_JSON_VERSION`](super::AUDIT_JSON_VERSION).
     pub version: u64,
     /// The audited host.
     pub host: String,
