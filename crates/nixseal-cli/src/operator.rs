@@ -351,13 +351,20 @@ impl RencEvents for Progress {
 }
 
 pub fn renc(args: RencArgs) -> CmdResult {
+    let interaction: Arc<dyn Interaction> =
+        Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone()));
+    let events = Progress(Default::default());
     // The whole fleet, as the last clean run left it: the fleet stamp
     // answers without the profile being read (docs/operator.md).
-    let whole = args.scope.hosts.is_empty() && args.scope.secrets.is_empty();
-    if whole && !args.dry_run && args.identity.identities.is_empty() {
-        let events = Progress(Default::default());
-        let root = &args.profile.root;
-        if let Some(report) = nixseal::renc::settled(&args.profile.profile, root, &events)? {
+    if args.scope.hosts.is_empty() && args.scope.secrets.is_empty() {
+        let opts = RencOptions {
+            decrypt_with: &args.identity.identities,
+            interaction: interaction.clone(),
+            dry_run: args.dry_run,
+            scope: &rekey::Scope::all(),
+        };
+        let (path, root) = (&args.profile.profile, &args.profile.root);
+        if let Some(report) = nixseal::renc::settled(path, root, &opts, &events)? {
             print_summary(&report.outcome);
             return Ok(Done::Ok);
         }
@@ -366,11 +373,11 @@ pub fn renc(args: RencArgs) -> CmdResult {
     let scope = args.scope.scope(profile)?;
     let opts = RencOptions {
         decrypt_with: &args.identity.identities,
-        interaction: Arc::new(ui::Prompt::new(args.identity.passphrase_file.clone())),
+        interaction,
         dry_run: args.dry_run,
         scope: &scope,
     };
-    let outcome = match nixseal::renc::renc(profile, &opts, &Progress(Default::default())) {
+    let outcome = match nixseal::renc::renc(profile, &opts, &events) {
         Ok(o) => o,
         Err(RencError::Generators { generators }) => {
             return Err(CliError::each(

@@ -38,6 +38,14 @@ pub struct RencOptions<'a> {
     pub scope: &'a Scope,
 }
 
+impl RencOptions<'_> {
+    /// Whether the run reads and leaves the fleet stamp (record/fleet.rs):
+    /// the whole fleet, not a dry run, no `-i`.
+    fn fleet_run(&self) -> bool {
+        !self.dry_run && self.scope.is_all() && self.decrypt_with.is_empty()
+    }
+}
+
 /// What `renc` tells its caller while it runs (all optional).
 pub trait RencEvents: Sync {
     /// Another `renc` or `edit` of the flake holds its lock (`lock`): this
@@ -199,7 +207,7 @@ pub fn renc(
     // A run of the whole fleet may leave a fleet stamp for the next
     // (record/fleet.rs): the rekeyed directory's stat is taken before
     // anything looks into it.
-    let fleet_run = !opts.dry_run && opts.scope.is_all() && opts.decrypt_with.is_empty();
+    let fleet_run = opts.fleet_run();
     let rekeyed_stat = fleet_run
         .then(|| std::fs::symlink_metadata(&profile.rekeyed_dir).ok())
         .flatten()
@@ -301,16 +309,21 @@ pub fn renc(
     }))
 }
 
-/// A `renc` of the whole fleet (no `--host`, `--secret` or `-i`, not a dry
-/// run) answered by the fleet stamp of the flake at `root`
+/// A `renc` with `opts` answered by the fleet stamp of the flake at `root`
 /// (record/fleet.rs), under the flake's lock: `Some` (nothing rekeyed,
-/// every pair unchanged) when the stamp holds for `profile`, without
-/// reading its hosts or any record; `None`: plan as usual ([`renc`]).
+/// every pair unchanged) when `opts` is a run that uses the stamp (the
+/// whole fleet, not a dry run, no `-i`) and the stamp holds for `profile`,
+/// without reading its hosts or any record; `None`: plan as usual
+/// ([`renc`]).
 pub fn settled(
     profile: &Path,
     root: &Path,
+    opts: &RencOptions<'_>,
     events: &dyn RencEvents,
 ) -> Result<Option<RencReport>, RencError> {
+    if !opts.fleet_run() {
+        return Ok(None);
+    }
     let Some(stamp) = RecordDir::fleet_of(root, false).and_then(|d| FleetStamp::load(&d)) else {
         return Ok(None);
     };
