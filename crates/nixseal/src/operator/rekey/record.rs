@@ -17,9 +17,10 @@
 //! one file per host (`host-<name>`) and one for the master files
 //! (`sources`); git's last answer sits beside them (`git`: [`GitAnswer`],
 //! in `record/git_answer.rs`), and the fleet stamp of each flake root in
-//! `renc-fleet/<key>/fleet` ([`FleetStamp`], in `record/fleet.rs`). It holds sha256s of ciphertexts and stat
-//! fields only — nothing derived from a plaintext — and is written atomically, with mode
-//! 0600 in directories of mode 0700. A record that is not a regular file
+//! `renc-fleet/<key>/fleet` ([`FleetStamp`], in `record/fleet.rs`). It
+//! holds sha256s of ciphertexts and stat fields only — nothing derived
+//! from a plaintext — and is written atomically, with mode 0600 in
+//! directories of mode 0700. A record that is not a regular file
 //! owned by this user (a symlink, a FIFO, another user's), that is writable
 //! by others, larger than [`MAX_RECORD`], of another version or another
 //! directory, or that does not parse, is ignored as a whole: nothing in it is

@@ -18,8 +18,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    hex, hex_of, hex_str, open_dir, parse_stat, read_own, settled, stat_fields, GitAnswer, Hex,
-    HostStamp, RecordDir, Stat, MAGIC, MAX_RECORD,
+    hex, hex_str, open_dir, parse_stat, read_own, settled, stat_fields, GitAnswer, Hex, HostStamp,
+    RecordDir, Stat, MAGIC, MAX_RECORD,
 };
 use crate::common::fsutil;
 
@@ -83,12 +83,12 @@ impl FleetStamp {
     /// its secrets ([`HostStamp::holds`]). `None` at the first doubt.
     pub fn holds(&self, profile: &Path, root: &Path) -> Option<usize> {
         use rayon::prelude::*;
-        use sha2::Digest;
         if std::fs::canonicalize(profile).ok()? != self.profile {
             return None;
         }
+        // Read and hashed as the profile is (Profile::load, Profile.sha256).
         let bytes = fsutil::read_regular(profile, fsutil::MAX_FILE).ok()?;
-        if hex_of(&sha2::Sha256::digest(&bytes)) != self.profile_sha {
+        if hex(&fsutil::sha256_hex(&bytes))? != self.profile_sha {
             return None;
         }
         if std::fs::canonicalize(&self.rekeyed_dir).ok()? != self.rekeyed_dir {
@@ -115,8 +115,7 @@ impl FleetStamp {
         if !sources_hold {
             return None;
         }
-        let pairs: Option<usize> = self
-            .hosts
+        self.hosts
             .par_iter()
             .map(|h| {
                 let secrets = h
@@ -130,8 +129,7 @@ impl FleetStamp {
                 let n = secrets.len();
                 h.stamp.holds(&fd, secrets.into_iter()).then_some(n)
             })
-            .sum();
-        pairs
+            .sum()
     }
 
     /// The stamp kept in `dir`, if it is one this build wrote for it.

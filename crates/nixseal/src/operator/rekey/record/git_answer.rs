@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    hex, hex_of, hex_str, now_ns, parse_stat, read_own, stat_fields, Hex, RecordDir, Stat, MAGIC,
-    MAX_RECORD, RACY_NS,
+    hex, hex_of, hex_str, parse_stat, read_own, settled, stat_fields, Hex, RecordDir, Stat, MAGIC,
+    MAX_RECORD,
 };
 use crate::common::fsutil;
 
@@ -53,7 +53,7 @@ impl GitAnswer {
     /// too recently to key anything to).
     pub fn index_stat(index: &Path) -> Option<Stat> {
         let s = Stat::of(&std::fs::metadata(index).ok()?);
-        (s.ctime_ns < now_ns() - RACY_NS).then_some(s)
+        settled(&s).then_some(s)
     }
 
     /// The remembered answer, if it is for exactly this question.
