@@ -315,9 +315,7 @@ impl Profile {
             },
         };
         version_is_ours(Some(&serde_json::Value::from(raw.version)), path)?;
-        let mut profile = Self::from_raw(raw, path, root)?;
-        profile.sha256 = crate::common::fsutil::sha256_hex(bytes);
-        Ok(profile)
+        Self::from_raw(raw, path, root, crate::common::fsutil::sha256_hex(bytes))
     }
 
     /// The profile read in two steps: the document with each host's JSON
@@ -345,7 +343,13 @@ impl Profile {
         })
     }
 
-    fn from_raw(raw: RawProfile, path: &Path, root: &Path) -> Result<Self, ProfileError> {
+    /// `raw` validated; `sha256`: of the bytes it was read from.
+    fn from_raw(
+        raw: RawProfile,
+        path: &Path,
+        root: &Path,
+        sha256: String,
+    ) -> Result<Self, ProfileError> {
         // Flake-relative paths, normalised without touching the file system;
         // one that climbs out of the root is refused.
         // `field` is only formatted for an error (a profile names 100,000
@@ -556,7 +560,7 @@ impl Profile {
             hosts,
             sources,
             generators,
-            sha256: String::new(),
+            sha256,
         })
     }
 }
